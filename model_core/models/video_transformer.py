@@ -1,0 +1,175 @@
+"""One video transformer for every family: a ViT backbone over ``(B, T, N, C)`` tokens whose
+blocks get the family's temporal operator, and a head over the per-frame CLS features.
+
+State-dict names match timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``,
+``pos_embed``, ``blocks.{i}.norm1|attn.qkv|attn.proj|norm2|mlp.fc1|mlp.fc2``, ``norm``,
+``head``), so image-ViT checkpoints load into any family.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch import Tensor, nn
+
+from model_core.config import ModelConfig
+from model_core.layers import Block, PatchEmbed
+
+from .families import BlockContext, Family, get_family
+from .heads import FrameAverageHead, TemporalAttentionHead, TemporalHead, TemporalTransformerHead
+
+
+class VideoTransformer(nn.Module):
+    """Input ``(B, T, 3, H, W)`` normalised frames; output logits ``(B, num_classes)``.
+
+    ``forward_features`` gives the final tokens ``(B, T, N, C)``, ``forward_head`` the logits;
+    causal models also give per-frame logits ``(B, T, classes)`` with ``per_frame=True``.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        family = get_family(config.family)
+        if config.causal and not family.supports_causal:
+            raise ValueError(f"family {family.name!r} has no causal variant")
+        options = {**(family.default_options or {}), **config.options}
+        config = config.replace(options=options)
+        self.config = config
+        self.family: Family = family
+        dim = config.embed_dim
+
+        self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.tokens_per_frame, dim))
+        self.temporal_embed: nn.Parameter | None = None
+        if family.temporal_embed != "none":
+            self.temporal_embed = nn.Parameter(torch.zeros(1, config.num_frames, 1, dim))
+            if family.temporal_embed == "normal":
+                nn.init.trunc_normal_(self.temporal_embed, std=0.02)
+        self.pos_drop = nn.Dropout(config.drop_rate)
+
+        drop_path = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        blocks = []
+        for index in range(config.depth):
+            parts = family.build_block(
+                BlockContext(
+                    dim=dim,
+                    num_heads=config.num_heads,
+                    qkv_bias=config.qkv_bias,
+                    index=index,
+                    depth=config.depth,
+                    grid_size=config.grid_size,
+                    causal=config.causal,
+                    drop=config.drop_rate,
+                    options=options,
+                )
+            )
+            blocks.append(
+                Block(
+                    dim,
+                    config.num_heads,
+                    config.mlp_ratio,
+                    config.qkv_bias,
+                    mixer=parts.mixer,
+                    residual_shift=parts.residual_shift,
+                    drop=config.drop_rate,
+                    drop_path=drop_path[index],
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head_drop = nn.Dropout(config.drop_rate)
+        self.head: TemporalHead = self._make_head(config, family, options)
+        self._init_weights()
+
+    @staticmethod
+    def _make_head(config: ModelConfig, family: Family, options: dict) -> TemporalHead:
+        dim, classes = config.embed_dim, config.num_classes
+        if family.head == "frame_average":
+            return FrameAverageHead(dim, classes, causal=config.causal)
+        if family.head == "temporal_attention":
+            return TemporalAttentionHead(
+                dim,
+                config.num_heads,
+                classes,
+                mlp_dim=options.get("head_mlp_dim"),
+                depth=options["head_depth"],
+                drop=config.drop_rate,
+                causal=config.causal,
+            )
+        return TemporalTransformerHead(
+            dim,
+            config.num_heads,
+            classes,
+            config.num_frames,
+            depth=options["head_depth"],
+            drop=config.drop_rate,
+            causal=config.causal,
+        )
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def embed_frames(self, x: Tensor) -> Tensor:
+        """Patch, CLS and position embeddings of every frame: ``(B, T, 3, H, W)`` to
+        ``(B, T, N, C)``, before the temporal embedding."""
+        if x.ndim != 5:
+            raise ValueError(f"expected (B, T, C, H, W) input, got shape {tuple(x.shape)}")
+        b, t = x.shape[:2]
+        tokens = self.patch_embed(x.flatten(0, 1))  # (B·T, patches, C)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed  # (B·T, N, C)
+        return tokens.reshape(b, t, *tokens.shape[1:])
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        tokens = self.embed_frames(x)
+        frames = tokens.shape[1]
+        if self.temporal_embed is not None:
+            if frames > self.temporal_embed.shape[1]:
+                raise ValueError(
+                    f"model holds {self.temporal_embed.shape[1]} frames of temporal "
+                    f"embedding, got {frames}"
+                )
+            tokens = tokens + self.temporal_embed[:, :frames]
+        tokens = self.pos_drop(tokens)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)  # (B, T, N, C)
+
+    def forward_head(self, tokens: Tensor, per_frame: bool = False) -> Tensor:
+        """Logits from final tokens; ``per_frame`` (causal models only) gives ``(B, T, K)``
+        where the logits at ``t`` depend on frames ``<= t`` only."""
+        if per_frame and not self.config.causal:
+            raise ValueError("per-frame outputs are defined for causal models only")
+        return self.head(self.head_drop(tokens[:, :, 0]), per_frame=per_frame)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_per_frame(self, x: Tensor) -> Tensor:
+        """Causal models: the streaming answer after each frame, ``(B, T, classes)``."""
+        return self.forward_head(self.forward_features(x), per_frame=True)
+
+    def macs(self, num_frames: int | None = None, img_size: int | None = None) -> Counter[str]:
+        """Multiply-accumulates of one clip, by part (analytic; MAC = 1 operation)."""
+        frames = num_frames or self.config.num_frames
+        grid = (img_size or self.config.img_size) // self.config.patch_size
+        tokens = 1 + grid * grid
+        total: Counter[str] = Counter(patch_embed=self.patch_embed.macs(frames, grid * grid))
+        for block in self.blocks:
+            total.update(block.macs(frames, tokens))
+        total.update(self.head.macs(frames))
+        return total
