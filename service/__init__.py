@@ -1,1 +1,4 @@
-"""vidrec's service side: ingest, gateway, queue, worker, CLI. Imports model_core, never the reverse."""
+"""vidrec's service side: ingest, gateway, queue, worker, CLI.
+
+Imports model_core, never the reverse.
+"""

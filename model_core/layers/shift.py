@@ -72,9 +72,7 @@ class TemporalShift(nn.Module):
         if channels % groups:
             raise ValueError(f"channels ({channels}) must divide into {groups} groups")
         group_width = channels // groups
-        kept = sorted(
-            (s for s in segments if not (causal and s.offset > 0)), key=lambda s: s.start
-        )
+        kept = sorted((s for s in segments if not (causal and s.offset > 0)), key=lambda s: s.start)
         cursor = 0
         for seg in kept:
             if seg.start < cursor or seg.stop > group_width or seg.start >= seg.stop:
@@ -97,11 +95,14 @@ class TemporalShift(nn.Module):
         causal: bool = False,
     ) -> TemporalShift:
         """The layout all three papers use: in each group of width ``w``, channels
-        ``[0, w/fold_div)`` read ``t+1`` and ``[w/fold_div, 2w/fold_div)`` read ``t-1``."""
-        fold = channels // groups // fold_div
-        if fold == 0:
+        ``[0, w/fold_div)`` read ``t+1`` and ``[w/fold_div, 2w/fold_div)`` read ``t-1``.
+        ``fold_div=0`` shifts nothing (the operator switched off)."""
+        if fold_div < 0:
+            raise ValueError(f"fold_div must be >= 0, got {fold_div}")
+        fold = channels // groups // fold_div if fold_div else 0
+        if fold_div and fold == 0:
             raise ValueError(f"fold_div {fold_div} leaves no channel to shift in {channels}")
-        segments = [ShiftSegment(0, fold, +1), ShiftSegment(fold, 2 * fold, -1)]
+        segments = [ShiftSegment(0, fold, +1), ShiftSegment(fold, 2 * fold, -1)] if fold else []
         return cls(channels, segments, groups=groups, cls_only=cls_only, causal=causal)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -89,9 +89,7 @@ def _plain(ctx: BlockContext) -> BlockParts:
 
 
 def _tokshift(ctx: BlockContext) -> BlockParts:
-    shift = TemporalShift.fold(
-        ctx.dim, ctx.options["shift_div"], cls_only=True, causal=ctx.causal
-    )
+    shift = TemporalShift.fold(ctx.dim, ctx.options["shift_div"], cls_only=True, causal=ctx.causal)
     return BlockParts(_attention(ctx), residual_shift=shift)
 
 

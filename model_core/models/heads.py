@@ -5,6 +5,7 @@ into per-frame logits ``(B, T, classes)`` for causal models (the logits at ``t``
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,7 @@ class FrameAverageHead(nn.Linear):
 def _sequence_block_macs(blocks: nn.Sequential | nn.ModuleList, length: int) -> Counter[str]:
     total: Counter[str] = Counter()
     for block in blocks:
-        for part, macs in block.macs(1, length).items():
+        for part, macs in cast(Block, block).macs(1, length).items():
             total[f"temporal_{part}"] += macs
     return total
 
@@ -95,7 +96,7 @@ class TemporalAttentionHead(nn.Module):
 
     def macs(self, frames: int) -> Counter[str]:
         total = _sequence_block_macs(self.temporal_encoder, frames + 1)
-        fc1, fc2 = self.mlp_head[1], self.mlp_head[4]
+        fc1, fc2 = cast(nn.Linear, self.mlp_head[1]), cast(nn.Linear, self.mlp_head[4])
         # One clip answer: the MLP runs on one position.
         total["head"] += fc1.in_features * fc1.out_features + fc2.in_features * fc2.out_features
         return total

@@ -9,6 +9,7 @@ State-dict names match timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,10 @@ class VideoTransformer(nn.Module):
                 nn.init.trunc_normal_(self.temporal_embed, std=0.02)
         self.pos_drop = nn.Dropout(config.drop_rate)
 
-        drop_path = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        # Stochastic depth grows linearly with depth, as in timm.
+        drop_path = [
+            config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)
+        ]
         blocks = []
         for index in range(config.depth):
             parts = family.build_block(
@@ -170,6 +174,6 @@ class VideoTransformer(nn.Module):
         tokens = 1 + grid * grid
         total: Counter[str] = Counter(patch_embed=self.patch_embed.macs(frames, grid * grid))
         for block in self.blocks:
-            total.update(block.macs(frames, tokens))
+            total.update(cast(Block, block).macs(frames, tokens))
         total.update(self.head.macs(frames))
         return total
