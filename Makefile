@@ -4,8 +4,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
-PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest system-deps clean
 
@@ -22,8 +20,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 system-deps:
 	bash scripts/install_system_deps.sh
 
+# Until the gateway lands (issue 6) there is nothing to serve: `make run` sets up and shows
+# the model registry. It becomes `vidrec serve` with the embedded Redis.
 run: $(STAMP)
-	$(BIN)/vidrec serve --host $(HOST) --port $(PORT)
+	$(BIN)/vidrec models
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
