@@ -275,6 +275,9 @@ def _open_container(
     options = {
         "format_whitelist": ",".join(sorted(limits.formats)),
         "protocol_whitelist": _NO_PROTOCOLS,
+        # PyAV hands these options to the decoders that probe the streams too: a frame header
+        # declaring a huge picture fails there instead of allocating it.
+        "max_pixels": str(limits.max_pixels),
     }
     if sniffed.kind == "empty":
         raise NotAVideoError("the upload is empty")
@@ -325,11 +328,18 @@ def _check_stream(vs: VideoStream, limits: ClipLimits) -> None:
         allowed = ", ".join(sorted(limits.codecs))
         raise UnsupportedCodecError(f"video codec {name!r} is not accepted; accepted: {allowed}")
     _check_resolution(codec_ctx.width, codec_ctx.height, limits)
+    # The same bound for the decoder that produces the frames, should the size change mid-stream.
+    codec_ctx.options = {"max_pixels": str(limits.max_pixels)}
 
 
 def _check_resolution(width: int, height: int, limits: ClipLimits) -> None:
     if width <= 0 or height <= 0:
-        raise CorruptVideoError("the video stream declares no frame size")
+        # FFmpeg zeroes a size its decoder refuses (ff_set_dimensions): with max_pixels set from
+        # the limits, that is a declared size beyond the limit.
+        raise ResolutionTooLargeError(
+            f"the video stream declares no usable frame size: beyond the limit of "
+            f"{limits.max_pixels} pixels, or none at all"
+        )
     if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
         raise ResolutionTooLargeError(
             f"frames of {width}x{height} exceed the limit of {limits.max_width}x"

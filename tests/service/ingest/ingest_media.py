@@ -19,6 +19,9 @@ import numpy.typing as npt
 
 BITS = 8
 
+# Segment centres of 30 frames cut into 8 segments: floor((i + 0.5) * 30 / 8).
+UNIFORM_30_8 = [1, 5, 9, 13, 16, 20, 24, 28]
+
 # SVT-AV1 prints its whole configuration unless told to log errors only.
 os.environ.setdefault("SVT_LOG", "1")
 

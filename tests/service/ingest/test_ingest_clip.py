@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingest_media import clip_bytes, read_marks, write_clip
+from ingest_media import UNIFORM_30_8, clip_bytes, read_marks, write_clip
 
 from service.ingest import ClipLimits, Sampling, decode_clip, probe_clip
 
@@ -27,9 +27,6 @@ CASES = [
     ("avi", "mpeg4", "mpeg4"),
     ("avi", "mjpeg", "mjpeg"),
 ]
-
-# Segment centres of 30 frames cut into 8 segments: floor((i + 0.5) * 30 / 8).
-UNIFORM_30_8 = [1, 5, 9, 13, 16, 20, 24, 28]
 
 
 @pytest.mark.parametrize(("muxer", "encoder", "codec"), CASES)
