@@ -109,6 +109,10 @@ CORPUS: list[tuple[str, BadCase, type[IngestError]]] = [
 ]
 
 
+def _raw_avi() -> bytes:
+    return clip_bytes("avi", "rawvideo", pix_fmt="rgb24")
+
+
 def _half(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
