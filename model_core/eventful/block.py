@@ -1,0 +1,87 @@
+"""One eventful transformer block: the weights of a ``model_core.layers.Block``, the caches of
+a ``LayerState``.
+
+Gates sit after the LayerNorms, as in the paper's configuration: ``norm1 → qkv gate → qkv →
+buffer → incremental attention → proj gate → proj → buffer → residual → norm2 → mlp gate → MLP
+→ buffer → residual``. The residual stream itself is dense: it is recomputed every frame from
+the patch embedding and the buffers, so it needs no cache.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from model_core.layers import Attention, Block
+
+from .accounting import CostMeter
+from .attention import merge_heads, split_heads, update_av_, update_logits_
+from .gates import buffer_, gate_, gather_tokens
+from .policy import BatchPlan
+from .state import LayerState
+
+
+def check_block(block: Block) -> None:
+    """Raises unless ``block`` is a plain per-frame ViT block (what this engine can run)."""
+    attn = block.attn
+    if block.residual_shift is not None or type(attn) is not Attention:
+        raise ValueError("eventful blocks need plain per-frame attention without shifts")
+    if attn.kv_shift is not None or attn.out_shift is not None or attn.causal:
+        raise ValueError("eventful blocks need attention without temporal shifts or masks")
+    if type(attn.grouping).__name__ != "FrameGrouping":
+        raise ValueError("eventful blocks need per-frame attention (FrameGrouping)")
+
+
+def block_step(
+    block: Block, x: Tensor, state: LayerState, plan: BatchPlan, meter: CostMeter
+) -> Tensor:
+    """Runs ``block`` on this frame's residual stream ``x`` ``(S, N, C)`` incrementally.
+
+    Updates ``state`` in place and charges the work to ``meter``; returns the block output.
+    """
+    attn: Attention = block.attn  # type: ignore[assignment]
+    tokens, dim = x.shape[1], x.shape[2]
+    heads = attn.num_heads
+    hidden = block.mlp.fc1.out_features
+    gate_cost = [tokens * dim if gated else 0 for gated in plan.gated]
+
+    # qkv: gate → linear on the selected rows → buffer.
+    selection, rows = gate_(block.norm1(x), state.qkv_ref, plan)
+    counts = selection.counts
+    v_old_rows = None
+    if selection.index is not None:
+        v_old = split_heads(state.qkv[..., 2 * dim :], heads)  # (sessions, heads, tokens, d)
+        v_old_rows = gather_tokens(v_old, selection.index, dim=2)  # (S, heads, selected, d)
+    qkv = buffer_(state.qkv, selection, attn.qkv(rows))
+    q, k, v = (split_heads(t, heads) for t in qkv.chunk(3, dim=-1))
+    # each (sessions, heads, tokens, dim / heads)
+    meter.add("gate", gate_cost)
+    meter.add("qkv", [m * dim * 3 * dim for m in counts])
+    meter.add_tokens(counts, rows.shape[1])
+
+    logits, dense_qk = update_logits_(state, q, k, selection)
+    if dense_qk:
+        meter.add("attention", [tokens * tokens * dim] * len(counts))
+    else:
+        meter.add("attention", [2 * tokens * m * dim for m in counts])
+    av = update_av_(state, logits.softmax(dim=-1), v, v_old_rows, selection)
+    if v_old_rows is None:
+        meter.add("attention", [tokens * tokens * dim] * len(counts))
+    else:
+        meter.add("attention", [2 * tokens * m * dim for m in counts])
+        # Delta subtractions of v (M·C) and of the attention columns (H·N·M), two adds of av.
+        meter.add("accumulator", [m * dim + heads * tokens * m + 2 * tokens * dim for m in counts])
+
+    # Output projection: gate → linear → buffer, then the dense residual add.
+    selection, rows = gate_(merge_heads(av), state.proj_ref, plan)
+    x = x + buffer_(state.proj, selection, attn.proj(rows))
+    meter.add("gate", gate_cost)
+    meter.add("proj", [m * dim * dim for m in selection.counts])
+    meter.add_tokens(selection.counts, rows.shape[1])
+
+    # MLP: gate on norm2 → fc1, GELU, fc2 on the selected rows → buffer → residual add.
+    selection, rows = gate_(block.norm2(x), state.mlp_ref, plan)
+    x = x + buffer_(state.mlp, selection, block.mlp.fc2(block.mlp.act(block.mlp.fc1(rows))))
+    meter.add("gate", gate_cost)
+    meter.add("mlp", [2 * m * dim * hidden for m in selection.counts])
+    meter.add_tokens(selection.counts, rows.shape[1])
+    return x

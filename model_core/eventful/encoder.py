@@ -1,0 +1,79 @@
+"""The eventful spatial encoder: a model's per-frame ViT, run incrementally per session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from model_core.layers import Block
+from model_core.models import VideoTransformer
+
+from .accounting import CostMeter, dense_frame_macs
+from .block import block_step, check_block
+from .policy import BatchPlan
+from .state import SessionState, StateSpec
+
+
+class EventfulEncoder:
+    """Runs the spatial encoder of ``model`` one frame per session with explicit state.
+
+    The model must be a plain per-frame ViT (``factorized`` or ``vit_avg`` families, causal or
+    not): no temporal shift or embedding inside the encoder. Its weights are used as they are;
+    the encoder holds no per-session data.
+
+    Args:
+        model: the video model; put in eval mode here.
+        window: frames of per-frame features the state keeps for the temporal head.
+    """
+
+    def __init__(self, model: VideoTransformer, window: int | None = None) -> None:
+        if model.temporal_embed is not None:
+            raise ValueError(f"family {model.family.name!r} adds a temporal embedding per frame")
+        for block in model.blocks:
+            check_block(cast(Block, block))
+        self.model = model.eval()
+        cfg = model.config
+        self.spec = StateSpec(
+            depth=cfg.depth,
+            tokens=cfg.tokens_per_frame,
+            dim=cfg.embed_dim,
+            heads=cfg.num_heads,
+            window=window or cfg.num_frames,
+        )
+        self.dense_macs: Counter[str] = dense_frame_macs(model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.cls_token.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.cls_token.dtype
+
+    @torch.no_grad()
+    def forward_frame(
+        self, frames: Tensor, state: SessionState, plan: BatchPlan
+    ) -> tuple[Tensor, CostMeter]:
+        """One frame per session through the encoder.
+
+        Args:
+            frames: ``(S, 3, H, W)`` frames, normalised as the model expects.
+            state: the sessions' state; its encoder caches are updated in place.
+            plan: what the gates select (fresh sessions recompute everything).
+
+        Returns:
+            The final normalised tokens ``(S, N, C)`` and the cost of the step per session.
+        """
+        if frames.ndim != 4:
+            raise ValueError(f"expected (S, 3, H, W) frames, got shape {tuple(frames.shape)}")
+        sessions = frames.shape[0]
+        meter = CostMeter(sessions, self.spec.tokens)
+        meter.add_dense(self.dense_macs)
+        meter.add("patch_embed", [self.dense_macs["patch_embed"]] * sessions)
+        x = self.model.embed_frames(frames[:, None])[:, 0]  # (sessions, tokens, dim)
+        for block, layer in zip(self.model.blocks, state.layers, strict=True):
+            x = block_step(cast(Block, block), x, layer, plan, meter)
+        return self.model.norm(x), meter

@@ -1,0 +1,167 @@
+"""Token-selection policies and the per-step selection they produce.
+
+A budget is a per-session setting that may change between frames. Every gate of a session's
+encoder applies the same budget: it ranks tokens by the norm of their accumulated error (the
+new input minus the gate's reference) and keeps:
+
+- ``TopR(r)``: the ``r`` tokens with the largest error;
+- ``TopFraction(f)``: the ``ceil(f·N)`` tokens with the largest error;
+- ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one).
+
+Top-r and top-fraction make every session of a batch select a known number of tokens, so a batch
+of equal budgets runs densely. Otherwise the batch is padded to the largest selection: padding
+repeats a selected index (so scatters write the same row twice, harmlessly) and a mask removes
+the padding from every delta that is summed (the attention-value accumulator).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TopR:
+    """Keep the ``r`` tokens with the largest error norm."""
+
+    r: int
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"TopR needs r >= 1, got {self.r}")
+
+
+@dataclass(frozen=True)
+class TopFraction:
+    """Keep the ``ceil(fraction · tokens)`` tokens with the largest error norm."""
+
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"TopFraction needs 0 < fraction <= 1, got {self.fraction}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Keep every token whose error norm exceeds ``threshold`` (at least one token)."""
+
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if not self.threshold >= 0.0:
+            raise ValueError(f"Threshold needs threshold >= 0, got {self.threshold}")
+
+
+Budget = TopR | TopFraction | Threshold
+
+KEEP_ALL: Budget = TopFraction(1.0)
+"""Recompute every token: the dense model, frame by frame."""
+
+
+def fixed_count(budget: Budget, tokens: int) -> int | None:
+    """Tokens ``budget`` keeps out of ``tokens``, or None when it depends on the errors."""
+    if isinstance(budget, TopR):
+        return min(budget.r, tokens)
+    if isinstance(budget, TopFraction):
+        return max(1, min(tokens, math.ceil(budget.fraction * tokens - 1e-9)))
+    return None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What every gate of one batched step selects, per session.
+
+    Attributes:
+        tokens: tokens per frame ``N``.
+        fixed: per session, the count its budget fixes, or None (threshold).
+        thresholds: ``(S,)`` error-norm thresholds; ``inf`` for sessions with a fixed count.
+        fresh: per session, True on its first frame (everything recomputed).
+    """
+
+    tokens: int
+    fixed: tuple[int | None, ...]
+    thresholds: Tensor
+    fresh: tuple[bool, ...]
+
+    @classmethod
+    def build(
+        cls,
+        budgets: Sequence[Budget],
+        fresh: Sequence[bool],
+        tokens: int,
+        device: torch.device | None = None,
+    ) -> BatchPlan:
+        if len(budgets) != len(fresh):
+            raise ValueError(f"{len(budgets)} budgets for {len(fresh)} sessions")
+        fixed = tuple(
+            tokens if first else fixed_count(b, tokens)
+            for b, first in zip(budgets, fresh, strict=True)
+        )
+        thresholds = torch.tensor(
+            [b.threshold if isinstance(b, Threshold) else math.inf for b in budgets],
+            device=device,
+        )
+        return cls(tokens, fixed, thresholds, tuple(fresh))
+
+    @property
+    def sessions(self) -> int:
+        return len(self.fixed)
+
+    @property
+    def all_full(self) -> bool:
+        """Every session keeps every token whatever the errors: gates need not compare."""
+        return all(c == self.tokens for c in self.fixed)
+
+    @property
+    def gated(self) -> tuple[bool, ...]:
+        """Per session, whether its gates' decisions depend on the errors (for accounting)."""
+        return tuple(c != self.tokens for c in self.fixed)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The tokens one gate selected for every session of a batch.
+
+    Attributes:
+        index: ``(S, M)`` token ids, or None when every session keeps all ``N`` tokens in order.
+        mask: ``(S, M)`` True on real selections, False on padding; None without padding.
+        counts: per session, the tokens it really selected (padding excluded).
+    """
+
+    index: Tensor | None
+    mask: Tensor | None
+    counts: tuple[int, ...]
+
+    @property
+    def full(self) -> bool:
+        return self.index is None
+
+
+def full_selection(sessions: int, tokens: int) -> Selection:
+    return Selection(None, None, (tokens,) * sessions)
+
+
+def select_tokens(norms: Tensor, plan: BatchPlan) -> Selection:
+    """Applies ``plan`` to error norms ``(S, N)``: the largest errors first, padded if needed."""
+    sessions, tokens = norms.shape
+    fixed = torch.tensor([-1 if c is None else c for c in plan.fixed], device=norms.device)
+    counts_t = fixed
+    if any(c is None for c in plan.fixed):
+        above = (norms > plan.thresholds[:, None]).sum(dim=1).clamp(min=1)
+        counts_t = torch.where(fixed < 0, above, fixed)
+    counts = tuple(int(c) for c in counts_t.tolist())
+    width = max(counts)
+    if min(counts) == tokens:
+        return full_selection(sessions, tokens)
+    # Sorted, so each session's real picks come first and padding sits at the end.
+    index = norms.topk(width, dim=1, sorted=True).indices  # (S, M)
+    if min(counts) == width:
+        return Selection(index, None, counts)
+    valid = torch.arange(width, device=norms.device)[None, :] < counts_t[:, None]  # (S, M)
+    index = torch.where(valid, index, index[:, :1])
+    return Selection(index, valid, counts)
