@@ -3,7 +3,15 @@
 # present; runs `apt-get update` once before the first install.
 set -euo pipefail
 
-packages=()
+packages=(
+  # ingest: GStreamer's RTSP server, run by /usr/bin/python3 in tests/service/ingest
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-rtsp
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+)
 
 missing=()
 for pkg in "${packages[@]}"; do

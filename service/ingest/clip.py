@@ -30,6 +30,7 @@ from av.stream import Discard
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from service.ingest.convert import scaled_size, to_rgb
 from service.ingest.errors import (
     CorruptVideoError,
     DecodeTimeoutError,
@@ -195,7 +196,7 @@ def decode_clip(
         info, index = _index(container, vs, sniffed, size, limits, deadline)
         plan = plan_indices(index.times_s, sampling)  # (clips, T)
         wanted = sorted({index.pts[i] for i in plan.ravel().tolist()})
-        out_size = _output_size(info, short_side)
+        out_size = scaled_size(info.width, info.height, short_side)
         decoded, frames_decoded, seeks, rotation = _decode_wanted(
             container, vs, index, wanted, limits, deadline, out_size, allow_seek
         )
@@ -457,15 +458,6 @@ def _declared_text(container: av.container.InputContainer, vs: VideoStream) -> s
     return " / ".join(parts) or "length"
 
 
-def _output_size(info: ClipInfo, short_side: int | None) -> tuple[int, int] | None:
-    if short_side is None:
-        return None
-    w, h = info.width, info.height
-    scale = short_side / min(w, h)
-    # Even sizes keep swscale on its fast paths; never scale up past the source by rounding.
-    return max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
-
-
 def _decode_wanted(
     container: av.container.InputContainer,
     vs: VideoStream,
@@ -514,7 +506,7 @@ def _decode_wanted(
             rotation = round(frame.rotation / 90) % 4 * 90
             # A frame past a wanted one that never came (a lossy seek) stands in for it.
             while pending and pending[0] <= stamp:
-                got[pending.pop(0)] = _to_rgb(frame, out_size)
+                got[pending.pop(0)] = to_rgb(frame, out_size)
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(f"the video data does not decode ({exc.strerror})") from exc
     if pending:
@@ -522,17 +514,6 @@ def _decode_wanted(
             f"{len(pending)} of the clip's frames could not be decoded; the stream is damaged"
         )
     return got, decoded, seeks, rotation
-
-
-def _to_rgb(frame: VideoFrame, out_size: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
-    if out_size is None:
-        rgb = frame.reformat(format="rgb24")
-    else:
-        rgb = frame.reformat(
-            width=out_size[0], height=out_size[1], format="rgb24", interpolation="AREA"
-        )
-    # rgb24 always converts to uint8; the stub's return type is the union over all formats.
-    return np.asarray(rgb.to_ndarray(), dtype=np.uint8)
 
 
 def _rotate(clips: npt.NDArray[np.uint8], rotation: int) -> npt.NDArray[np.uint8]:

@@ -146,10 +146,16 @@ class FpsSampler:
         """Forgets the schedule (after a reconnect the source's clock restarts)."""
         self._next = None
 
-    def accept(self, time_s: float) -> bool:
-        """Whether the frame at ``time_s`` is kept."""
+    def accept(self, time_s: float | None) -> bool:
+        """Whether the frame at ``time_s`` is kept.
+
+        A frame without a time is kept only when nothing is scheduled yet: the first frame of an
+        RTSP session often has no timestamp, and the schedule starts from the next one.
+        """
         if self._period is None:
             return True
+        if time_s is None:
+            return self._next is None
         # A time far behind the schedule means the source clock restarted: start over.
         if self._next is None or time_s < self._next - 2 * self._period:
             self._next = time_s + self._period
