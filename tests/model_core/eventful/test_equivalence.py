@@ -1,0 +1,68 @@
+"""A budget that keeps every token reproduces the dense model frame by frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from model_core import create_model
+from model_core.eventful import KEEP_ALL, EventfulEngine, TopR
+from model_core.models import VideoTransformer
+
+StreamFn = Callable[..., torch.Tensor]
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def check_against_dense(
+    model: VideoTransformer, frames: torch.Tensor, stride: int, partner: bool = False
+) -> None:
+    """Streams ``frames`` with a keep-all budget and compares every frame's tokens and every
+    emitted window's logits with the dense model. With ``partner``, a low-budget session
+    shares each step, so the keep-all session runs the padded incremental path."""
+    engine = EventfulEngine(model, capacity=2, stride=stride)
+    slot = engine.open(KEEP_ALL)
+    other = engine.open(TopR(3)) if partner else None
+    window = model.config.num_frames
+    with torch.no_grad():
+        dense = model.forward_features(frames[None])[0]  # (frames, tokens, dim)
+    emitted = 0
+    for t in range(frames.shape[0]):
+        if other is None:
+            result = engine.step(frames[t : t + 1], [slot])
+        else:
+            result = engine.step(torch.stack([frames[t], frames[-1 - t]]), [slot, other])
+        assert rel_err(result.tokens[0], dense[t]) < 1e-4
+        logits = result.logits[0]
+        if (t + 1) % stride == 0:
+            assert logits is not None
+            with torch.no_grad():
+                expected = model(frames[None, max(0, t + 1 - window) : t + 1])[0]
+            assert rel_err(logits, expected) < 1e-4
+            emitted += 1
+        else:
+            assert logits is None
+    assert emitted == frames.shape[0] // stride
+
+
+def test_tiny_112_keep_all_equals_dense_over_32_frames(
+    tiny: VideoTransformer, stream: StreamFn
+) -> None:
+    check_against_dense(tiny, stream(32, 112), stride=4)
+
+
+def test_keep_all_stays_exact_on_the_padded_incremental_path(
+    tiny: VideoTransformer, stream: StreamFn
+) -> None:
+    check_against_dense(tiny, stream(32, 112, seed=3), stride=8, partner=True)
+
+
+@pytest.mark.slow
+def test_vit_small_224_keep_all_equals_dense_over_32_frames(stream: StreamFn) -> None:
+    torch.manual_seed(0)
+    model = create_model("factorized_vit_small_patch16_224", causal=True).eval()
+    check_against_dense(model, stream(32, 224, square=48, speed=5), stride=4, partner=True)

@@ -1,0 +1,70 @@
+"""Token-selection policies: counts, thresholds, padding of mixed batches."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model_core.eventful import KEEP_ALL, BatchPlan, Threshold, TopFraction, TopR
+from model_core.eventful.policy import fixed_count, select_tokens
+
+
+def test_fixed_counts() -> None:
+    assert fixed_count(TopR(5), 50) == 5
+    assert fixed_count(TopR(500), 50) == 50
+    assert fixed_count(TopFraction(0.25), 50) == 13
+    assert fixed_count(TopFraction(0.001), 50) == 1
+    assert fixed_count(KEEP_ALL, 50) == 50
+    assert fixed_count(Threshold(0.1), 50) is None
+
+
+@pytest.mark.parametrize("bad", [lambda: TopR(0), lambda: TopFraction(0.0), lambda: Threshold(-1)])
+def test_invalid_budgets_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError):
+        bad()  # type: ignore[operator]
+
+
+def test_fresh_sessions_and_keep_all_need_no_comparison() -> None:
+    plan = BatchPlan.build([TopR(3), KEEP_ALL], [True, False], tokens=10)
+    assert plan.all_full
+    assert plan.gated == (False, False)
+    plan = BatchPlan.build([TopR(3), KEEP_ALL], [False, False], tokens=10)
+    assert not plan.all_full
+    assert plan.gated == (True, False)
+
+
+def test_top_r_batches_densely_with_the_largest_errors() -> None:
+    norms = torch.tensor([[0.0, 5.0, 1.0, 3.0], [4.0, 0.0, 2.0, 1.0]])
+    plan = BatchPlan.build([TopR(2), TopR(2)], [False, False], tokens=4)
+    selection = select_tokens(norms, plan)
+    assert selection.mask is None
+    assert selection.counts == (2, 2)
+    assert selection.index is not None
+    assert [sorted(row) for row in selection.index.tolist()] == [[1, 3], [0, 2]]
+
+
+def test_thresholds_pad_with_a_selected_index_and_mask_it() -> None:
+    norms = torch.tensor([[0.0, 5.0, 1.0, 3.0], [0.1, 0.0, 0.2, 0.0]])
+    plan = BatchPlan.build([Threshold(0.5), Threshold(0.5)], [False, False], tokens=4)
+    selection = select_tokens(norms, plan)
+    # Session 1 has nothing above its threshold: it still recomputes its largest error.
+    assert selection.counts == (3, 1)
+    assert selection.index is not None and selection.mask is not None
+    assert selection.index.tolist()[0] == [1, 3, 2]
+    assert selection.index.tolist()[1] == [2, 2, 2]
+    assert selection.mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_mixed_policies_in_one_batch() -> None:
+    norms = torch.rand(3, 20, generator=torch.Generator().manual_seed(0))
+    plan = BatchPlan.build([TopR(2), Threshold(math.inf), TopFraction(0.5)], [False] * 3, 20)
+    selection = select_tokens(norms, plan)
+    assert selection.counts == (2, 1, 10)
+    assert selection.index is not None and selection.index.shape == (3, 10)
+
+
+def test_all_tokens_above_threshold_is_a_full_selection() -> None:
+    plan = BatchPlan.build([Threshold(0.0)], [False], tokens=4)
+    assert select_tokens(torch.ones(1, 4), plan).full
