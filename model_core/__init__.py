@@ -4,14 +4,26 @@ factorised, joint, frame-average), their preprocessing, checkpoints and FLOP cou
 Never imports the service side (fastapi, redis, pydantic).
 """
 
+from model_core.checkpoint import (
+    CheckpointError,
+    LoadResult,
+    load_bundle,
+    load_checkpoint,
+    save_bundle,
+)
 from model_core.config import ModelConfig, Preprocessing
 from model_core.models import VideoTransformer, create_model, get_config, list_models
 
 __all__ = [
+    "CheckpointError",
+    "LoadResult",
     "ModelConfig",
     "Preprocessing",
     "VideoTransformer",
     "create_model",
     "get_config",
     "list_models",
+    "load_bundle",
+    "load_checkpoint",
+    "save_bundle",
 ]

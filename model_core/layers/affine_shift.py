@@ -16,7 +16,7 @@ patch and one frame per block, so twelve blocks see a 25x25-patch, 25-frame neig
 
 Cost per token is 2C² + C multiply-accumulates against attention's 4C² + 2NC, and it has no
 quadratic term. ``fc`` is a value projection: image-ViT weights initialise it from the value
-slice of ``qkv`` (see ``VideoTransformer.adapt_vit_state_dict``).
+slice of ``qkv`` (see ``model_core.checkpoint.adapt``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,176 @@
+"""vidrec's bundle: one ``.safetensors`` file that is a whole model.
+
+The tensors are the model's state dict under vidrec names. The safetensors header's
+``__metadata__`` (string to string) holds one key, ``"vidrec"``, whose value is JSON::
+
+    {"format": "vidrec-bundle", "version": 1,
+     "config": ModelConfig.to_dict(),   # architecture, arguments, labels, preprocessing
+     "training": {...} or null}         # free-form provenance (data set, epochs, metrics)
+
+so ``load_bundle`` rebuilds the model from the file alone, and ``read_bundle_config`` reads
+the architecture without touching a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from model_core.config import ModelConfig
+from model_core.models import VideoTransformer
+
+from .apply import apply_state_dict
+from .errors import CheckpointError
+from .reader import read_safetensors, read_safetensors_metadata
+
+BUNDLE_FORMAT = "vidrec-bundle"
+BUNDLE_VERSION = 1
+METADATA_KEY = "vidrec"
+
+
+def save_bundle(
+    model: VideoTransformer,
+    path: str | os.PathLike[str],
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes ``model`` and its config to one safetensors file; returns its path.
+
+    The file is written beside ``path`` and renamed into place, so a reader never sees half a
+    bundle.
+
+    Args:
+        model: the model to store; its ``config`` is what ``load_bundle`` will rebuild.
+        path: where to write (``.safetensors`` by convention).
+        training: JSON-serialisable facts about how the weights were made.
+
+    Raises:
+        TypeError: ``training`` is not JSON-serialisable.
+    """
+    path = Path(path)
+    header = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "config": model.config.to_dict(),
+        "training": dict(training) if training is not None else None,
+    }
+    try:
+        metadata = {METADATA_KEY: json.dumps(header, sort_keys=True)}
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"bundle metadata must be JSON-serialisable: {err}") from err
+    tensors = _standalone_tensors(model.state_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata=metadata)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _standalone_tensors(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """CPU, contiguous tensors that own their memory.
+
+    safetensors refuses tensors that share storage (tied weights) or view part of a larger
+    one; such tensors are copied, so every name is stored and a strict load finds all of them.
+    """
+    out: dict[str, Tensor] = {}
+    seen: set[int] = set()
+    for key, tensor in state.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage()
+        owns_storage = (
+            tensor.is_contiguous()
+            and tensor.storage_offset() == 0
+            and storage.nbytes() == tensor.numel() * tensor.element_size()
+        )
+        if not owns_storage or storage.data_ptr() in seen:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[key] = tensor
+    return out
+
+
+def parse_bundle_metadata(
+    metadata: Mapping[str, str], path: Path
+) -> tuple[ModelConfig, dict[str, Any] | None]:
+    """The config and training facts of a bundle's header.
+
+    Raises:
+        CheckpointError: no vidrec metadata, a newer version, or a config this vidrec cannot
+            build.
+    """
+    raw = metadata.get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError(
+            f"{path} is not a vidrec bundle (no {METADATA_KEY!r} key in its safetensors "
+            "metadata); load plain weights into a model with load_checkpoint(model, path)"
+        )
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: bundle metadata is not valid JSON: {err}") from err
+    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
+        raise CheckpointError(f"{path}: metadata {METADATA_KEY!r} is not a {BUNDLE_FORMAT}")
+    version = header.get("version")
+    if not isinstance(version, int) or version > BUNDLE_VERSION:
+        raise CheckpointError(
+            f"{path}: bundle version {version!r}; this vidrec reads up to {BUNDLE_VERSION}"
+        )
+    try:
+        config = ModelConfig.from_dict(header["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: bundle config cannot be built: {err}") from err
+    training = header.get("training")
+    return config, training if isinstance(training, dict) else None
+
+
+def read_bundle_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any] | None]:
+    """The ``ModelConfig`` and training facts of a bundle, from its header only.
+
+    Raises:
+        CheckpointError: not a readable vidrec bundle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundle file at {path}")
+    return parse_bundle_metadata(read_safetensors_metadata(path), path)
+
+
+def load_bundle(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> VideoTransformer:
+    """Rebuilds the model a bundle describes, with its weights, in eval mode.
+
+    Args:
+        path: a file written by ``save_bundle``.
+        map_location: the device the model is moved to.
+
+    Raises:
+        CheckpointError: not a readable vidrec bundle, or its tensors do not fit the
+            architecture its own metadata describes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundle file at {path}")
+    state, metadata = read_safetensors(path)
+    config, _ = parse_bundle_metadata(metadata, path)
+    model = VideoTransformer(config)
+    apply_state_dict(
+        model,
+        state,
+        strict=True,
+        source=f"{path} ({BUNDLE_FORMAT})",
+        hint="The tensors do not match the architecture in the bundle's own metadata.",
+    )
+    return model.to(map_location).eval()

@@ -1,0 +1,379 @@
+"""Each external checkpoint layout, built here with its published key names and shapes from a
+vidrec model's weights placed by hand, loads into a fresh model and gives the same outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from model_core import CheckpointError, LoadResult, create_model, load_checkpoint
+from model_core.layers import resample_pos_embed
+from model_core.models import FAMILIES, VideoTransformer
+
+TINY = {"img_size": 64, "depth": 2, "num_frames": 4, "num_classes": 7}
+# The published shapes: ViT-B/16 at 224, Kinetics-400 heads.
+BASE = {"img_size": 224, "depth": 2, "num_frames": 4, "num_classes": 400}
+
+
+def randomize(model: VideoTransformer, seed: int) -> VideoTransformer:
+    """Every tensor random (LayerNorms and zero-init embeddings too), so a misplaced weight
+    changes the output."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+def build(family: str, size: str = "tiny", seed: int = 0, **overrides: object) -> VideoTransformer:
+    defaults = TINY if size == "tiny" else BASE
+    model = create_model(f"{family}_vit_{size}_patch16_224", **{**defaults, **overrides})
+    return randomize(model, seed)
+
+
+def clip(model: VideoTransformer, seed: int = 1) -> Tensor:
+    cfg = model.config
+    shape = (1, cfg.num_frames, 3, cfg.img_size, cfg.img_size)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def load_and_compare(
+    source: VideoTransformer, target: VideoTransformer, path: Path, *, strict: bool = True
+) -> LoadResult:
+    """Loads ``path`` into ``target`` and checks it now computes what ``source`` computes (and
+    did not before)."""
+    x = clip(source)
+    with torch.no_grad():
+        expected, before = source(x), target(x)
+    assert not torch.allclose(before, expected)
+    result = load_checkpoint(target, path, strict=strict)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), expected, rtol=1e-5, atol=1e-6)
+    return result
+
+
+def _linear_state(prefix: str, layer: nn.Module) -> dict[str, Tensor]:
+    state = {f"{prefix}.weight": layer.weight}
+    if layer.bias is not None:
+        state[f"{prefix}.bias"] = layer.bias
+    return state
+
+
+def vit_backbone_state(model: VideoTransformer) -> dict[str, Tensor]:
+    """timm ``VisionTransformer`` names, written out one by one (no head)."""
+    state = {
+        "cls_token": model.cls_token,
+        "pos_embed": model.pos_embed,
+        **_linear_state("patch_embed.proj", model.patch_embed.proj),
+        **_linear_state("norm", model.norm),
+    }
+    for i, block in enumerate(model.blocks):
+        for name in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
+            state.update(_linear_state(f"blocks.{i}.{name}", block.get_submodule(name)))
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+def timm_vit_state(model: VideoTransformer) -> dict[str, Tensor]:
+    """A timm ViT state dict: the backbone and a linear ``head``."""
+    head = {key: value.detach().clone() for key, value in _linear_state("head", model.head).items()}
+    return {**vit_backbone_state(model), **head}
+
+
+# ---- timm ViT ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "container", "prefix"),
+    [
+        (".safetensors", None, ""),
+        (".pth", "state_dict", "module."),
+        (".bin", None, "model."),
+        (".pt", "model", "module.model."),
+    ],
+)
+def test_timm_vit_loads_from_every_file_type(
+    tmp_path: Path, suffix: str, container: str | None, prefix: str
+) -> None:
+    source = build("vit_avg")
+    state = {prefix + key: value for key, value in timm_vit_state(source).items()}
+    path = tmp_path / f"vit{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save({container: state, "epoch": 3} if container else state, path)
+
+    target = build("vit_avg", seed=1)
+    result = load_and_compare(source, target, path)
+
+    assert result.format == "timm-vit"
+    assert result.container == container
+    assert result.complete and not result.warnings
+    assert len(result.loaded_keys) == len(state)
+    for part in filter(None, prefix.split(".")):
+        assert f"removed prefix '{part}.'" in result.conversions
+
+
+def _head_keys(model: VideoTransformer) -> set[str]:
+    return {key for key in model.state_dict() if key.startswith("head.")}
+
+
+# What each family adds to (or takes from) an image ViT, as a timm checkpoint reports it.
+FAMILY_GAPS = {
+    "vit_avg": lambda m: (set(), set()),
+    "tokshift": lambda m: (set(), set()),
+    "laps": lambda m: (set(), set()),
+    "joint": lambda m: ({"temporal_embed"}, set()),
+    "xvit": lambda m: ({"temporal_embed"} | _head_keys(m), {"head.weight", "head.bias"}),
+    "factorized": lambda m: (_head_keys(m), {"head.weight", "head.bias"}),
+    "vast": lambda m: (
+        {f"blocks.{i}.attn.{p}" for i in range(TINY["depth"]) for p in ("scale", "bias")},
+        set(),
+    ),
+}
+
+
+def test_every_family_has_its_timm_expectation() -> None:
+    assert set(FAMILY_GAPS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_timm_vit_loads_into_every_family(tmp_path: Path, family: str) -> None:
+    timm_state = timm_vit_state(build("vit_avg"))
+    path = tmp_path / "vit.safetensors"
+    save_file(timm_state, path)
+    target = build(family, seed=1)
+    missing, unexpected = FAMILY_GAPS[family](target)
+
+    result = load_checkpoint(target, path, strict=False)
+
+    assert result.format == "timm-vit"
+    assert set(result.missing_keys) == missing
+    assert set(result.unexpected_keys) == unexpected
+    assert not result.mismatched_keys
+    loaded = target.state_dict()
+    for key in result.loaded_keys:
+        source_key = key.replace("attn.fc.", "attn.qkv.")
+        expected = timm_state[source_key]
+        if key != source_key:  # VAST: the value rows of qkv
+            expected = expected[2 * expected.shape[0] // 3 :]
+        torch.testing.assert_close(loaded[key], expected, rtol=0, atol=0)
+    if missing or unexpected:
+        with pytest.raises(CheckpointError, match="strict=False"):
+            load_checkpoint(build(family, seed=2), path)
+    else:
+        assert load_checkpoint(build(family, seed=2), path).complete
+
+
+def test_vast_from_vit_consumes_qkv_and_keeps_identity_affine(tmp_path: Path) -> None:
+    timm_state = timm_vit_state(build("vit_avg"))
+    path = tmp_path / "vit.safetensors"
+    save_file(timm_state, path)
+    target = create_model("vast_vit_tiny_patch16_224", **TINY)
+
+    result = load_checkpoint(target, path, strict=False)
+
+    assert "blocks.0.attn.fc.weight" in result.loaded_keys
+    assert not any("qkv" in key for key in result.unexpected_keys)
+    assert any("value rows" in note for note in result.conversions)
+    mixer = target.blocks[1].attn
+    torch.testing.assert_close(mixer.fc.bias, timm_state["blocks.1.attn.qkv.bias"][2 * 192 :])
+    assert torch.equal(mixer.scale, torch.ones(192)) and torch.equal(mixer.bias, torch.zeros(192))
+
+
+def test_pos_embed_is_resampled_from_224_to_112(tmp_path: Path) -> None:
+    source = build("vit_avg", img_size=224)
+    path = tmp_path / "vit224.safetensors"
+    save_file(timm_vit_state(source), path)
+    target = build("vit_avg", seed=1, img_size=112)
+
+    result = load_checkpoint(target, path)
+
+    assert result.complete
+    assert result.resized == {"pos_embed": ((1, 197, 192), (1, 50, 192))}
+    torch.testing.assert_close(target.pos_embed, resample_pos_embed(source.pos_embed, 7))
+    assert torch.equal(target.pos_embed[:, 0], source.pos_embed[:, 0])  # CLS kept
+    assert target(clip(target)).shape == (1, TINY["num_classes"])
+
+
+# ---- TokShift ----------------------------------------------------------------------------
+
+
+def tokshift_v1_state(model: VideoTransformer) -> dict[str, Tensor]:
+    """The v1 release: ViT-pytorch names under ``module.base_model.``, separate q, k, v."""
+    root = "module.base_model.transformer."
+    dim = model.config.embed_dim
+    state = {
+        root + "embeddings.patch_embeddings.weight": model.patch_embed.proj.weight,
+        root + "embeddings.patch_embeddings.bias": model.patch_embed.proj.bias,
+        root + "embeddings.position_embeddings": model.pos_embed,
+        root + "embeddings.cls_token": model.cls_token,
+        root + "encoder.encoder_norm.weight": model.norm.weight,
+        root + "encoder.encoder_norm.bias": model.norm.bias,
+        "module.base_model.head.weight": model.head.weight,
+        "module.base_model.head.bias": model.head.bias,
+    }
+    for i, block in enumerate(model.blocks):
+        layer = f"{root}encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            qkv = getattr(block.attn.qkv, kind)
+            state[layer + f"attn.query.{kind}"] = qkv[:dim]
+            state[layer + f"attn.key.{kind}"] = qkv[dim : 2 * dim]
+            state[layer + f"attn.value.{kind}"] = qkv[2 * dim :]
+            state[layer + f"attn.out.{kind}"] = getattr(block.attn.proj, kind)
+            state[layer + f"attention_norm.{kind}"] = getattr(block.norm1, kind)
+            state[layer + f"ffn_norm.{kind}"] = getattr(block.norm2, kind)
+            state[layer + f"ffn.fc1.{kind}"] = getattr(block.mlp.fc1, kind)
+            state[layer + f"ffn.fc2.{kind}"] = getattr(block.mlp.fc2, kind)
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+def test_tokshift_v1_release_at_base_width(tmp_path: Path) -> None:
+    source = build("tokshift", "base")
+    state = tokshift_v1_state(source)
+    assert state["module.base_model.transformer.encoder.layer.0.attn.query.weight"].shape == (
+        768,
+        768,
+    )
+    assert state["module.base_model.transformer.embeddings.position_embeddings"].shape == (
+        1,
+        197,
+        768,
+    )
+    path = tmp_path / "tokshift_k400.pth"
+    torch.save({"epoch": 12, "arch": "vit", "state_dict": state, "best_prec1": 77.3}, path)
+
+    target = build("tokshift", "base", seed=1)
+    result = load_and_compare(source, target, path)
+
+    assert (result.format, result.container) == ("tokshift-v1", "state_dict")
+    assert result.complete and not result.warnings
+    assert any("fused attn.query/key/value" in note for note in result.conversions)
+
+
+def test_tokshift_v1_into_another_family_warns(tmp_path: Path) -> None:
+    path = tmp_path / "tokshift.pth"
+    torch.save({"state_dict": tokshift_v1_state(build("tokshift"))}, path)
+    result = load_checkpoint(build("vit_avg"), path)
+    assert result.complete
+    assert result.warnings and "'tokshift' family" in result.warnings[0]
+
+
+def test_tokshift_v1_incomplete_qkv_is_reported_by_source_name(tmp_path: Path) -> None:
+    state = tokshift_v1_state(build("tokshift"))
+    del state["module.base_model.transformer.encoder.layer.1.attn.key.bias"]
+    path = tmp_path / "tokshift.pth"
+    torch.save({"state_dict": state}, path)
+
+    result = load_checkpoint(build("tokshift"), path, strict=False)
+
+    assert result.missing_keys == ("blocks.1.attn.qkv.bias",)
+    assert set(result.unexpected_keys) == {
+        "base_model.transformer.encoder.layer.1.attn.query.bias",
+        "base_model.transformer.encoder.layer.1.attn.value.bias",
+    }
+
+
+def test_tokshift_v2_release(tmp_path: Path) -> None:
+    source = build("tokshift")
+    state = {f"module.base_model.{k}": v for k, v in timm_vit_state(source).items()}
+    path = tmp_path / "tokshift_v2.pth"
+    torch.save({"state_dict": state, "epoch": 1}, path)
+
+    target = build("tokshift", seed=1)
+    result = load_and_compare(source, target, path)
+
+    assert result.format == "tokshift-v2"
+    assert result.complete
+
+
+# ---- X-ViT -------------------------------------------------------------------------------
+
+
+def xvit_release_state(model: VideoTransformer) -> dict[str, Tensor]:
+    """The SlowFast-format release: ``base_model.*`` (timm names, ``temp_embed``) and
+    ``consensus.*`` (the temporal-attention head)."""
+    state = {f"base_model.{key}": value for key, value in vit_backbone_state(model).items()}
+    assert model.temporal_embed is not None
+    state["base_model.temp_embed"] = model.temporal_embed.detach().clone()
+    head = model.head
+    state["consensus.cls_token"] = head.cls_token.detach().clone()
+    block = head.temporal_encoder[0]
+    for name in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
+        for key, value in _linear_state(name, block.get_submodule(name)).items():
+            state[f"consensus.temporal_encoder.0.{key}"] = value.detach().clone()
+    for index in (0, 1, 4):  # LayerNorm, Linear, (GELU, Dropout), Linear
+        for key, value in _linear_state(str(index), head.mlp_head[index]).items():
+            state[f"consensus.mlp_head.{key}"] = value.detach().clone()
+    return state
+
+
+def save_slowfast(state: dict[str, Tensor], path: Path) -> Path:
+    torch.save(
+        {
+            "epoch": 30,
+            "model_state": state,
+            "optimizer_state": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
+            "cfg": "MODEL:\n  ARCH: xvit\n",
+        },
+        path,
+    )
+    return path
+
+
+def test_xvit_release_at_base_width(tmp_path: Path) -> None:
+    source = build("xvit", "base")
+    state = xvit_release_state(source)
+    assert state["base_model.temp_embed"].shape == (1, 4, 1, 768)
+    assert "consensus.temporal_encoder.0.attn.qkv.bias" not in state
+    path = save_slowfast(state, tmp_path / "checkpoint_epoch_00030.pyth")
+
+    target = build("xvit", "base", seed=1)
+    result = load_and_compare(source, target, path)
+
+    assert (result.format, result.container) == ("xvit-release", "model_state")
+    assert result.complete and not result.warnings
+
+
+def test_xvit_release_image_head_is_unexpected(tmp_path: Path) -> None:
+    source = build("xvit")
+    state = xvit_release_state(source)
+    state["base_model.head.weight"] = torch.zeros(7, 192)
+    state["base_model.head.bias"] = torch.zeros(7)
+    path = save_slowfast(state, tmp_path / "xvit.pyth")
+
+    with pytest.raises(CheckpointError, match=r"base_model\.head\.weight"):
+        load_checkpoint(build("xvit", seed=1), path)
+    target = build("xvit", seed=1)
+    result = load_and_compare(source, target, path, strict=False)
+    assert result.unexpected_keys == ("base_model.head.weight", "base_model.head.bias")
+    assert not result.missing_keys
+
+
+def test_xvit_release_into_per_head_layout_loads_with_a_warning(tmp_path: Path) -> None:
+    path = save_slowfast(xvit_release_state(build("xvit")), tmp_path / "xvit.pyth")
+    target = build("xvit", seed=1, options={"kv_layout": "per_head"})
+
+    result = load_checkpoint(target, path)
+
+    assert result.complete
+    assert len(result.warnings) == 1 and "kv_layout='release'" in result.warnings[0]
+
+
+# ---- vidrec's own state dict ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["xvit", "vast", "factorized"])
+def test_vidrec_state_dict_round_trip(tmp_path: Path, family: str) -> None:
+    source = build(family)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    target = build(family, seed=1)
+
+    result = load_and_compare(source, target, path)
+
+    assert result.format == "vidrec-state-dict"
+    assert result.complete and not result.conversions
