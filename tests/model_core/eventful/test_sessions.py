@@ -85,9 +85,7 @@ def test_consecutive_slots_update_the_pool_in_place(
     torch.testing.assert_close(ring[(FRAMES - 1) % ring.shape[0]], alone[-1][0][0])
 
 
-def test_a_reset_slot_behaves_like_a_fresh_one(
-    shallow: VideoTransformer, stream: StreamFn
-) -> None:
+def test_a_reset_slot_behaves_like_a_fresh_one(shallow: VideoTransformer, stream: StreamFn) -> None:
     first, second = stream(FRAMES, 64, seed=5), stream(FRAMES, 64, seed=6)
     engine = EventfulEngine(shallow, capacity=1, stride=3)
     slot = engine.open(TopR(3))
