@@ -1,0 +1,173 @@
+"""Benchmark of the clip ingest path: sampled decoding against decoding every frame.
+
+Writes (once, then reuses) a 60 s 1280x720 30 fps H.264 MP4 with a keyframe every 2 s, then times:
+
+- ``bare_decode_all``: PyAV's bare loop over every frame, nothing converted;
+- ``bare_decode_all_rgb8``: the same loop converting the 8 frames uniform sampling wants to RGB;
+- ``ingest_sequential``: ``decode_clip`` with seeking off (index pass, checks, every frame decoded
+  up to the last wanted one): the whole ingest path doing the bare loop's work;
+- ``ingest_sparse``: ``decode_clip`` as the service runs it, seeking to the keyframe before each of
+  the 8 frames;
+- ``ingest_sparse_resize224``: the same, scaled to a 224-pixel short side in swscale;
+- ``ingest_multiview_3x3``: 3 temporal clips x 3 crops (24 frames) with seeking;
+- ``probe``: the index pass and one frame, no sampling.
+
+Prints a table with ratios and writes JSON. Usage::
+
+    python benchmarks/ingest_decode.py [bench-results/ingest_decode.json] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from service.ingest import Sampling, decode_clip, probe_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench-results" / "ingest_decode.json"
+CLIP = ROOT / "bench-results" / "ingest_720p_60s.mp4"
+WIDTH, HEIGHT, FPS, SECONDS, GOP = 1280, 720, 30, 60, 60
+
+
+def write_clip(path: Path) -> None:
+    """Encodes the benchmark clip: moving gradients, so the encoder has real motion to code."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream = out.add_stream(
+            "h264", rate=FPS, options={"preset": "veryfast", "sc_threshold": "0"}
+        )
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.gop_size = GOP
+        for i in range(FPS * SECONDS):
+            frame = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+            frame[..., 0] = (xs + 4 * i) % 256
+            frame[..., 1] = (ys + 2 * i) % 256
+            frame[..., 2] = ((xs + ys) // 4 + i) % 256
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = i
+            out.mux(stream.encode(video_frame))
+        out.mux(stream.encode())
+
+
+def bare_decode(data: bytes, convert: set[int] | None) -> int:
+    """PyAV's plain loop; converts the frames whose index is in ``convert``."""
+    decoded = 0
+    with av.open(io.BytesIO(data)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            decoded += 1
+            if convert is not None and i in convert:
+                frame.to_ndarray(format="rgb24")
+    return decoded
+
+
+def timed(fn: Callable[[], int], repeats: int) -> dict[str, Any]:
+    """Median wall time of ``repeats`` runs after one warm-up; ``fn`` returns frames decoded."""
+    fn()
+    times = []
+    decoded = 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decoded = fn()
+        times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "runs": len(times),
+        "frames_decoded": decoded,
+    }
+
+
+def main() -> int:
+    """Runs the benchmark, prints the table and writes the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    if not CLIP.exists():
+        print(f"writing {CLIP.relative_to(ROOT)} ...", file=sys.stderr)
+        write_clip(CLIP)
+    data = CLIP.read_bytes()
+    info = probe_clip(data)
+    wanted = set(decode_clip(data, Sampling(num_frames=8)).frame_indices.ravel().tolist())
+
+    def ingest(sampling: Sampling, **kwargs: Any) -> Callable[[], int]:
+        return lambda: decode_clip(data, sampling, **kwargs).frames_decoded
+
+    cases: dict[str, Callable[[], int]] = {
+        "bare_decode_all": lambda: bare_decode(data, None),
+        "bare_decode_all_rgb8": lambda: bare_decode(data, wanted),
+        "ingest_sequential": ingest(Sampling(num_frames=8), allow_seek=False),
+        "ingest_sparse": ingest(Sampling(num_frames=8)),
+        "ingest_sparse_resize224": ingest(Sampling(num_frames=8), short_side=224),
+        "ingest_multiview_3x3": ingest(Sampling(num_frames=8, num_clips=3, num_crops=3)),
+        "probe": lambda: 1 if probe_clip(data) else 0,  # the index pass plus one decoded frame
+    }
+    results = {name: timed(fn, args.repeats) for name, fn in cases.items()}
+    base = results["bare_decode_all_rgb8"]["median_s"]
+    median = {name: result["median_s"] for name, result in results.items()}
+    ratios = {
+        "speedup_sparse_vs_decode_all": base / median["ingest_sparse"],
+        "speedup_sparse_resize_vs_decode_all": base / median["ingest_sparse_resize224"],
+        "overhead_ingest_sequential_vs_bare": median["ingest_sequential"] / base,
+        "probe_vs_decode_all": median["probe"] / base,
+    }
+
+    print(
+        f"clip: {info.width}x{info.height}, {info.num_frames} frames, {info.duration_s:.0f} s, "
+        f"{info.codec}, {info.num_keyframes} keyframes, {len(data) / 1e6:.1f} MB"
+    )
+    print(f"{'case':<26}{'median s':>10}{'decoded':>9}{'x bare':>9}")
+    for name, result in results.items():
+        print(
+            f"{name:<26}{result['median_s']:>10.3f}{result['frames_decoded']:>9}"
+            f"{result['median_s'] / base:>9.3f}"
+        )
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+
+    report = {
+        "benchmark": "ingest_decode",
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "pyav": av.__version__,
+            "ffmpeg": ".".join(str(v) for v in av.library_versions["libavcodec"]),
+        },
+        "clip": {
+            "width": info.width,
+            "height": info.height,
+            "frames": info.num_frames,
+            "duration_s": info.duration_s,
+            "keyframes": info.num_keyframes,
+            "codec": info.codec,
+            "bytes": len(data),
+        },
+        "repeats": args.repeats,
+        "results": results,
+        "ratios": ratios,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
