@@ -1,0 +1,361 @@
+"""Benchmark of the Eventful streaming engine (``vidrec bench eventful``).
+
+Sections:
+
+1. backbones: ViT-S/16 and ViT-B/16 at 224 (causal factorized, random weights) on a synthetic
+   224-px stream whose frames change partially (objects moving over a static background):
+   wall clock per frame dense vs eventful at several budgets, the GMAC ratio and the relative
+   error of the final features. Every variant runs on the same frame in turn, so load changes
+   on a shared machine hit them alike; compare ratios, not absolute times.
+2. batching: throughput of 1, 8 and 32 sessions in one step against the same sessions stepped
+   one by one.
+3. streaming model (``--bundle PATH``): per-window top-1 agreement of the eventful labels with
+   the dense model's, GMAC and wall-clock ratios, at several budgets. Skipped without a bundle.
+
+Prints a table per section and writes JSON (and a PNG of accuracy or error against compute
+when matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from model_core import create_model
+from model_core.eventful import KEEP_ALL, Budget, EventfulEngine, TopFraction
+from model_core.eventful.accounting import dense_frame_macs
+from model_core.models import VideoTransformer
+
+BUDGETS: dict[str, Budget] = {
+    "keep-all": KEEP_ALL,
+    "top 50%": TopFraction(0.5),
+    "top 25%": TopFraction(0.25),
+    "top 10%": TopFraction(0.1),
+}
+
+
+def synthetic_stream(
+    frames: int, size: int, seed: int = 0, objects: int = 2, noise: float = 0.0
+) -> Tensor:
+    """``(frames, 3, size, size)`` normalised frames: a static textured background with
+    ``objects`` squares moving at different speeds, plus optional per-pixel noise."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(3, size // 8, size // 8, generator=generator)
+    background = torch.nn.functional.interpolate(coarse[None], size=(size, size), mode="bilinear")[
+        0
+    ] + 0.3 * torch.randn(3, size, size, generator=generator)
+    out = background.repeat(frames, 1, 1, 1)  # (frames, 3, size, size)
+    side = size // 5
+    for k in range(objects):
+        colour = torch.randn(3, 1, 1, generator=generator)
+        top = int(torch.randint(0, size - side, (1,), generator=generator))
+        speed = 2 + 3 * k
+        for t in range(frames):
+            left = (17 * k + speed * t) % (size - side)
+            out[t, :, top : top + side, left : left + side] = colour
+    if noise:
+        out += noise * torch.randn(out.shape, generator=generator)
+    return out
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def build(name: str, img_size: int = 224) -> VideoTransformer:
+    torch.manual_seed(0)
+    return create_model(name, causal=True, img_size=img_size).eval()
+
+
+def backbone_rows(name: str, frames: Tensor, budgets: dict[str, Budget]) -> list[dict[str, Any]]:
+    """Dense and eventful per-frame wall clock, GMAC ratio and feature error on one stream."""
+    model = build(name, frames.shape[-1])
+    # A stride past the stream keeps the temporal head out of the per-frame figures.
+    engines = {
+        label: EventfulEngine(model, capacity=1, stride=frames.shape[0] + 1) for label in budgets
+    }
+    slots = {label: engines[label].open(budget) for label, budget in budgets.items()}
+    dense_s = 0.0
+    spent = dict.fromkeys(budgets, 0.0)
+    seconds = dict.fromkeys(budgets, 0.0)
+    errors: dict[str, list[float]] = {label: [] for label in budgets}
+    dense_gmacs = sum(dense_frame_macs(model).values()) / 1e9
+    timed = 0
+    with torch.no_grad():
+        for t in range(frames.shape[0]):
+            start = time.perf_counter()
+            dense = model.forward_features(frames[None, t : t + 1])[0, 0]  # (tokens, dim)
+            elapsed = time.perf_counter() - start
+            # The first frame is a full compute for every session: time the steady state.
+            if t > 0:
+                dense_s += elapsed
+                timed += 1
+            for label, engine in engines.items():
+                start = time.perf_counter()
+                result = engine.step(frames[t : t + 1], [slots[label]])
+                elapsed = time.perf_counter() - start
+                if t > 0:
+                    seconds[label] += elapsed
+                    spent[label] += result.stats[0].gmacs
+                errors[label].append(rel_err(result.tokens[0], dense))
+    rows = []
+    for label in budgets:
+        gmacs = spent[label] / timed
+        rows.append(
+            {
+                "model": name,
+                "budget": label,
+                "dense_ms": 1000 * dense_s / timed,
+                "eventful_ms": 1000 * seconds[label] / timed,
+                "speedup": dense_s / seconds[label],
+                "dense_gmacs": dense_gmacs,
+                "gmacs": gmacs,
+                "gmac_ratio": dense_gmacs / gmacs,
+                "final_rel_err": errors[label][-1],
+                "mean_rel_err": sum(errors[label]) / len(errors[label]),
+                "bytes_per_slot": engines[label].bytes_per_slot,
+            }
+        )
+    return rows
+
+
+def batching_rows(
+    name: str, sessions: Sequence[int], frames: int, budget: Budget, img_size: int
+) -> list[dict[str, Any]]:
+    """Frames per second of ``k`` sessions in one step against ``k`` steps of one session."""
+    model = build(name, img_size)
+    rows = []
+    for count in sessions:
+        streams = torch.stack([synthetic_stream(frames, img_size, seed=s) for s in range(count)])
+        # (sessions, frames, 3, size, size)
+        batched = EventfulEngine(model, capacity=count)
+        alone = EventfulEngine(model, capacity=count)
+        batched_slots = [batched.open(budget) for _ in range(count)]
+        alone_slots = [alone.open(budget) for _ in range(count)]
+        batched_s = alone_s = 0.0
+        for t in range(frames):
+            start = time.perf_counter()
+            batched.step(streams[:, t], batched_slots)
+            if t > 0:
+                batched_s += time.perf_counter() - start
+            start = time.perf_counter()
+            for s, slot in enumerate(alone_slots):
+                alone.step(streams[s, t : t + 1], [slot])
+            if t > 0:
+                alone_s += time.perf_counter() - start
+        steady = count * (frames - 1)
+        rows.append(
+            {
+                "model": name,
+                "sessions": count,
+                "budget": _label(budget),
+                "batched_fps": steady / batched_s,
+                "one_by_one_fps": steady / alone_s,
+                "speedup": alone_s / batched_s,
+                "pool_bytes": batched.pool.state.nbytes,
+            }
+        )
+        del batched, alone
+    return rows
+
+
+def bundle_rows(
+    path: str, budgets: dict[str, Budget], streams: int, frames: int
+) -> list[dict[str, Any]]:
+    """Per-window top-1 agreement with the dense model, GMAC and wall-clock ratios."""
+    from model_core import load_bundle
+
+    model = load_bundle(path).eval()
+    window = model.config.num_frames
+    stride = max(1, window // 2)
+    clips = [synthetic_stream(frames, model.config.img_size, seed=100 + s) for s in range(streams)]
+    rows = []
+    with torch.no_grad():
+        dense_labels: list[int] = []
+        dense_s = 0.0
+        for clip in clips:
+            start = time.perf_counter()
+            features = model.forward_features(clip[:, None])  # (frames, 1, tokens, dim)
+            for end in range(stride, frames + 1, stride):
+                cls = features[max(0, end - window) : end, :1]  # (window, 1, tokens, dim)
+                dense_labels.append(int(model.forward_head(cls.transpose(0, 1)).argmax()))
+            dense_s += time.perf_counter() - start
+        for label, budget in budgets.items():
+            engine = EventfulEngine(model, capacity=1, stride=stride)
+            labels: list[int] = []
+            spent = dense = seconds = 0.0
+            for clip in clips:
+                slot = engine.open(budget)
+                start = time.perf_counter()
+                for t in range(frames):
+                    result = engine.step(clip[t : t + 1], [slot])
+                    if result.logits[0] is not None:
+                        labels.append(int(result.logits[0].argmax()))
+                seconds += time.perf_counter() - start
+                spent += engine.totals(slot).macs
+                dense += engine.totals(slot).dense_macs
+                engine.close(slot)
+            agree = sum(a == b for a, b in zip(labels, dense_labels, strict=True))
+            rows.append(
+                {
+                    "bundle": path,
+                    "budget": label,
+                    "windows": len(labels),
+                    "top1_agreement": agree / len(labels),
+                    "gmac_ratio": dense / spent,
+                    "wall_clock_ratio": dense_s / seconds,
+                }
+            )
+    return rows
+
+
+def _label(budget: Budget) -> str:
+    return next((k for k, v in BUDGETS.items() if v == budget), repr(budget))
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    body = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(x) for x in (c, *(r[i] for r in body))) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if results.get("bundle"):
+        for row in results["bundle"]:
+            ax.scatter(1 / row["gmac_ratio"], 100 * row["top1_agreement"], color="C0")
+            ax.annotate(row["budget"], (1 / row["gmac_ratio"], 100 * row["top1_agreement"]))
+        ax.set_ylabel("per-window top-1 agreement with dense (%)")
+    else:
+        for i, model in enumerate(sorted({r["model"] for r in results["backbones"]})):
+            rows = [r for r in results["backbones"] if r["model"] == model]
+            xs = [1 / r["gmac_ratio"] for r in rows]
+            ys = [r["final_rel_err"] for r in rows]
+            ax.plot(xs, ys, "o-", color=f"C{i}", label=model)
+        ax.set_ylabel("relative error of final features vs dense")
+        ax.legend()
+    ax.set_xlabel("compute (fraction of dense GMACs)")
+    ax.set_title("Eventful engine: accuracy against compute")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["factorized_vit_small_patch16_224", "factorized_vit_base_patch16_224"],
+    )
+    parser.add_argument("--frames", type=int, default=16, help="frames per backbone stream")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch-model", default="factorized_vit_small_patch16_224")
+    parser.add_argument("--batch-img-size", type=int, default=224)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch-frames", type=int, default=4)
+    parser.add_argument("--batch-fraction", type=float, default=0.25)
+    parser.add_argument("--bundle", help="a trained streaming bundle (.safetensors)")
+    parser.add_argument("--bundle-streams", type=int, default=8)
+    parser.add_argument("--bundle-frames", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["backbones", "batching"])
+    parser.add_argument("--out", default="docs/eventful_bench.json", help="JSON output")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": "cpu",
+        },
+        "config": vars(args),
+    }
+    if "backbones" not in args.skip:
+        stream = synthetic_stream(args.frames, args.img_size)
+        rows = [r for name in args.models for r in backbone_rows(name, stream, BUDGETS)]
+        results["backbones"] = rows
+        print("## backbones: dense vs eventful per frame (steady state, random weights)")
+        print(
+            table(
+                rows,
+                (
+                    "model",
+                    "budget",
+                    "dense_ms",
+                    "eventful_ms",
+                    "speedup",
+                    "gmacs",
+                    "gmac_ratio",
+                    "final_rel_err",
+                ),
+            )
+        )
+    if "batching" not in args.skip:
+        budget = TopFraction(args.batch_fraction)
+        rows = batching_rows(
+            args.batch_model, args.sessions, args.batch_frames, budget, args.batch_img_size
+        )
+        results["batching"] = rows
+        print("\n## batching: sessions in one step vs one by one")
+        print(
+            table(
+                rows,
+                ("model", "sessions", "budget", "batched_fps", "one_by_one_fps", "speedup"),
+            )
+        )
+    if args.bundle:
+        rows = bundle_rows(args.bundle, BUDGETS, args.bundle_streams, args.bundle_frames)
+        results["bundle"] = rows
+        print("\n## streaming model")
+        print(
+            table(rows, ("budget", "windows", "top1_agreement", "gmac_ratio", "wall_clock_ratio"))
+        )
+    else:
+        print("\n## streaming model: skipped (no --bundle given; no trained bundle ships yet)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    png = out.with_suffix(".png")
+    if plot(results, png):
+        print(f"wrote {png}")
+    else:
+        print("matplotlib not installed: no plot")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
