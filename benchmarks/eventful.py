@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -267,7 +268,9 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vidrec bench eventful", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--models",
         nargs="+",
@@ -297,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
-            "cpu_count": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "device": "cpu",
         },
