@@ -184,7 +184,9 @@ def bundle_rows(
         dense_s = 0.0
         for clip in clips:
             start = time.perf_counter()
-            features = model.forward_features(clip[:, None])  # (frames, 1, tokens, dim)
+            # Frame by frame, as a dense streaming server would run.
+            features = torch.cat([model.forward_features(frame[None, None]) for frame in clip])
+            # (frames, 1, tokens, dim)
             for end in range(stride, frames + 1, stride):
                 cls = features[max(0, end - window) : end, :1]  # (window, 1, tokens, dim)
                 dense_labels.append(int(model.forward_head(cls.transpose(0, 1)).argmax()))
