@@ -138,10 +138,11 @@ class _Deadline:
 
 
 def probe_clip(source: ClipSource, limits: ClipLimits | None = None) -> ClipInfo:
-    """Validates a clip and describes it without decoding a single frame.
+    """Validates a clip and describes it, decoding only its first frame.
 
-    Runs every check that does not need pixels: size, container, codec, declared resolution,
-    duration, frame count and truncation.
+    Runs every check that does not need the sampled pixels: size, container, codec, declared
+    resolution, duration, frame count and truncation; the first frame proves the stream decodes
+    and carries the display rotation.
 
     Args:
         source: Bytes, a seekable binary file object, or a local file path.
@@ -157,7 +158,6 @@ def probe_clip(source: ClipSource, limits: ClipLimits | None = None) -> ClipInfo
     deadline = _Deadline(limits.max_decode_seconds)
     with _Opened(source, limits) as (container, vs, sniffed, size):
         info, index = _index(container, vs, sniffed, size, limits, deadline)
-        # One frame proves the stream decodes and carries the display rotation.
         _, _, _, rotation = _decode_wanted(
             container, vs, index, index.pts[:1], limits, deadline, (2, 2), allow_seek=True
         )

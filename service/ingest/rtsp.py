@@ -239,8 +239,8 @@ class RtspReader:
     def stop(self, timeout: float | None = None) -> None:
         """Asks the thread to stop and waits for it.
 
-        A read blocked in FFmpeg returns within the read timeout, so the wait is bounded by
-        ``read_timeout_s`` plus a little unless ``timeout`` says otherwise.
+        A call blocked in FFmpeg returns within the open or read timeout, so the wait is bounded
+        by the longer of the two plus a little unless ``timeout`` says otherwise.
         """
         self._stop.set()
         thread = self._thread
@@ -248,7 +248,9 @@ class RtspReader:
             self._transition(StreamState.STOPPED)
             self._buffer.close()
             return
-        thread.join(self._settings.read_timeout_s + 2.0 if timeout is None else timeout)
+        if timeout is None:
+            timeout = max(self._settings.open_timeout_s, self._settings.read_timeout_s) + 2.0
+        thread.join(timeout)
 
     def __enter__(self) -> RtspReader:
         self.start()
@@ -269,7 +271,10 @@ class RtspReader:
             self._cond.notify_all()
         log.info("rtsp source %s: %s", redact(self._url), new.value)
         if self._on_state is not None:
-            self._on_state(new)
+            try:
+                self._on_state(new)
+            except Exception:  # a listener's bug must not stop the reader
+                log.exception("state listener failed")
 
     def _run(self) -> None:
         failures = 0
