@@ -194,9 +194,11 @@ def _red_corner(image: np.ndarray) -> str:
     ],
 )
 def test_rotation_metadata_is_applied(rotation: float, shape: tuple[int, int], corner: str) -> None:
-    clip = decode_clip(_corner_clip(rotation), Sampling(num_frames=2))
+    data = _corner_clip(rotation)
+    clip = decode_clip(data, Sampling(num_frames=2))
     assert clip.frames.shape[1:3] == shape
     assert clip.info.rotation == rotation % 360
+    assert probe_clip(data).rotation == rotation % 360
     assert _red_corner(clip.frames[0]) == corner
 
 
