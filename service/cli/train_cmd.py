@@ -1,0 +1,273 @@
+"""``vidrec train``: train a registered model on the procedural action dataset and write a bundle
+that records how it was made."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model_core import VideoTransformer, create_model, list_models, save_bundle
+from model_core.data import CLASS_NAMES, ClipSpec
+from model_core.training import (
+    Augment,
+    EvalReport,
+    StepInfo,
+    TrainConfig,
+    evaluate,
+    resolve_device,
+    train,
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on generated clips and write a bundle",
+        description=(
+            "Train a registered model on clips generated on the fly from TRAIN_SEEDS, score it "
+            "on held-out clips, and write a vidrec bundle whose metadata records the run."
+        ),
+    )
+    parser.add_argument("model", help="registered model name (see `vidrec models`)")
+    parser.add_argument("-o", "--output", required=True, help="bundle path (.safetensors)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--img-size", type=int, default=112, help="frame side in pixels")
+    data.add_argument("--frames", type=int, default=8, help="frames per clip")
+    data.add_argument("--fps", type=float, default=10.0, help="frame rate of the clips")
+    data.add_argument("--clips", type=int, default=2200, help="training clips per epoch")
+    data.add_argument(
+        "--fresh-data", action="store_true", help="new clips every epoch instead of repeats"
+    )
+    data.add_argument(
+        "--seed-offset", type=int, default=0, help="index in TRAIN_SEEDS of the first clip"
+    )
+    data.add_argument(
+        "--augment", action="store_true", help="small translations and brightness/contrast"
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--depth", type=int, default=None, help="transformer blocks (override)")
+    model.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
+    model.add_argument("--causal", action="store_true", help="the causal (streaming) variant")
+    model.add_argument(
+        "--crop-pct",
+        type=float,
+        default=1.0,
+        help="preprocessing centre crop (1.0: the whole frame; the actor may be near an edge)",
+    )
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=1)
+    optim.add_argument("--batch-size", type=int, default=16)
+    optim.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW)")
+    optim.add_argument("--weight-decay", type=float, default=0.05)
+    optim.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    optim.add_argument("--label-smoothing", type=float, default=0.1)
+    optim.add_argument("--grad-clip", type=float, default=1.0, help="max grad norm; 0: none")
+    optim.add_argument("--seed", type=int, default=0, help="weights, clip order, augmentation")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)"
+    )
+    run_group.add_argument(
+        "--workers", type=int, default=0, help="clip-making processes (0: one background thread)"
+    )
+    run_group.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (default: on for CUDA)",
+    )
+    run_group.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run_group.add_argument(
+        "--eval-clips", type=int, default=220, help="held-out clips scored at the end (0: none)"
+    )
+    run_group.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``create_model`` arguments a run uses."""
+    overrides: dict[str, Any] = {
+        "img_size": args.img_size,
+        "num_frames": args.frames,
+        "labels": list(CLASS_NAMES),
+        "crop_pct": args.crop_pct,
+        "drop_path_rate": args.drop_path,
+    }
+    if args.depth is not None:
+        overrides["depth"] = args.depth
+    if args.causal:
+        overrides["causal"] = True
+    return overrides
+
+
+def build_model(args: argparse.Namespace) -> VideoTransformer:
+    """The untrained model, its weights drawn from ``--seed``."""
+    if args.model not in list_models():
+        raise ValueError(f"unknown model {args.model!r}; see `vidrec models`")
+    torch.manual_seed(args.seed)
+    return create_model(args.model, **model_overrides(args))
+
+
+def train_config(args: argparse.Namespace, device: torch.device | None = None) -> TrainConfig:
+    """The run's ``TrainConfig``."""
+    amp = args.amp if args.amp is not None else (device is not None and device.type == "cuda")
+    return TrainConfig(
+        clips=args.clips,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
+        grad_clip=args.grad_clip or None,
+        augment=Augment() if args.augment else None,
+        fresh=args.fresh_data,
+        seed=args.seed,
+        offset=args.seed_offset,
+        workers=args.workers,
+        amp=amp,
+        spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps),
+    )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command with every setting spelled out, so it repeats the run even if defaults change."""
+    words = ["vidrec", "train", args.model, "--output", args.output]
+    for name in (
+        "img_size",
+        "frames",
+        "fps",
+        "clips",
+        "seed_offset",
+        "depth",
+        "drop_path",
+        "crop_pct",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "warmup",
+        "label_smoothing",
+        "grad_clip",
+        "seed",
+        "device",
+        "workers",
+        "eval_clips",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    for flag in ("fresh_data", "augment", "causal"):
+        if getattr(args, flag):
+            words.append("--" + flag.replace("_", "-"))
+    if args.amp is not None:
+        words.append("--amp" if args.amp else "--no-amp")
+    return shlex.join(words)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vidrec")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = build_model(args)
+    config = train_config(args, device)
+
+    with tqdm(
+        total=config.total_steps,
+        desc=f"train {args.model}",
+        unit="step",
+        disable=args.quiet,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    ) as bar:
+
+        def progress(step: StepInfo) -> None:
+            bar.set_postfix(epoch=step.epoch + 1, loss=f"{step.loss:.3f}", lr=f"{step.lr:.2e}")
+            bar.update(1)
+
+        result = train(model, config, device=device, progress=progress)
+
+    report: EvalReport | None = None
+    if args.eval_clips > 0:
+        report = evaluate(
+            model,
+            args.eval_clips,
+            spec=config.spec,
+            device=device,
+            workers=args.workers,
+            amp=config.amp,
+        )
+    seeds = config.train_seeds()
+    training = {
+        "command": command_line(args),
+        "model": args.model,
+        "overrides": model_overrides(args),
+        "dataset": {
+            "generator": "model_core.data",
+            "spec": asdict(config.spec),
+            "train_seeds": {"start": seeds.start, "stop": seeds.stop},
+            "clips_per_epoch": config.clips,
+            "fresh": config.fresh,
+        },
+        "config": config.to_dict(),
+        "seed": args.seed,
+        "steps": result.steps,
+        "clips_seen": result.clips_seen,
+        "final_loss": result.final_loss,
+        "epoch_losses": list(result.epoch_losses),
+        "heldout": _heldout_summary(report),
+        "train_seconds": round(result.seconds, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "vidrec": _version(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = save_bundle(model, args.output, training=training)
+
+    print(f"wrote {path}")
+    print(
+        f"{result.steps} steps, {result.clips_seen} clips, final loss {result.final_loss:.4f}, "
+        f"{result.seconds:.1f} s training on {training['device']}"
+    )
+    if report is not None:
+        print(f"held-out top-1 {report.top1:.2%} ({report.correct}/{report.clips})")
+        for pair in report.pairs:
+            print(f"  {pair.first} / {pair.second}: swapped {pair.swapped} of {pair.total}")
+    return 0
+
+
+def _heldout_summary(report: EvalReport | None) -> dict[str, Any] | None:
+    """What a bundle keeps of the final evaluation: enough to compare runs at a glance."""
+    if report is None:
+        return None
+    return {
+        "clips": report.clips,
+        "seeds": None if report.seeds is None else list(report.seeds),
+        "top1": report.top1,
+        "per_class": {c.name: c.accuracy for c in report.classes},
+        "pair_swap_rate": {f"{p.first}/{p.second}": p.swap_rate for p in report.pairs},
+    }

@@ -1,0 +1,102 @@
+"""``vidrec train`` and ``vidrec eval`` run as a user runs them: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model_core import load_bundle
+from model_core.checkpoint import read_bundle_config
+from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, TRAIN_SEEDS, generate_batch
+from model_core.training import preprocess_batch, train
+from service.cli import build_parser, main, train_cmd
+
+VIDREC = shutil.which("vidrec") or str(Path(sys.executable).parent / "vidrec")
+MODEL = "tokshift_vit_tiny_patch16_224"
+# Tiny: 4 steps of a 2-block model on 32-pixel clips, one thread as in this process.
+TRAIN_ARGS = (
+    MODEL, "--img-size", "32", "--frames", "4", "--depth", "2", "--clips", "64",
+    "--epochs", "1", "--batch-size", "16", "--seed", "3", "--eval-clips", "22",
+    "--device", "cpu", "--threads", "1",
+)  # fmt: skip
+
+
+def vidrec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VIDREC, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("train") / "tiny.safetensors"
+    result = vidrec("train", *TRAIN_ARGS, "--output", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {path}" in result.stdout and "held-out top-1" in result.stdout
+    return path
+
+
+def test_the_bundle_records_how_it_was_trained(bundle: Path) -> None:
+    config, training = read_bundle_config(bundle)
+    assert config.labels == CLASS_NAMES and (config.depth, config.img_size) == (2, 32)
+    assert training is not None
+    assert training["command"].startswith(f"vidrec train {MODEL} --output {bundle}")
+    assert training["dataset"]["train_seeds"] == {"start": TRAIN_SEEDS[0], "stop": 64}
+    assert training["dataset"]["spec"]["frames"] == 4 and training["seed"] == 3
+    assert training["steps"] == 4 and training["clips_seen"] == 64
+    assert training["final_loss"] > 0 and training["wall_seconds"] >= training["train_seconds"]
+    assert training["heldout"]["clips"] == 22 and 0 <= training["heldout"]["top1"] <= 1
+    assert training["torch"] == torch.__version__ and training["device"].startswith("cpu")
+
+
+def test_the_bundle_gives_the_outputs_of_the_model_trained_in_memory(bundle: Path) -> None:
+    # The same command trained here: the run is a function of its arguments.
+    args = build_parser().parse_args(["train", *TRAIN_ARGS, "--output", "unused"])
+    model = train_cmd.build_model(args)
+    train(model, train_cmd.train_config(args, torch.device("cpu")))
+    model.eval()
+    loaded = load_bundle(bundle)
+    frames, _ = generate_batch(HELDOUT_SEEDS[:6], train_cmd.train_config(args).spec)
+    inputs = preprocess_batch(frames, loaded.config.preprocessing)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs), model(inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_eval_json_counts_add_up(bundle: Path) -> None:
+    result = vidrec("eval", str(bundle), "--clips", "33", "--seed-offset", "11", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == MODEL and report["labels"] == list(CLASS_NAMES)
+    assert report["clips"] == 33
+    assert report["seeds"] == {"start": HELDOUT_SEEDS[11], "stop": HELDOUT_SEEDS[11] + 33}
+    totals = [row["total"] for row in report["per_class"]]
+    assert totals == [3] * len(CLASS_NAMES)
+    assert [sum(row) for row in report["confusion"]] == totals
+    hits = [report["confusion"][i][i] for i in range(len(CLASS_NAMES))]
+    assert hits == [row["correct"] for row in report["per_class"]]
+    assert report["correct"] == sum(hits) and report["top1"] == pytest.approx(sum(hits) / 33)
+    for pair in report["pairs"]:
+        assert pair["total"] == 6
+        rows = [CLASS_NAMES.index(pair["first"]), CLASS_NAMES.index(pair["second"])]
+        inside = sum(report["confusion"][i][j] for i in rows for j in rows)
+        assert pair["other"] == 6 - inside
+
+
+def test_eval_prints_tables(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(bundle), "--clips", "11", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "order-dependent pairs" in out and "confusion matrix" in out
+    for name in CLASS_NAMES:
+        assert name in out
+
+
+def test_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "no_such_model", "--output", str(tmp_path / "x.safetensors")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no bundle file" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
