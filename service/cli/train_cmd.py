@@ -55,6 +55,7 @@ def add_parser(subparsers: Any) -> None:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--depth", type=int, default=None, help="transformer blocks (override)")
+    model.add_argument("--patch-size", type=int, default=None, help="patch side (override)")
     model.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     model.add_argument("--causal", action="store_true", help="the causal (streaming) variant")
     model.add_argument(
@@ -104,6 +105,8 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.depth is not None:
         overrides["depth"] = args.depth
+    if args.patch_size is not None:
+        overrides["patch_size"] = args.patch_size
     if args.causal:
         overrides["causal"] = True
     return overrides
@@ -149,6 +152,7 @@ def command_line(args: argparse.Namespace) -> str:
         "clips",
         "seed_offset",
         "depth",
+        "patch_size",
         "drop_path",
         "crop_pct",
         "epochs",
