@@ -105,7 +105,7 @@ def backbone_rows(name: str, frames: Tensor, budgets: dict[str, Budget]) -> list
                 elapsed = time.perf_counter() - start
                 if t > 0:
                     seconds[label] += elapsed
-                    spent[label] += result.stats[0].gmacs
+                    spent[label] += result.costs[0].gmacs
                 errors[label].append(rel_err(result.tokens[0], dense))
     rows = []
     for label in budgets:

@@ -6,7 +6,7 @@ See docs/EVENTFUL.md for the mechanism, the state layout and the API.
 
 from .accounting import GATES, CostMeter, SessionCost, dense_block_macs, dense_frame_macs
 from .encoder import EventfulEncoder
-from .engine import EventfulEngine, StepResult
+from .engine import EventfulEngine
 from .policy import KEEP_ALL, BatchPlan, Budget, Selection, Threshold, TopFraction, TopR
 from .pool import SlotInfo, SlotPool
 from .state import LayerState, SessionState, StateSpec, allocate_state
@@ -28,7 +28,6 @@ __all__ = [
     "SlotInfo",
     "SlotPool",
     "StateSpec",
-    "StepResult",
     "Threshold",
     "TopFraction",
     "TopR",

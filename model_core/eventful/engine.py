@@ -3,51 +3,22 @@
 engine = EventfulEngine(model, capacity=32, stride=4)
 slot = engine.open(TopFraction(0.25))
 result = engine.step(frames, [slot])          # frames (S, 3, H, W), normalised
-result.logits[0], result.stats[0].gmacs, engine.totals(slot)
+result.logits[0], result.costs[0].gmacs, engine.totals(slot)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from model_core.models import VideoTransformer
 
-from .accounting import SessionCost
 from .encoder import EventfulEncoder
 from .policy import KEEP_ALL, Budget
 from .pool import SlotInfo, SlotPool
-from .stream import stream_step
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """Outputs of one engine step, in the order of its slot ids.
-
-    Attributes:
-        features: ``(S, C)`` per-frame CLS features.
-        tokens: ``(S, N, C)`` final tokens.
-        logits: per session, logits over its window when it emitted labels, else None.
-        stats: per session, MACs spent and dense MACs by part and tokens recomputed per block.
-        padded: token rows added by padding the batch to its largest selection.
-    """
-
-    features: Tensor
-    tokens: Tensor
-    logits: list[Tensor | None]
-    stats: list[SessionCost]
-    padded: int
-
-    @property
-    def gmacs(self) -> float:
-        return sum(s.gmacs for s in self.stats)
-
-    @property
-    def dense_gmacs(self) -> float:
-        return sum(s.dense_gmacs for s in self.stats)
+from .stream import FrameOutput, stream_step
 
 
 class EventfulEngine:
@@ -107,7 +78,7 @@ class EventfulEngine:
         frames: Tensor,
         slot_ids: Sequence[int],
         budgets: Sequence[Budget | None] | None = None,
-    ) -> StepResult:
+    ) -> FrameOutput:
         """One frame for each session in ``slot_ids``.
 
         Args:
@@ -136,6 +107,4 @@ class EventfulEngine:
             info.frames += 1
             info.macs += sum(cost.macs.values())
             info.dense_macs += sum(cost.dense_macs.values())
-        return StepResult(
-            output.features, output.tokens, output.logits, output.costs, output.padded
-        )
+        return output

@@ -34,6 +34,14 @@ class FrameOutput:
     costs: list[SessionCost]
     padded: int
 
+    @property
+    def gmacs(self) -> float:
+        return sum(c.gmacs for c in self.costs)
+
+    @property
+    def dense_gmacs(self) -> float:
+        return sum(c.dense_gmacs for c in self.costs)
+
 
 def window_index(frames: int, window: int) -> list[int]:
     """Ring positions of the last ``min(frames, window)`` frames, oldest first."""

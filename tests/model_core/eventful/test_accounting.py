@@ -69,10 +69,10 @@ def test_keep_all_and_first_frames_cost_exactly_the_dense_step(
     frames = stream(2, 64)
     engine = EventfulEngine(shallow, capacity=2)
     slot = engine.open(TopR(1))
-    first = engine.step(frames[:1], [slot]).stats[0]
+    first = engine.step(frames[:1], [slot]).costs[0]
     assert first.macs == first.dense_macs
     assert first.tokens == [(17, 17, 17)] * 4
-    second = engine.step(frames[1:], [slot]).stats[0]
+    second = engine.step(frames[1:], [slot]).costs[0]
     assert second.tokens == [(1, 1, 1)] * 4
     assert second.gmacs < 0.2 * second.dense_gmacs
 
@@ -113,7 +113,7 @@ def test_count_matches_the_rows_that_ran(
     try:
         for t in range(frames.shape[0]):
             counter.macs = 0
-            cost = engine.step(frames[t : t + 1], [slot]).stats[0]
+            cost = engine.step(frames[t : t + 1], [slot]).costs[0]
             linear = cost.macs["qkv"] + cost.macs["proj"] + cost.macs["mlp"]
             assert linear == counter.macs
             # Attention and accumulator from the recorded qkv counts, by the paper's rules.
@@ -140,7 +140,7 @@ def test_padding_is_reported_not_charged(shallow: VideoTransformer, stream: Stre
     a, b = engine.open(TopR(2)), engine.open(TopR(6))
     engine.step(torch.stack([frames[0], frames[0]]), [a, b])
     result = engine.step(torch.stack([frames[1], frames[2]]), [a, b])
-    small, large = result.stats
+    small, large = result.costs
     assert small.tokens == [(2, 2, 2)] * 4
     assert large.tokens == [(6, 6, 6)] * 4
     assert result.padded == 4 * 3 * (6 - 2)
