@@ -11,6 +11,8 @@ packages=(
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad
+  # service: the Redis server the queue tests start when none listens on 127.0.0.1:6379
+  redis-server
 )
 
 missing=()

@@ -1,0 +1,53 @@
+"""Redis clients from a URL, for the worker (sync) and the gateway (asyncio).
+
+One factory per side so every client is configured alike: raw bytes (uploads and frames are
+binary; the queue decodes text itself), a bounded connect time, and no read timeout, since the
+queue blocks on streams and lists for longer than any sensible socket timeout.
+URLs: ``redis://host:port/db``, ``rediss://...`` (TLS) and ``unix:///path/to.sock?db=0``.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def sync_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.Redis:
+    """A blocking client; close it with ``close()`` (or use it as a context manager)."""
+    return redis.Redis.from_url(
+        url, decode_responses=False, socket_connect_timeout=connect_timeout_s
+    )
+
+
+def async_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.asyncio.Redis:
+    """An asyncio client; close it with ``await aclose()`` (or ``async with``)."""
+    return redis.asyncio.Redis.from_url(
+        url, decode_responses=False, socket_connect_timeout=connect_timeout_s
+    )
+
+
+def ping(client: redis.Redis) -> bool:
+    """Whether the server answers; connection errors count as no."""
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+async def async_ping(client: redis.asyncio.Redis) -> bool:
+    """Whether the server answers; connection errors count as no."""
+    try:
+        return bool(await client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def ping_url(url: str, *, timeout_s: float = 1.0) -> bool:
+    """Whether a server answers at ``url``, with a short bound on connecting and reading."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return ping(client)
+    finally:
+        client.close()

@@ -1,0 +1,228 @@
+"""The service's settings: one validated object, read from ``VIDREC_*`` environment variables.
+
+Gateway, worker and CLI build one :class:`Settings` at start-up; a bad value fails there with a
+message naming the variable, not on the first request. The ingest limits are derived from it
+(:meth:`Settings.clip_limits`, :meth:`Settings.frame_limits`, :meth:`Settings.url_policy`) so the
+two sides of the service enforce the same bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.ingest.settings import ClipLimits, FrameLimits, UrlPolicy
+
+MiB = 1024 * 1024
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Ids end up inside Redis key names and logs: no whitespace, no key separator.
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _split_list(value: Any) -> Any:
+    """Accepts ``a,b`` or a JSON list for list variables; other values pass to pydantic."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the service.
+
+    Every field can be set as ``VIDREC_<FIELD>`` (``VIDREC_REDIS_URL``, ``VIDREC_QUEUE_MAX_JOBS``);
+    lists take ``a,b`` or a JSON list.
+
+    Attributes:
+        redis_url: ``redis://``, ``rediss://`` or ``unix:///path.sock``; ``None`` makes
+            ``vidrec serve`` start an embedded Redis (the gateway and worker roles require one).
+        key_prefix: Prefix of every Redis key, so several deployments (or tests) share a server.
+        host: Address the gateway listens on.
+        port: Port the gateway listens on (0: any free port).
+        models_dir: Directory of model bundles; ``None``: the shipped demo bundles.
+        models: Bundle names to load; empty: every bundle in the directory.
+        clip_model: Default model for clips; ``None``: the catalog's default.
+        live_model: Default model for live sessions; ``None``: the catalog's default.
+        max_upload_bytes: Largest clip upload.
+        max_clip_seconds: Longest clip duration.
+        max_clip_width: Widest clip frame.
+        max_clip_height: Tallest clip frame.
+        max_clip_pixels: Width times height of a clip frame.
+        max_clip_frames: Frames in a clip's index.
+        max_decode_seconds: Wall time of one clip decode.
+        frame_max_bytes: Largest WebSocket frame message.
+        frame_max_width: Widest WebSocket frame.
+        frame_max_height: Tallest WebSocket frame.
+        frame_max_pixels: Width times height of a WebSocket frame.
+        queue_max_jobs: Outstanding clip jobs (queued or running) before submissions get 429.
+        retry_after_s: The Retry-After a 429 answers with.
+        wait_timeout_s: How long a waiting clip request waits for its result.
+        upload_ttl_s: How long an upload waits in Redis for a worker.
+        result_ttl_s: How long a job and its result are kept.
+        session_ttl_s: How long a closed session and its events are kept.
+        heartbeat_interval_s: How often a worker heartbeats.
+        heartbeat_ttl_s: Silence after which a worker counts as dead; more than the interval.
+        reclaim_idle_ms: Idle time after which another worker reclaims a pending clip job.
+        max_deliveries: Deliveries of one clip job before it goes to the dead-letter stream.
+        worker_id: This worker's id; ``None``: ``{hostname}-{pid}``.
+        worker_batch: Clip jobs a worker takes at once.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        session_capacity: Live sessions one worker runs at once.
+        stride: A live session emits labels every ``stride`` frames.
+        default_budget: Default fraction of tokens recomputed per frame, in (0, 1].
+        session_backlog: Frames of one session buffered at its worker; older ones are dropped.
+        events_maxlen: Events kept per session (approximately).
+        allow_private_sources: Let RTSP sources point at loopback and private addresses.
+        source_allow_networks: CIDR blocks RTSP sources may point at even when otherwise denied.
+        rtsp_fps: Frames per second taken from an RTSP source.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDREC_", extra="forbid", validate_assignment=True
+    )
+
+    redis_url: str | None = None
+    key_prefix: str = "vidrec"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    models_dir: Path | None = None
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    clip_model: str | None = None
+    live_model: str | None = None
+
+    max_upload_bytes: PositiveInt = 64 * MiB
+    max_clip_seconds: PositiveFloat = 300.0
+    max_clip_width: PositiveInt = 3840
+    max_clip_height: PositiveInt = 3840
+    max_clip_pixels: PositiveInt = 3840 * 2160
+    max_clip_frames: PositiveInt = 18_000
+    max_decode_seconds: PositiveFloat = 30.0
+    frame_max_bytes: PositiveInt = 2 * MiB
+    frame_max_width: PositiveInt = 1920
+    frame_max_height: PositiveInt = 1920
+    frame_max_pixels: PositiveInt = 1920 * 1080
+
+    queue_max_jobs: PositiveInt = 256
+    retry_after_s: PositiveInt = 2
+    wait_timeout_s: PositiveFloat = 60.0
+    upload_ttl_s: PositiveInt = 900
+    result_ttl_s: PositiveInt = 3600
+    session_ttl_s: PositiveInt = 3600
+
+    heartbeat_interval_s: PositiveFloat = 1.0
+    heartbeat_ttl_s: PositiveFloat = 5.0
+    reclaim_idle_ms: PositiveInt = 30_000
+    max_deliveries: PositiveInt = 3
+
+    worker_id: str | None = None
+    worker_batch: PositiveInt = 8
+    device: str = "auto"
+
+    session_capacity: PositiveInt = 32
+    stride: PositiveInt = 4
+    default_budget: float = Field(default=0.25, gt=0, le=1)
+    session_backlog: PositiveInt = 8
+    events_maxlen: PositiveInt = 1000
+
+    allow_private_sources: bool = False
+    source_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rtsp_fps: PositiveFloat = 10.0
+
+    @field_validator("models", "source_allow_networks", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(_REDIS_SCHEMES)}, got {value!r}")
+        if value.startswith("unix://") and len(value) <= len("unix://"):
+            raise ValueError("a unix:// URL needs the socket path")
+        return value
+
+    @field_validator("key_prefix", "worker_id")
+    @classmethod
+    def _ident(cls, value: str | None) -> str | None:
+        if value is not None and not _ID_RE.match(value):
+            raise ValueError(
+                f"{value!r} must start with a letter or digit and hold only letters, digits, "
+                "'.', '_' and '-'"
+            )
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE_RE.match(value):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
+
+    @field_validator("source_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        UrlPolicy(allow_networks=tuple(value))  # raises ValueError naming the bad block
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must exceed heartbeat_interval_s "
+                f"({self.heartbeat_interval_s}), or live workers would count as dead"
+            )
+        return self
+
+    def clip_limits(self) -> ClipLimits:
+        """The bounds on an uploaded clip."""
+        return ClipLimits(
+            max_bytes=self.max_upload_bytes,
+            max_duration_s=self.max_clip_seconds,
+            max_width=self.max_clip_width,
+            max_height=self.max_clip_height,
+            max_pixels=self.max_clip_pixels,
+            max_frames=self.max_clip_frames,
+            max_decode_seconds=self.max_decode_seconds,
+        )
+
+    def frame_limits(self) -> FrameLimits:
+        """The bounds on one WebSocket frame."""
+        return FrameLimits(
+            max_bytes=self.frame_max_bytes,
+            max_width=self.frame_max_width,
+            max_height=self.frame_max_height,
+            max_pixels=self.frame_max_pixels,
+        )
+
+    def url_policy(self) -> UrlPolicy:
+        """Which hosts an RTSP source may point at; link-local (cloud metadata) stays refused."""
+        return UrlPolicy(
+            allow_loopback=self.allow_private_sources,
+            allow_private=self.allow_private_sources,
+            allow_networks=tuple(self.source_allow_networks),
+        )
+
+    def resolved_worker_id(self) -> str:
+        """``worker_id``, or ``{hostname}-{pid}``, unique among the workers of one server."""
+        if self.worker_id is not None:
+            return self.worker_id
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "worker"
+        return f"{host}-{os.getpid()}"
