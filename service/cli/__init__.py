@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import bench_cmd, eval_cmd, models_cmd, train_cmd
+from service.cli import bench_cmd, classify_cmd, eval_cmd, models_cmd, stream_cmd, train_cmd
 
-COMMANDS = (models_cmd, train_cmd, eval_cmd, bench_cmd)
+COMMANDS = (models_cmd, train_cmd, eval_cmd, bench_cmd, classify_cmd, stream_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

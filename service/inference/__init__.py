@@ -3,6 +3,7 @@ classifier and the live-session runner on the Eventful engine. No Redis, no HTTP
 the in-process CLI and the tests share this path."""
 
 from service.inference.catalog import (
+    LIVE_RULE,
     CatalogError,
     ModelCatalog,
     ModelEntry,
@@ -23,6 +24,7 @@ from service.inference.live import (
 )
 
 __all__ = [
+    "LIVE_RULE",
     "CapacityError",
     "CatalogError",
     "ClipAnswer",

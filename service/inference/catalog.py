@@ -24,8 +24,8 @@ from model_core.zoo import DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL, bundle_dir, l
 Role = Literal["clip", "live"]
 ROLES: tuple[Role, ...] = ("clip", "live")
 
-# Families whose encoder is a plain per-frame ViT, which is what EventfulEngine runs.
-_LIVE_FAMILIES = ("factorized", "vit_avg")
+# What EventfulEngine streams with causal labels (see is_live).
+LIVE_RULE = "live models are causal factorized or vit_avg"
 
 
 class CatalogError(ValueError):
@@ -35,11 +35,14 @@ class CatalogError(ValueError):
 class UnknownModelError(ValueError):
     """A model name that the catalog does not hold; the message lists the ones it does."""
 
-    def __init__(self, name: str, known: Sequence[str], what: str = "model") -> None:
+    def __init__(
+        self, name: str, known: Sequence[str], what: str = "model", detail: str = ""
+    ) -> None:
         self.name = name
         self.known = tuple(known)
         listed = ", ".join(self.known) or "none"
-        super().__init__(f"unknown {what} {name!r}; known: {listed}")
+        detail = f" ({detail})" if detail else ""
+        super().__init__(f"unknown {what} {name!r}{detail}; known: {listed}")
 
 
 def is_live(config: ModelConfig) -> bool:
@@ -164,8 +167,9 @@ class ModelCatalog:
             self.get(clip_model)
         if live_model is not None and not self.get(live_model).live:
             raise CatalogError(
-                f"model {live_model!r} ({self.get(live_model).family}) cannot serve live streams; "
-                f"live models: {', '.join(self.live_names) or 'none'}"
+                f"model {live_model!r} ({_family_text(self.get(live_model).config)}) cannot "
+                f"serve live streams ({LIVE_RULE}); live models: "
+                f"{', '.join(self.live_names) or 'none'}"
             )
         self._clip_default = clip_model or pick_default(configs, "clip")
         self._live_default = live_model or pick_default(configs, "live")
@@ -199,7 +203,9 @@ class ModelCatalog:
         wanted = list(dict.fromkeys(names)) or list(paths)
         for name in wanted:
             if name not in paths:
-                raise UnknownModelError(name, list(paths), what=f"model in {_dir_name(models_dir)}")
+                raise UnknownModelError(
+                    name, list(paths), detail=f"no bundle of that name in {_dir_name(models_dir)}"
+                )
         for default in (clip_model, live_model):
             if default is not None and default not in wanted:
                 raise UnknownModelError(default, wanted)
@@ -230,7 +236,12 @@ class ModelCatalog:
             return default
         entry = self.get(name)
         if role == "live" and not entry.live:
-            raise UnknownModelError(name, self.live_names, what="live model")
+            raise UnknownModelError(
+                name,
+                self.live_names,
+                what="live model",
+                detail=f"{_family_text(entry.config)} cannot stream: {LIVE_RULE}",
+            )
         return entry
 
     @property
@@ -285,6 +296,10 @@ class ModelCatalog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _family_text(config: ModelConfig) -> str:
+    return f"{'causal ' if config.causal else ''}{config.family}"
 
 
 def _dir_name(models_dir: Path | str | None) -> str:

@@ -29,7 +29,7 @@ from model_core.eventful import (
 )
 from model_core.preprocess import preprocess_frames
 
-from .catalog import ModelEntry
+from .catalog import LIVE_RULE, ModelEntry
 
 _BUDGET_FORMS = (
     '{"fraction": f} with 0 < f <= 1, {"tokens": r} with r >= 1, '
@@ -195,8 +195,8 @@ class LiveRunner:
     ) -> None:
         if not entry.live:
             raise ValueError(
-                f"model {entry.name!r} ({entry.family}, causal={entry.config.causal}) cannot "
-                "serve live streams: use a causal factorized or a vit_avg model"
+                f"model {entry.name!r} ({'causal ' if entry.config.causal else ''}"
+                f"{entry.family}) cannot serve live streams: {LIVE_RULE}"
             )
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
