@@ -1,0 +1,63 @@
+"""The Redis queue between gateway and workers: clip jobs, sessions, events and heartbeats.
+
+Gateway side (``redis.asyncio`` clients): :class:`ClipJobs`, :class:`SessionDirectory`,
+:class:`EventReader`, :class:`WorkerDirectory`. Worker side (blocking clients):
+:class:`ClipConsumer`, :class:`SessionInbox`, :class:`WorkerRegistry`. Key names and TTLs come
+from :class:`service.keys.Keys`; every refusal is a :class:`QueueError` subclass with a ``code``
+and an ``http_status``.
+"""
+
+from service.queue.clips import ClipConsumer, ClipJobs, ClipTask, ConsumerStats, JobView
+from service.queue.errors import (
+    DEAD_LETTER,
+    UPLOAD_EXPIRED,
+    JobNotFoundError,
+    NoWorkerError,
+    QueueError,
+    QueueFullError,
+    SessionClosedError,
+    SessionNotFoundError,
+    job_error,
+)
+from service.queue.events import EventReader, EventWriter
+from service.queue.sessions import (
+    FINAL_STATES,
+    KINDS,
+    STATES,
+    SessionDirectory,
+    SessionInbox,
+    SessionInfo,
+    SessionMessage,
+    choose_owner,
+)
+from service.queue.workers import WorkerDirectory, WorkerInfo, WorkerRegistry
+
+__all__ = [
+    "DEAD_LETTER",
+    "FINAL_STATES",
+    "KINDS",
+    "STATES",
+    "UPLOAD_EXPIRED",
+    "ClipConsumer",
+    "ClipJobs",
+    "ClipTask",
+    "ConsumerStats",
+    "EventReader",
+    "EventWriter",
+    "JobNotFoundError",
+    "JobView",
+    "NoWorkerError",
+    "QueueError",
+    "QueueFullError",
+    "SessionClosedError",
+    "SessionDirectory",
+    "SessionInbox",
+    "SessionInfo",
+    "SessionMessage",
+    "SessionNotFoundError",
+    "WorkerDirectory",
+    "WorkerInfo",
+    "WorkerRegistry",
+    "choose_owner",
+    "job_error",
+]

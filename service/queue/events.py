@@ -1,0 +1,104 @@
+"""A session's event stream: the owner worker publishes (sync), gateways read and resume (asyncio).
+
+Each session has one stream (field ``event``, JSON) bounded to about ``events_maxlen`` entries and
+kept ``session_ttl_s`` after the last event. Stream ids are the event ids: a client that reconnects
+with the last id it saw reads on from the next event, whichever gateway it reaches.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from service.keys import Keys
+from service.queue._codec import dumps, text
+
+START = "0-0"
+"""Read from the first event still kept."""
+
+UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+"""Lua: HSET the fields in ARGV only when the hash exists, so a write for an expired session does
+not bring back a hash without a TTL."""
+
+
+class EventWriter:
+    """Publishes a session's events, for its owner worker (blocking client)."""
+
+    def __init__(self, redis: redis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._update = redis.register_script(UPDATE_IF_EXISTS)
+
+    def publish(self, session_id: str, event: dict[str, Any]) -> str:
+        """Appends an event to the session's stream; returns its id.
+
+        A ``labels`` event also becomes the session's ``last_event`` (with its ``event_id``),
+        which ``GET /v1/streams/{id}`` shows.
+        """
+        stream = self.keys.events(session_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                stream, {"event": dumps(event)}, maxlen=self.keys.events_maxlen, approximate=True
+            )
+            pipe.expire(stream, self.keys.session_ttl_s)
+            event_id = text(pipe.execute()[0])
+        if event.get("type") == "labels":
+            last = dumps({**event, "event_id": event_id})
+            self._update(keys=[self.keys.session(session_id)], args=["last_event", last])
+        return event_id
+
+
+def _parse(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+    event_id = text(entry_id)
+    raw = fields.get(b"event", fields.get("event"))
+    try:
+        event = json.loads(text(raw)) if raw is not None else {}
+    except ValueError:
+        event = {"type": "error", "code": "bad_event", "message": "unreadable event"}
+    if not isinstance(event, dict):
+        event = {"value": event}
+    event["event_id"] = event_id
+    return event_id, event
+
+
+class EventReader:
+    """Reads sessions' events for the gateway (asyncio client)."""
+
+    def __init__(self, redis: redis.asyncio.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def read(
+        self,
+        session_id: str,
+        after: str = START,
+        block_ms: int | None = None,
+        count: int = 100,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after the id ``after``, oldest first, each with ``event_id`` set in it.
+
+        Args:
+            session_id: The session.
+            after: The last event id the caller saw; ``"0-0"``: from the oldest kept.
+            block_ms: How long to wait when there is none yet; ``None`` or 0: no wait.
+            count: Most events returned.
+        """
+        reply: Any = await self.redis.xread(
+            {self.keys.events(session_id): after}, count=count, block=block_ms or None
+        )
+        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        return [
+            _parse(entry_id, fields) for _stream, items in streams for entry_id, fields in items
+        ]
+
+    async def last_id(self, session_id: str) -> str | None:
+        """Id of the newest event, for a client that wants only what comes next."""
+        reply: Any = await self.redis.xrevrange(self.keys.events(session_id), count=1)
+        return text(reply[0][0]) if reply else None

@@ -1,0 +1,471 @@
+"""Sessions: the gateway opens them and routes frames (asyncio); the owner worker runs them (sync).
+
+A session's Eventful caches live on one worker, its owner, recorded in the session hash. The
+gateway sends every frame, budget change and close to the current owner's inbox stream. When an
+owner's heartbeat expires, its open sessions are orphans: a live worker adopts one with an atomic
+compare-and-set of ``owner`` that bumps ``epoch``, so exactly one worker wins, and from then on
+the gateway's frames go to the new owner, which starts the session afresh.
+
+Inbox messages (stream fields): ``type`` (``open``, ``frame``, ``budget``, ``close``), ``session``;
+frames add ``data``, ``index``, ``received``; budgets add ``budget`` (JSON).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from service.ingest.url_policy import redact
+from service.keys import INBOX_MAXLEN, INBOX_TTL_S, Keys
+from service.queue._codec import as_float, as_int, as_json, dumps, now, text, text_hash, to_field
+from service.queue.errors import NoWorkerError, SessionClosedError, SessionNotFoundError
+from service.queue.events import UPDATE_IF_EXISTS, EventWriter
+from service.queue.workers import WorkerDirectory, WorkerInfo
+from service.settings import Settings
+
+KINDS = ("live", "rtsp")
+STATES = ("opening", "running", "reconnecting", "failed", "closed")
+FINAL_STATES = frozenset({"failed", "closed"})
+"""States in which a session takes no more messages and is no longer open."""
+
+# KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
+if cur[1] ~= ARGV[1] then return 0 end
+if cur[2] == 'closed' or cur[2] == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+"""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as recorded in Redis.
+
+    Attributes:
+        session_id: The session's id.
+        kind: ``live`` (WebSocket frames) or ``rtsp``.
+        model: Model it runs.
+        owner: Worker that runs it.
+        budget: Compute budget, as sent (``{"fraction": 0.25}``...).
+        state: ``opening``, ``running``, ``reconnecting``, ``failed`` or ``closed``.
+        source: RTSP URL with its password removed (safe to show), ``None`` for live sessions.
+        created: Opening time, unix seconds.
+        frames_received: Frames the gateways routed to it.
+        frames_processed: Frames its worker ran.
+        frames_dropped: Frames its worker dropped (backlog full).
+        last_event: The latest labels event, or ``None``.
+        source_health: RTSP reader status, or ``None``.
+        epoch: Owner changes so far.
+        source_url: The RTSP URL as given, credentials included, for the worker that reads it;
+            never show it to clients.
+    """
+
+    session_id: str
+    kind: str
+    model: str
+    owner: str
+    budget: dict[str, Any]
+    state: str
+    source: str | None
+    created: float
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+    last_event: dict[str, Any] | None
+    source_health: dict[str, Any] | None
+    epoch: int
+    source_url: str | None = field(default=None, repr=False)
+
+    @property
+    def open(self) -> bool:
+        """Whether it still takes frames and messages."""
+        return self.state not in FINAL_STATES
+
+
+def _session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
+    return SessionInfo(
+        session_id=session_id,
+        kind=fields.get("kind", "live"),
+        model=fields.get("model", ""),
+        owner=fields.get("owner", ""),
+        budget=as_json(fields.get("budget"), {}),
+        state=fields.get("state", "opening"),
+        source=fields.get("source") or None,
+        created=as_float(fields.get("created")),
+        frames_received=as_int(fields.get("frames_received")),
+        frames_processed=as_int(fields.get("frames_processed")),
+        frames_dropped=as_int(fields.get("frames_dropped")),
+        last_event=as_json(fields.get("last_event"), None),
+        source_health=as_json(fields.get("source_health"), None),
+        epoch=as_int(fields.get("epoch")),
+        source_url=fields.get("source_url") or None,
+    )
+
+
+def choose_owner(
+    workers: list[WorkerInfo], counts: dict[str, int], model: str, default_capacity: int
+) -> WorkerInfo:
+    """The live worker that runs ``model`` live and has the fewest sessions (ties: lowest id).
+
+    Args:
+        workers: Live workers.
+        counts: Open sessions per worker id.
+        model: The session's model.
+        default_capacity: Capacity of a worker that reported none.
+
+    Raises:
+        NoWorkerError: None runs the model live, or all that do are full.
+    """
+    able = [w for w in workers if model in w.live_models]
+    if not able:
+        raise NoWorkerError(f"no live worker runs model {model!r} for live sessions")
+    free = [w for w in able if counts.get(w.worker_id, 0) < (w.capacity or default_capacity)]
+    if not free:
+        raise NoWorkerError(
+            f"every worker running {model!r} is at its session capacity; try again later"
+        )
+    return min(free, key=lambda w: (counts.get(w.worker_id, 0), w.worker_id))
+
+
+class SessionDirectory:
+    """The gateway's side of sessions (asyncio client).
+
+    Args:
+        redis: An asyncio client (raw bytes).
+        keys: Key names and TTLs.
+        settings: ``session_capacity`` is the capacity of a worker that reported none.
+    """
+
+    def __init__(self, redis: redis.asyncio.Redis, keys: Keys, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self.workers = WorkerDirectory(redis, keys)
+
+    async def _open_ids(self) -> list[str]:
+        return sorted(text(m) for m in await self.redis.smembers(self.keys.sessions))
+
+    async def _owner_counts(self) -> dict[str, int]:
+        ids = await self._open_ids()
+        if not ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
+            replies = await pipe.execute()
+        return dict(
+            Counter(
+                text(owner)
+                for owner, state in replies
+                if owner is not None and text(state) not in FINAL_STATES
+            )
+        )
+
+    async def create(
+        self, kind: str, model: str, budget: dict[str, Any], source: str | None = None
+    ) -> SessionInfo:
+        """Opens a session on the least loaded live worker that runs ``model`` live.
+
+        The owner learns of it from an ``open`` message in its inbox.
+
+        Args:
+            kind: ``live`` or ``rtsp``.
+            model: Model name (checked by the caller against the catalog).
+            budget: Compute budget as JSON.
+            source: The RTSP URL for the worker to read (checked by the caller against the URL
+                policy); shown with its password removed.
+
+        Raises:
+            NoWorkerError: No live worker can take it.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        workers = await self.workers.live()
+        counts = await self._owner_counts()
+        owner = choose_owner(workers, counts, model, self.settings.session_capacity).worker_id
+        session_id = uuid.uuid4().hex
+        fields: dict[str, Any] = {
+            "kind": kind,
+            "model": model,
+            "owner": owner,
+            "budget": budget,
+            "state": "opening",
+            "source": redact(source) if source else None,
+            "source_url": source,
+            "created": now(),
+            "frames_received": 0,
+            "frames_processed": 0,
+            "frames_dropped": 0,
+            "epoch": 0,
+        }
+        inbox = self.keys.inbox(owner)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.session(session_id), mapping={k: to_field(v) for k, v in fields.items()}
+            )
+            pipe.sadd(self.keys.sessions, session_id)
+            pipe.xadd(
+                inbox,
+                {"type": "open", "session": session_id},
+                maxlen=INBOX_MAXLEN,
+                approximate=True,
+            )
+            pipe.expire(inbox, INBOX_TTL_S)
+            await pipe.execute()
+        return _session_info(session_id, {k: to_field(v) for k, v in fields.items()})
+
+    async def get(self, session_id: str) -> SessionInfo | None:
+        """The session, ``None`` when unknown or expired."""
+        raw = await self.redis.hgetall(self.keys.session(session_id))
+        return _session_info(session_id, text_hash(raw)) if raw else None
+
+    async def list(self) -> list[SessionInfo]:
+        """The open sessions, oldest first."""
+        ids = await self._open_ids()
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(self.keys.session(session_id))
+            replies = await pipe.execute()
+        infos = [
+            _session_info(session_id, text_hash(raw))
+            for session_id, raw in zip(ids, replies, strict=True)
+            if raw
+        ]
+        return sorted((i for i in infos if i.open), key=lambda i: i.created)
+
+    async def _owner_of_open(self, session_id: str) -> str:
+        owner, state = await self.redis.hmget(self.keys.session(session_id), ["owner", "state"])
+        if owner is None:
+            raise SessionNotFoundError(f"no session {session_id!r} (unknown or expired)")
+        if text(state) in FINAL_STATES:
+            raise SessionClosedError(f"session {session_id} is {text(state)}")
+        return text(owner)
+
+    async def _to_owner(self, owner: str, message: dict[Any, Any], session_id: str) -> None:
+        inbox = self.keys.inbox(owner)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(inbox, message, maxlen=INBOX_MAXLEN, approximate=True)
+            pipe.expire(inbox, INBOX_TTL_S)
+            if message["type"] == "frame":
+                pipe.hincrby(self.keys.session(session_id), "frames_received", 1)
+            await pipe.execute()
+
+    async def send_frame(self, session_id: str, data: bytes, received_s: float, index: int) -> None:
+        """Routes a frame to the session's current owner and counts it in ``frames_received``.
+
+        Raises:
+            SessionNotFoundError: No such session.
+            SessionClosedError: The session is closed or failed.
+        """
+        owner = await self._owner_of_open(session_id)
+        message: dict[Any, Any] = {
+            "type": "frame",
+            "session": session_id,
+            "data": data,
+            "index": index,
+            "received": repr(received_s),
+        }
+        await self._to_owner(owner, message, session_id)
+
+    async def set_budget(self, session_id: str, budget: dict[str, Any]) -> None:
+        """Records a new budget and tells the owner.
+
+        Raises:
+            SessionNotFoundError: No such session.
+            SessionClosedError: The session is closed or failed.
+        """
+        owner = await self._owner_of_open(session_id)
+        await self.redis.hset(self.keys.session(session_id), "budget", dumps(budget))
+        message = {"type": "budget", "session": session_id, "budget": dumps(budget)}
+        await self._to_owner(owner, message, session_id)
+
+    async def close(self, session_id: str) -> bool:
+        """Closes the session and tells its owner; ``False`` if it was closed already.
+
+        The hash and events stay ``session_ttl_s``, so a client can still read the last events.
+
+        Raises:
+            SessionNotFoundError: No such session.
+        """
+        try:
+            owner = await self._owner_of_open(session_id)
+        except SessionClosedError:
+            return False
+        await _finalize(self.redis, self.keys, session_id, "closed")
+        await self._to_owner(owner, {"type": "close", "session": session_id}, session_id)
+        return True
+
+
+def _finalize_pipeline(pipe: Any, keys: Keys, session_id: str, state: str) -> None:
+    pipe.hset(keys.session(session_id), mapping={"state": state, "ended": now()})
+    pipe.srem(keys.sessions, session_id)
+    pipe.expire(keys.session(session_id), keys.session_ttl_s)
+    pipe.expire(keys.events(session_id), keys.session_ttl_s)
+
+
+async def _finalize(r: redis.asyncio.Redis, keys: Keys, session_id: str, state: str) -> None:
+    async with r.pipeline(transaction=True) as pipe:
+        _finalize_pipeline(pipe, keys, session_id, state)
+        await pipe.execute()
+
+
+@dataclass(frozen=True)
+class SessionMessage:
+    """One message from a worker's inbox.
+
+    Attributes:
+        entry_id: The inbox entry.
+        type: ``open``, ``frame``, ``budget`` or ``close``.
+        session_id: The session it is for.
+        data: The frame's bytes (frames).
+        index: The frame's index as the gateway numbered it (frames).
+        received_s: When the gateway received the frame, unix seconds (frames).
+        budget: The new budget (budgets).
+    """
+
+    entry_id: str
+    type: str
+    session_id: str
+    data: bytes | None = None
+    index: int | None = None
+    received_s: float | None = None
+    budget: dict[str, Any] | None = None
+
+
+def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
+    def get(name: str) -> str | None:
+        value = fields.get(name.encode())
+        return None if value is None else text(value)
+
+    index = get("index")
+    received = get("received")
+    budget = get("budget")
+    return SessionMessage(
+        entry_id=text(entry_id),
+        type=get("type") or "",
+        session_id=get("session") or "",
+        data=fields.get(b"data"),
+        index=as_int(index) if index is not None else None,
+        received_s=as_float(received) if received is not None else None,
+        budget=as_json(budget, {}) if budget is not None else None,
+    )
+
+
+class SessionInbox:
+    """A worker's side of sessions (blocking client): its inbox, events and owned sessions.
+
+    Args:
+        redis: A sync client (raw bytes).
+        keys: Key names, TTLs and ``events_maxlen``.
+        worker_id: This worker's id.
+    """
+
+    def __init__(self, redis: redis.Redis, keys: Keys, worker_id: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.worker_id = worker_id
+        self.inbox = keys.inbox(worker_id)
+        self.events = EventWriter(redis, keys)
+        self._last_id = "0-0"
+        self._update = redis.register_script(UPDATE_IF_EXISTS)
+        self._adopt = redis.register_script(_ADOPT)
+
+    def read(self, block_ms: int | None = None, count: int = 100) -> list[SessionMessage]:
+        """The next messages of this worker's inbox, oldest first; they are deleted once read.
+
+        Args:
+            block_ms: How long to wait when there is none; ``None`` or 0: no wait.
+            count: Most messages returned.
+        """
+        reply: Any = self.redis.xread(
+            {self.inbox: self._last_id}, count=count, block=block_ms or None
+        )
+        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        messages = [
+            _message(entry_id, fields) for _s, items in streams for entry_id, fields in items
+        ]
+        if messages:
+            self._last_id = messages[-1].entry_id
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xdel(self.inbox, *(m.entry_id for m in messages))
+                pipe.expire(self.inbox, INBOX_TTL_S)
+                pipe.execute()
+        return messages
+
+    def publish(self, session_id: str, event: dict[str, Any]) -> str:
+        """Appends an event to the session's stream; returns its id (see :class:`EventWriter`)."""
+        return self.events.publish(session_id, event)
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        """The session, ``None`` when unknown or expired."""
+        raw = self.redis.hgetall(self.keys.session(session_id))
+        return _session_info(session_id, text_hash(raw)) if raw else None
+
+    def update(self, session_id: str, **fields: Any) -> bool:
+        """Sets fields of the session hash (dicts and lists as JSON); ``False`` if it is gone.
+
+        Setting ``state`` to ``failed`` or ``closed`` also ends the session: it leaves the open set
+        and its hash and events expire after ``session_ttl_s``.
+        """
+        if not fields:
+            return bool(self.redis.exists(self.keys.session(session_id)))
+        args = [item for k, v in fields.items() for item in (k, to_field(v))]
+        if not self._update(keys=[self.keys.session(session_id)], args=args):
+            return False
+        if fields.get("state") in FINAL_STATES:
+            with self.redis.pipeline(transaction=True) as pipe:
+                _finalize_pipeline(pipe, self.keys, session_id, str(fields["state"]))
+                pipe.execute()
+        return True
+
+    def _open(self) -> list[tuple[str, str]]:
+        """(session id, owner) of every open session."""
+        ids = sorted(text(m) for m in self.redis.smembers(self.keys.sessions))
+        if not ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
+            replies = pipe.execute()
+        return [
+            (session_id, text(owner))
+            for session_id, (owner, state) in zip(ids, replies, strict=True)
+            if owner is not None and text(state) not in FINAL_STATES
+        ]
+
+    def owned(self) -> list[str]:
+        """Open sessions this worker owns."""
+        return [session_id for session_id, owner in self._open() if owner == self.worker_id]
+
+    def orphans(self) -> list[str]:
+        """Open sessions whose owner's heartbeat expired."""
+        sessions = self._open()
+        owners = sorted({owner for _, owner in sessions})
+        if not owners:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.exists(self.keys.worker(owner))
+            alive = {owner for owner, ok in zip(owners, pipe.execute(), strict=True) if ok}
+        return [session_id for session_id, owner in sessions if owner not in alive]
+
+    def adopt(self, session_id: str, dead_owner: str) -> bool:
+        """Takes over a session from a dead owner; exactly one caller wins.
+
+        Fails when the session is no longer owned by ``dead_owner`` (someone adopted it first),
+        when ``dead_owner`` is alive again, or when the session has ended. Success bumps ``epoch``.
+        """
+        epoch = self._adopt(
+            keys=[self.keys.session(session_id), self.keys.worker(dead_owner)],
+            args=[dead_owner, self.worker_id],
+        )
+        return bool(epoch)
