@@ -1,0 +1,153 @@
+"""The FastAPI application: routes, error shape, request metrics, and the Redis client's lifetime.
+
+The gateway holds no model and never imports torch or ``model_core``: it validates what it can
+cheaply (sizes, containers, URLs, JSON shapes), puts work on Redis and relays answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.gateway.clips import FORM_OVERHEAD_BYTES, ROUTE_SCOPE_KEY, UploadLimitMiddleware
+from service.gateway.clips import router as clips_router
+from service.gateway.errors import install_error_handlers
+from service.gateway.state import Gateway
+from service.gateway.streams import router as streams_router
+from service.gateway.system import router as system_router
+from service.keys import Keys
+from service.metrics import GatewayMetrics
+from service.queue import ClipJobs, EventReader, SessionDirectory, WorkerDirectory
+from service.redis_conn import async_client
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Route label of requests that matched no route, so scanners cannot blow up label cardinality.
+UNMATCHED_ROUTE = "<unmatched>"
+
+DESCRIPTION = """\
+Streaming video action recognition. Upload a clip (`POST /v1/clips`), stream frames over a
+WebSocket (`/v1/streams/live`), or register an RTSP camera (`POST /v1/streams`), and get action
+labels with the latency and the compute each answer cost.
+
+Every refusal is a 4xx with `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+class RequestMetricsMiddleware:
+    """Counts requests by route template, method and status, and times HTTP requests.
+
+    Pure ASGI (no ``BaseHTTPMiddleware``), so streamed bodies and WebSockets pass untouched. The
+    route template is read after routing (FastAPI leaves the matched route in the scope), never
+    the raw path. A WebSocket counts once, as ``WS`` with 101 when accepted or 403 when refused
+    before accepting.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        is_ws = scope["type"] == "websocket"
+        if is_ws:
+            status = 403
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = int(message["status"])
+            elif kind == "websocket.accept":
+                status = 101
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            if is_ws:
+                requests = self.metrics.http_requests
+                requests.labels(route=route, method="WS", status=str(status)).inc()
+            else:
+                self.metrics.observe_request(
+                    route, scope.get("method", "GET"), status, time.perf_counter() - start
+                )
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    if isinstance(route, BaseRoute):
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if isinstance(path, str):
+            return str(scope.get("root_path", "")).rstrip("/") + path
+    early = scope.get(ROUTE_SCOPE_KEY)
+    return early if isinstance(early, str) else UNMATCHED_ROUTE
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway for ``settings``; Redis is connected when the app starts (its lifespan).
+
+    Raises:
+        ValueError: ``settings.redis_url`` is not set (the gateway role needs a server; ``vidrec
+            serve`` starts an embedded one and passes its URL).
+    """
+    if settings.redis_url is None:
+        raise ValueError(
+            "the gateway needs a Redis server: set VIDREC_REDIS_URL (or run `vidrec serve`, which "
+            "starts an embedded one)"
+        )
+    redis_url = settings.redis_url
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = async_client(redis_url)
+        keys = Keys.from_settings(settings)
+        app.state.gateway = Gateway(
+            settings=settings,
+            keys=keys,
+            redis=client,
+            jobs=ClipJobs(client, keys, settings),
+            sessions=SessionDirectory(client, keys, settings),
+            events=EventReader(client, keys),
+            workers=WorkerDirectory(client, keys),
+            metrics=metrics,
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="vidrec",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(clips_router(settings))
+    app.include_router(streams_router(settings))
+    app.include_router(system_router())
+    app.add_middleware(
+        UploadLimitMiddleware,
+        path="/v1/clips",
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+    )
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app

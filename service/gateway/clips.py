@@ -1,0 +1,251 @@
+"""``POST /v1/clips`` and ``GET /v1/jobs/{id}``: clip uploads answered by the worker pool.
+
+The gateway refuses what it can cheaply before a job exists: a body over the size limit (413,
+checked while the upload streams in, so an oversized upload never fills the disk), something that
+is not a video of an accepted container and codec (``probe_clip`` reads the index and one frame),
+a model no live worker serves (404), a full queue (429 with Retry-After). Decoding and inference
+happen in the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.gateway.catalog import LiveCatalog
+from service.gateway.errors import ApiError, error_body, job_error_status
+from service.gateway.state import Gateway, get_gateway
+from service.ingest import ClipInfo, probe_clip
+from service.queue import JobView
+from service.settings import Settings
+
+# Scope key naming the route template for request metrics when a middleware answers before routing.
+ROUTE_SCOPE_KEY = "vidrec.route"
+# Multipart framing and the small form fields around the file, on top of max_upload_bytes.
+FORM_OVERHEAD_BYTES = 64 * 1024
+MAX_TOP_K = 100
+MAX_CLIPS = 10
+
+
+class JobAccepted(BaseModel):
+    """A job that is queued or running; poll ``status_url``."""
+
+    job_id: str
+    status: str = Field(description="queued, running, done or failed")
+    status_url: str
+
+
+class ErrorDetail(BaseModel):
+    """What was wrong."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The shape of every refusal."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        404: "Unknown model or job",
+        413: "Upload too large",
+        415: "Not a video, or a container or codec that is not accepted",
+        422: "Bad parameters, or a video that cannot be used (truncated, too long...)",
+        429: "Queue full; retry after the Retry-After header's seconds",
+        503: "No live worker serves clip models",
+    }.items()
+}
+
+
+def _accepted(job_id: str, state: str) -> JSONResponse:
+    body = JobAccepted(job_id=job_id, status=state, status_url=f"/v1/jobs/{job_id}")
+    return JSONResponse(body.model_dump(), status_code=202)
+
+
+def _answer(job_id: str, answer: dict[str, Any]) -> JSONResponse:
+    """A finished job's answer: the result, or its error with the matching status."""
+    error = answer.get("error")
+    if isinstance(error, dict):
+        status = job_error_status(error)
+        code = str(error.get("code", "error"))
+        message = str(error.get("message", "the job failed"))
+        extra = {
+            k: v for k, v in error.items() if k not in ("code", "message", "http_status", "status")
+        }
+        return JSONResponse(error_body(code, message, job_id=job_id, **extra), status_code=status)
+    return JSONResponse({"job_id": job_id, **answer})
+
+
+def _probe_dict(info: ClipInfo) -> dict[str, Any]:
+    return {
+        "container": info.container,
+        "codec": info.codec,
+        "width": info.width,
+        "height": info.height,
+        "rotation": info.rotation,
+        "num_frames": info.num_frames,
+        "duration_s": round(info.duration_s, 4),
+        "avg_fps": round(info.avg_fps, 3),
+    }
+
+
+def _job_body(view: JobView) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "job_id": view.job_id,
+        "status": view.state,
+        "model": view.model,
+        "params": view.params,
+        "filename": view.filename,
+        "size": view.size,
+        "created": view.created,
+        "started": view.started,
+        "finished": view.finished,
+        "worker": view.worker,
+        "deliveries": view.deliveries,
+    }
+    if view.error is not None:
+        body["error"] = {
+            "code": str(view.error.get("code", "error")),
+            "message": str(view.error.get("message", "the job failed")),
+            "http_status": job_error_status(view.error),
+        }
+    elif view.result is not None:
+        body["result"] = view.result
+    return body
+
+
+def router(settings: Settings) -> APIRouter:
+    """The clip routes; the body limit is fixed here from ``settings.max_upload_bytes``."""
+    api = APIRouter(tags=["clips"])
+    max_upload = settings.max_upload_bytes
+    limits = settings.clip_limits()
+
+    @api.post(
+        "/v1/clips",
+        responses={200: {"description": "The answer"}, 202: {"model": JobAccepted}, **ERRORS},
+        summary="Classify an uploaded clip",
+    )
+    async def post_clip(
+        file: Annotated[UploadFile, File(description="The video (mp4, mkv, webm, avi, mov)")],
+        gw: Annotated[Gateway, Depends(get_gateway)],
+        model: Annotated[
+            str | None, Form(description="Model name; default: the deployment's clip model")
+        ] = None,
+        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="Labels to return")] = 5,
+        clips: Annotated[int, Form(ge=1, le=MAX_CLIPS, description="Temporal views")] = 1,
+        crops: Annotated[
+            int, Form(description="Spatial views: 1 or 3"), AfterValidator(_one_or_three)
+        ] = 1,
+        wait: Annotated[
+            bool, Form(description="Wait for the answer (true) or answer 202 at once")
+        ] = True,
+    ) -> JSONResponse:
+        """Upload a clip; answers the labels (or 202 with a job id when ``wait`` is false)."""
+        if file.size is not None and file.size > max_upload:
+            raise _too_large(file.size, max_upload)
+        data = await file.read()
+        if len(data) > max_upload:
+            raise _too_large(len(data), max_upload)
+        info = await run_in_threadpool(probe_clip, data, limits)
+        catalog = LiveCatalog.of(await gw.workers.live())
+        name = catalog.resolve(model or None, "clip", settings.clip_model)
+        params = {"top_k": top_k, "clips": clips, "crops": crops, "probe": _probe_dict(info)}
+        job_id = await gw.jobs.submit(data, name, params, file.filename or "upload")
+        if not wait:
+            return _accepted(job_id, "queued")
+        answer = await gw.jobs.wait(job_id, settings.wait_timeout_s)
+        if answer is None:
+            view = await gw.jobs.job(job_id)
+            return _accepted(job_id, view.state if view else "queued")
+        return _answer(job_id, answer)
+
+    @api.get(
+        "/v1/jobs/{job_id}",
+        responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
+        summary="A clip job's state and result",
+    )
+    async def get_job(job_id: str, gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
+        """The job's state; its result (or error) once answered."""
+        view = await gw.jobs.job(job_id)
+        if view is None:
+            raise ApiError(404, "job_not_found", f"no clip job {job_id!r} (unknown or expired)")
+        return JSONResponse(_job_body(view))
+
+    return api
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit; an HTTPException, so FastAPI
+    lets it through its form parsing to the error handlers."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+
+
+class UploadLimitMiddleware:
+    """Bounds the request body of the upload route while it streams in.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body
+    is counted and cut off at the limit, so an oversized upload never fills memory or disk. The
+    limit is ``max_upload_bytes`` plus room for the multipart framing and form fields; the route
+    then checks the file itself against ``max_upload_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, path: str, max_bytes: int) -> None:
+        self.app = app
+        self.path = path
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_SCOPE_KEY] = self.path  # the route label, should it answer before routing
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            body = error_body(
+                "too_large",
+                f"the request body has {declared} bytes; uploads of at most "
+                f"{self.max_bytes - FORM_OVERHEAD_BYTES} bytes are accepted",
+            )
+            response = JSONResponse(body, status_code=413, headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        total = 0
+
+        async def limited() -> Message:
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _one_or_three(value: int) -> int:
+    if value not in (1, 3):
+        raise ValueError("must be 1 (the full frame) or 3 (three square crops)")
+    return value
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "too_large",
+        f"the upload has {size} bytes; at most {limit} ({limit / 2**20:.1f} MiB) are accepted",
+        max_bytes=limit,
+    )

@@ -1,0 +1,197 @@
+"""One error shape for every refusal: ``{"error": {"code": ..., "message": ...}}``.
+
+Clients branch on ``code`` (stable, snake_case) and show ``message`` (says what was wrong and what
+is accepted). FastAPI's own validation errors and Starlette's 404/405 are reshaped the same way, so
+a client never has to parse two formats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.ingest import IngestError
+from service.queue import QueueError, QueueFullError
+
+log = logging.getLogger(__name__)
+
+# Codes for Starlette's bare HTTP exceptions (unknown route, wrong method, body limit...).
+_STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "queue_full",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal the gateway answers with ``status`` and the error shape.
+
+    Attributes:
+        status: HTTP status.
+        code: Stable machine-readable code.
+        message: What was wrong, for people.
+        headers: Extra response headers (``Retry-After``).
+        extra: Further fields of the error object (``models`` for an unknown model).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body."""
+        return error_body(self.code, self.message, **self.extra)
+
+    def response(self) -> JSONResponse:
+        """The response to send."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers or None)
+
+    @classmethod
+    def from_ingest(cls, exc: IngestError) -> ApiError:
+        """Keeps the ingest error's code and HTTP status."""
+        return cls(exc.http_status, exc.code, exc.message)
+
+    @classmethod
+    def from_queue(cls, exc: QueueError) -> ApiError:
+        """Keeps the queue error's code and status; a full queue adds Retry-After."""
+        if isinstance(exc, QueueFullError):
+            return cls(
+                exc.http_status,
+                exc.code,
+                exc.message,
+                headers={"Retry-After": str(exc.retry_after_s)},
+                retry_after_s=exc.retry_after_s,
+            )
+        headers = {"Retry-After": "1"} if exc.http_status == 503 else None
+        return cls(exc.http_status, exc.code, exc.message, headers=headers)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """``{"error": {"code", "message", ...extra}}``."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def error_event(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The WebSocket form of a refusal: ``{"type": "error", "code", "message"}``."""
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
+def _ingest_statuses() -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    pending: list[type[IngestError]] = [IngestError]
+    while pending:
+        cls = pending.pop()
+        statuses[cls.code] = cls.http_status
+        pending.extend(cls.__subclasses__())
+    return statuses
+
+
+# Every ingest error code with its status, so a job that failed in the worker with an ingest error
+# is answered as if the gateway had refused the upload itself.
+INGEST_STATUSES: dict[str, int] = _ingest_statuses()
+# Codes the worker may use beyond the ingest ones.
+JOB_STATUSES: dict[str, int] = {
+    **INGEST_STATUSES,
+    "unknown_model": 404,
+    "upload_expired": 410,
+    "dead_letter": 500,
+    "internal": 500,
+    "inference_failed": 500,
+}
+
+
+def job_error_status(error: Mapping[str, Any]) -> int:
+    """The HTTP status for a failed job's ``error`` object.
+
+    An explicit ``http_status`` (or ``status``), an int from 400 to 599, written by the worker
+    wins; otherwise the code is looked up (ingest codes keep their own statuses); anything else is
+    a server error.
+    """
+    for name in ("http_status", "status"):
+        status = error.get(name)
+        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+            return status
+    return JOB_STATUSES.get(str(error.get("code", "")), 500)
+
+
+def _validation_message(errors: Sequence[Any]) -> str:
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        where = ".".join(loc) or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def _details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in errors
+    ]
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _ingest_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IngestError)
+    return ApiError.from_ingest(exc).response()
+
+
+async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueueError)
+    return ApiError.from_queue(exc).response()
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    body = error_body("invalid_request", _validation_message(errors), details=_details(errors))
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    message = str(exc.detail) if exc.detail else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}"
+    return JSONResponse(
+        error_body(code, message), status_code=exc.status_code, headers=exc.headers or None
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Registers the handlers that give every refusal the one shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(IngestError, _ingest_error)
+    app.add_exception_handler(QueueError, _queue_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,445 @@
+"""Stream sessions: live WebSocket frames, RTSP sources, and their event streams.
+
+A session runs on one worker (its owner). The gateway only routes: it checks a frame's size and
+header (the worker decodes it), numbers it, stamps its receive time and puts it on the owner's
+inbox; it relays the session's events from Redis. A client that loses its connection reconnects
+to ``/v1/streams/{id}/events?after=<last event id>`` on any gateway and reads on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
+
+from service.gateway.budget import check_budget, parse_budget_param
+from service.gateway.catalog import LiveCatalog, Role
+from service.gateway.clips import ErrorResponse
+from service.gateway.errors import ApiError, error_event
+from service.gateway.state import Gateway, get_gateway
+from service.ingest import IngestError, check_source_url, split_message
+from service.queue import FINAL_STATES, QueueError, SessionInfo
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_STRIDE = 1000
+EVENT_BLOCK_MS = 1000
+# Text messages are small JSON control messages; anything larger is refused.
+MAX_TEXT_BYTES = 4096
+_EVENT_ID = re.compile(r"^(\d+)(-\d+)?$")
+
+# WebSocket close codes (RFC 6455 and the IANA registry).
+WS_NORMAL = 1000
+WS_POLICY = 1008
+WS_TRY_AGAIN = 1013
+
+
+class StreamRequest(BaseModel):
+    """An RTSP source to read."""
+
+    source: str = Field(description="rtsp:// or rtsps:// URL", max_length=4096)
+    model: str | None = Field(default=None, description="Model; default: the live default")
+    budget: float | dict[str, Any] | None = Field(
+        default=None,
+        description="Fraction of tokens recomputed per frame, or {'fraction'|'tokens'|"
+        "'threshold'|'keep_all': ...}; default: the deployment's",
+    )
+    stride: int | None = Field(default=None, ge=1, le=MAX_STRIDE, description="Labels every N")
+
+
+def session_body(info: SessionInfo, gw: Gateway, stride: int | None = None) -> dict[str, Any]:
+    """A session as the API shows it (never the source URL with its credentials)."""
+    return {
+        "session_id": info.session_id,
+        "kind": info.kind,
+        "model": info.model,
+        "owner": info.owner,
+        "state": info.state,
+        "budget": info.budget,
+        "stride": stride or gw.settings.stride,
+        "source": info.source,
+        "source_health": info.source_health,
+        "created": info.created,
+        "epoch": info.epoch,
+        "latest": info.last_event,
+        "counters": {
+            "frames_received": info.frames_received,
+            "frames_processed": info.frames_processed,
+            "frames_dropped": info.frames_dropped,
+        },
+        "events_url": f"/v1/streams/{info.session_id}/events",
+    }
+
+
+async def _stride_of(gw: Gateway, session_id: str) -> int | None:
+    raw = await gw.redis.hget(gw.keys.session(session_id), "stride")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+async def _open_session(
+    gw: Gateway,
+    kind: str,
+    model: str | None,
+    budget: dict[str, Any],
+    stride: int,
+    source: str | None = None,
+) -> tuple[SessionInfo, dict[str, Any]]:
+    """Resolves the model, creates the session, records its stride; returns it and its model row.
+
+    Raises:
+        ApiError: No worker, unknown model.
+        QueueError: No worker can take a session.
+    """
+    role: Role = "live"
+    catalog = LiveCatalog.of(await gw.workers.live())
+    name = catalog.resolve(model or None, role, gw.settings.live_model)
+    info = await gw.sessions.create(kind, name, budget, source=source)
+    # The engine's stride is the worker's (Settings.stride); a per-session value is recorded for
+    # the worker to honour and for GET /v1/streams/{id}.
+    await gw.redis.hset(gw.keys.session(info.session_id), "stride", str(stride))
+    return info, catalog.row(name)
+
+
+def _session_event(info: SessionInfo, row: dict[str, Any], stride: int) -> dict[str, Any]:
+    return {
+        "type": "session",
+        "session_id": info.session_id,
+        "kind": info.kind,
+        "model": info.model,
+        "stride": stride,
+        "window": row.get("frames"),
+        "budget": info.budget,
+        "owner": info.owner,
+        "events_url": f"/v1/streams/{info.session_id}/events",
+    }
+
+
+class _Socket:
+    """A WebSocket with one lock around sends, since two tasks (frames in, events out) send."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._lock = asyncio.Lock()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        async with self._lock:
+            await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+
+    async def close(self, code: int = WS_NORMAL, reason: str = "") -> None:
+        async with self._lock:
+            if self.ws.application_state != WebSocketState.DISCONNECTED:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await self.ws.close(code, reason)
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int = WS_POLICY) -> None:
+    """Accepts, says why in an error event, closes: a browser cannot read a refused handshake."""
+    await ws.accept()
+    sock = _Socket(ws)
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await sock.send(error_event(code, message))
+    await sock.close(close_code, code)
+
+
+async def _relay_events(
+    gw: Gateway, sock: _Socket, session_id: str, after: str, stop_when_final: bool
+) -> None:
+    """Sends the session's events from ``after`` on; returns once the session has ended and its
+    remaining events are sent (when ``stop_when_final``)."""
+    while True:
+        events = await gw.events.read(session_id, after=after, block_ms=EVENT_BLOCK_MS)
+        for event_id, event in events:
+            after = event_id
+            await sock.send(event)
+        if not events and stop_when_final:
+            state = await gw.redis.hget(gw.keys.session(session_id), "state")
+            if state is None or _text(state) in FINAL_STATES:
+                return
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def router(settings: Settings) -> APIRouter:
+    """The stream routes."""
+    api = APIRouter(tags=["streams"])
+    frame_limits = settings.frame_limits()
+    url_policy = settings.url_policy()
+
+    @api.websocket("/v1/streams/live")
+    async def live(
+        ws: WebSocket,
+        gw: Annotated[Gateway, Depends(get_gateway)],
+        model: str | None = None,
+        budget: str | None = None,
+        stride: str | None = None,
+    ) -> None:
+        """Binary frames in (optional JSON header line, then JPEG/PNG/WebP), JSON events out.
+
+        Query: ``model``, ``budget`` (a fraction, ``all``, or a JSON budget object), ``stride``.
+        Text messages: ``{"budget": ...}`` changes the budget, ``{"type": "close"}`` ends.
+        """
+        try:
+            spec = parse_budget_param(budget, gw.settings.default_budget)
+            every = _parse_stride(stride, gw.settings.stride)
+        except ValueError as exc:
+            await _refuse(ws, "invalid_request", str(exc))
+            return
+        try:
+            info, row = await _open_session(gw, "live", model, spec, every)
+        except (ApiError, QueueError) as exc:
+            api = exc if isinstance(exc, ApiError) else ApiError.from_queue(exc)
+            close = WS_TRY_AGAIN if api.status == 503 else WS_POLICY
+            await _refuse(ws, api.code, api.message, close)
+            return
+        session_id = info.session_id
+        await ws.accept()
+        sock = _Socket(ws)
+        try:
+            await sock.send(_session_event(info, row, every))
+            relay = _relay_events(gw, sock, session_id, "0-0", stop_when_final=True)
+            receive = _receive_live(gw, ws, sock, session_id, frame_limits)
+            if await _first_of(relay, receive) == 0:
+                await _send_end(gw, sock, session_id)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            with contextlib.suppress(QueueError, ConnectionError, OSError):
+                await gw.sessions.close(session_id)
+            await sock.close()
+
+    @api.post(
+        "/v1/streams",
+        status_code=201,
+        responses={
+            400: {"model": ErrorResponse, "description": "Malformed or non-RTSP URL"},
+            403: {"model": ErrorResponse, "description": "Source host not allowed"},
+            404: {"model": ErrorResponse, "description": "Unknown model"},
+            422: {"model": ErrorResponse, "description": "Bad parameters"},
+            503: {"model": ErrorResponse, "description": "No worker can take a session"},
+        },
+        summary="Read an RTSP source",
+    )
+    async def create_stream(
+        body: StreamRequest, gw: Annotated[Gateway, Depends(get_gateway)]
+    ) -> JSONResponse:
+        """Creates a session whose owner worker reads the RTSP source."""
+        checked = await run_in_threadpool(check_source_url, body.source, url_policy)
+        try:
+            spec = check_budget(
+                body.budget if body.budget is not None else gw.settings.default_budget
+            )
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", f"budget: {exc}") from exc
+        every = body.stride or gw.settings.stride
+        info, _row = await _open_session(gw, "rtsp", body.model, spec, every, source=checked.url)
+        return JSONResponse(session_body(info, gw, every), status_code=201)
+
+    @api.get(
+        "/v1/streams/{session_id}",
+        responses={404: {"model": ErrorResponse, "description": "Unknown or expired session"}},
+        summary="A session's state, source health, latest labels and counters",
+    )
+    async def get_stream(
+        session_id: str, gw: Annotated[Gateway, Depends(get_gateway)]
+    ) -> JSONResponse:
+        """The session as recorded in Redis."""
+        info = await _existing(gw, session_id)
+        return JSONResponse(session_body(info, gw, await _stride_of(gw, session_id)))
+
+    @api.delete(
+        "/v1/streams/{session_id}",
+        responses={404: {"model": ErrorResponse, "description": "Unknown or expired session"}},
+        summary="Stop a session",
+    )
+    async def delete_stream(
+        session_id: str, gw: Annotated[Gateway, Depends(get_gateway)]
+    ) -> JSONResponse:
+        """Closes the session; its events stay readable for a while."""
+        await _existing(gw, session_id)
+        closed = await gw.sessions.close(session_id)
+        info = await _existing(gw, session_id)
+        body = session_body(info, gw, await _stride_of(gw, session_id))
+        body["closed_now"] = closed
+        return JSONResponse(body)
+
+    @api.websocket("/v1/streams/{session_id}/events")
+    async def stream_events(
+        ws: WebSocket,
+        session_id: str,
+        gw: Annotated[Gateway, Depends(get_gateway)],
+        after: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> None:
+        """The session's events, from after the event id ``after`` (default: the oldest kept)."""
+        cursor = after or "0-0"
+        if not _EVENT_ID.match(cursor):
+            message = f"after must be an event id like 1712-0, not {cursor!r}"
+            await _refuse(ws, "invalid_request", message)
+            return
+        info = await gw.sessions.get(session_id)
+        if info is None:
+            message = f"no session {session_id!r} (unknown or expired)"
+            await _refuse(ws, "session_not_found", message)
+            return
+        await ws.accept()
+        sock = _Socket(ws)
+        stride = await _stride_of(gw, session_id)
+        try:
+            if after is None:
+                first = {**session_body(info, gw, stride), "type": "session"}
+                await sock.send(first)
+            relay = _relay_events(gw, sock, session_id, cursor, stop_when_final=True)
+            if await _first_of(relay, _until_disconnect(ws)) == 0:
+                await _send_end(gw, sock, session_id)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await sock.close()
+
+    return api
+
+
+async def _first_of(*coros: Coroutine[Any, Any, None]) -> int:
+    """Runs the coroutines until one returns; cancels the others; returns the index of the one
+    that finished (its exception, if any, is raised)."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        # Wait for the cancelled ones; whatever they raise while stopping does not matter.
+        await asyncio.gather(*pending, return_exceptions=True)
+    first = next(i for i, t in enumerate(tasks) if t.done() and not t.cancelled())
+    for task in tasks:  # retrieve every exception, so none is reported as never retrieved
+        if task.done() and not task.cancelled():
+            task.exception()
+    exc = tasks[first].exception()
+    if exc is not None:
+        raise exc
+    return first
+
+
+async def _send_end(gw: Gateway, sock: _Socket, session_id: str) -> None:
+    """Tells the client the session ended (closed elsewhere, or failed) before closing."""
+    info = await gw.sessions.get(session_id)
+    state = info.state if info else "closed"
+    await sock.send({"type": "end", "session_id": session_id, "state": state})
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Reads (and ignores) client messages until it disconnects."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _existing(gw: Gateway, session_id: str) -> SessionInfo:
+    info = await gw.sessions.get(session_id)
+    if info is None:
+        raise ApiError(404, "session_not_found", f"no session {session_id!r} (unknown or expired)")
+    return info
+
+
+def _parse_stride(text: str | None, default: int) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"stride must be an integer, not {text!r}") from None
+    if not 1 <= value <= MAX_STRIDE:
+        raise ValueError(f"stride must be between 1 and {MAX_STRIDE}")
+    return value
+
+
+async def _receive_live(
+    gw: Gateway, ws: WebSocket, sock: _Socket, session_id: str, limits: Any
+) -> None:
+    """Routes the client's messages until it disconnects or asks to close."""
+    index = 0
+    metrics = gw.metrics
+    while True:
+        message = await ws.receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is not None:
+            received = time.time()
+            metrics.frames_received.labels(kind="live").inc()
+            try:
+                split_message(data, limits)
+            except IngestError as exc:
+                metrics.frames_dropped.labels(reason=exc.code).inc()
+                await sock.send(error_event(exc.code, exc.message, frame_index=index))
+                index += 1
+                continue
+            try:
+                await gw.sessions.send_frame(session_id, data, received, index)
+            except QueueError as exc:
+                await sock.send(error_event(exc.code, exc.message))
+                return
+            index += 1
+            continue
+        if await _control(gw, sock, session_id, message.get("text") or ""):
+            return
+
+
+async def _control(gw: Gateway, sock: _Socket, session_id: str, text: str) -> bool:
+    """Handles one text message; ``True`` when the client asked to close."""
+    if len(text) > MAX_TEXT_BYTES:
+        await sock.send(
+            error_event("invalid_message", f"text messages are at most {MAX_TEXT_BYTES} bytes")
+        )
+        return False
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        await sock.send(error_event("invalid_message", f"the message is not JSON: {exc}"))
+        return False
+    if not isinstance(msg, dict):
+        await sock.send(error_event("invalid_message", "a text message must be a JSON object"))
+        return False
+    if msg.get("type") == "close":
+        await gw.sessions.close(session_id)
+        await sock.send({"type": "closed", "session_id": session_id})
+        return True
+    if "budget" in msg:
+        try:
+            budget = check_budget(msg["budget"])
+        except ValueError as exc:
+            await sock.send(error_event("invalid_budget", str(exc)))
+            return False
+        try:
+            await gw.sessions.set_budget(session_id, budget)
+        except QueueError as exc:
+            await sock.send(error_event(exc.code, exc.message))
+            return True
+        await sock.send({"type": "budget", "session_id": session_id, "budget": budget})
+        return False
+    await sock.send(
+        error_event(
+            "invalid_message",
+            'expected {"budget": ...} or {"type": "close"}',
+        )
+    )
+    return False

@@ -1,0 +1,110 @@
+"""``GET /v1/models``, ``/healthz``, ``/readyz`` and ``/metrics``.
+
+``/healthz`` says the process runs (a liveness probe: restart me if this fails); ``/readyz`` says
+it can do work (a readiness probe: Redis answers and a live worker has its models loaded), so a
+load balancer sends no traffic to a gateway that would only answer 503s.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from service.gateway.catalog import LiveCatalog
+from service.gateway.state import Gateway, get_gateway
+from service.metrics import CONTENT_TYPE, Scrape
+from service.redis_conn import async_ping
+
+log = logging.getLogger(__name__)
+
+_REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+def router() -> APIRouter:
+    """The system routes."""
+    api = APIRouter(tags=["system"])
+
+    @api.get("/v1/models", summary="Models the live workers serve")
+    async def models(gw: Annotated[Gateway, Depends(get_gateway)]) -> dict[str, Any]:
+        """Each model's labels, frames, image size and GMACs, with the workers serving it for
+        clips and for live sessions, and the defaults a request without ``model`` gets."""
+        catalog = LiveCatalog.of(await gw.workers.live())
+        defaults: dict[str, str | None] = {}
+        for role, configured in (
+            ("clip", gw.settings.clip_model),
+            ("live", gw.settings.live_model),
+        ):
+            names = catalog.names("clip" if role == "clip" else "live")
+            defaults[role] = (
+                catalog.resolve(None, "clip" if role == "clip" else "live", configured)
+                if names
+                else None
+            )
+        return {
+            "models": catalog.describe(),
+            "defaults": defaults,
+            "workers": [w.worker_id for w in catalog.workers],
+        }
+
+    @api.get("/healthz", summary="Liveness: the process runs")
+    async def healthz() -> dict[str, str]:
+        """Always 200 while the process runs; it touches nothing outside."""
+        return {"status": "ok"}
+
+    @api.get(
+        "/readyz",
+        summary="Readiness: Redis answers and a live worker has its models loaded",
+        responses={503: {"description": "Not ready; the body says why"}},
+    )
+    async def readyz(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
+        """200 when Redis answers and at least one live worker advertises loaded models."""
+        if not await async_ping(gw.redis):
+            return _not_ready("redis does not answer", redis_ok=False)
+        try:
+            workers = await gw.workers.live()
+        except _REDIS_ERRORS as exc:
+            return _not_ready(f"redis error: {exc}", redis_ok=False)
+        loaded = [w for w in workers if w.models or w.live_models]
+        if not workers:
+            return _not_ready("no live worker", redis_ok=True)
+        if not loaded:
+            return _not_ready(
+                f"{len(workers)} live worker(s), none with models loaded yet",
+                redis_ok=True,
+                workers=len(workers),
+            )
+        return JSONResponse(
+            {
+                "ready": True,
+                "redis": True,
+                "workers": len(workers),
+                "workers_ready": len(loaded),
+            }
+        )
+
+    @api.get("/metrics", summary="Prometheus metrics of the gateway and every live worker")
+    async def metrics(gw: Annotated[Gateway, Depends(get_gateway)]) -> Response:
+        """Text exposition; worker families carry a ``worker`` label."""
+        scrape = Scrape()
+        try:
+            scrape.queue_depth = await gw.jobs.depth()
+            scrape.active_sessions = int(await gw.redis.scard(gw.keys.sessions))
+            scrape.workers_live = len(await gw.workers.live())
+            scrape.worker_texts = await gw.workers.metrics()
+        except _REDIS_ERRORS as exc:
+            # Still answer with the gateway's own figures: a scrape that fails shows nothing.
+            log.warning("metrics: redis unavailable: %s", exc)
+        return Response(gw.metrics.render(scrape), media_type=CONTENT_TYPE)
+
+    return api
+
+
+def _not_ready(reason: str, *, redis_ok: bool, workers: int = 0) -> JSONResponse:
+    return JSONResponse(
+        {"ready": False, "reason": reason, "redis": redis_ok, "workers": workers},
+        status_code=503,
+    )

@@ -1,0 +1,64 @@
+"""Gateway fixtures: settings on a test prefix, the app under TestClient, and stand-in workers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# --import-mode=importlib keeps test directories off sys.path; the helper module beside this file
+# is imported by name from the tests.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from gateway_support import StandInWorker, TestClient, encode_mp4  # noqa: E402
+
+from service.gateway import create_app  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str) -> Settings:
+    """Settings on this test's prefix, with short heartbeats and waits."""
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        heartbeat_interval_s=0.2,
+        heartbeat_ttl_s=2.0,
+        wait_timeout_s=10.0,
+        max_upload_bytes=256 * 1024,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app under TestClient, its lifespan run (Redis connected)."""
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def make_worker(settings: Settings) -> Iterator[Callable[..., StandInWorker]]:
+    """Starts stand-in workers; stops them (and checks they raised nothing) after the test."""
+    started: list[StandInWorker] = []
+
+    def make(**kwargs: Any) -> StandInWorker:
+        worker = StandInWorker(settings=kwargs.pop("settings", settings), **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+    for worker in started:
+        assert not worker.errors, worker.errors
+
+
+@pytest.fixture(scope="session")
+def mp4() -> bytes:
+    """A small valid H.264 MP4."""
+    return encode_mp4()
