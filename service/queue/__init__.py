@@ -2,12 +2,14 @@
 
 Gateway side (``redis.asyncio`` clients): :class:`ClipJobs`, :class:`SessionDirectory`,
 :class:`EventReader`, :class:`WorkerDirectory`. Worker side (blocking clients):
-:class:`ClipConsumer`, :class:`SessionInbox`, :class:`WorkerRegistry`. Key names and TTLs come
+:class:`ClipConsumer`, :class:`SessionInbox` (with :class:`EventWriter`), :class:`WorkerRegistry`.
+Import them from here; the modules are an implementation detail. Key names and TTLs come
 from :class:`service.keys.Keys`; every refusal is a :class:`QueueError` subclass with a ``code``
 and an ``http_status``.
 """
 
-from service.queue.clips import ClipConsumer, ClipJobs, ClipTask, ConsumerStats, JobView
+from service.queue.clips import ClipJobs, JobView
+from service.queue.consumer import ClipConsumer, ClipTask, ConsumerStats
 from service.queue.errors import (
     DEAD_LETTER,
     UPLOAD_EXPIRED,
@@ -20,14 +22,13 @@ from service.queue.errors import (
     job_error,
 )
 from service.queue.events import EventReader, EventWriter
+from service.queue.inbox import SessionInbox, SessionMessage
 from service.queue.sessions import (
     FINAL_STATES,
     KINDS,
     STATES,
     SessionDirectory,
-    SessionInbox,
     SessionInfo,
-    SessionMessage,
     choose_owner,
 )
 from service.queue.workers import WorkerDirectory, WorkerInfo, WorkerRegistry

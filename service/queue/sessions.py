@@ -1,10 +1,9 @@
-"""Sessions: the gateway opens them and routes frames (asyncio); the owner worker runs them (sync).
+"""The gateway's side of sessions: open them on a worker, route their frames, close them.
 
 A session's Eventful caches live on one worker, its owner, recorded in the session hash. The
-gateway sends every frame, budget change and close to the current owner's inbox stream. When an
-owner's heartbeat expires, its open sessions are orphans: a live worker adopts one with an atomic
-compare-and-set of ``owner`` that bumps ``epoch``, so exactly one worker wins, and from then on
-the gateway's frames go to the new owner, which starts the session afresh.
+gateway sends every frame, budget change and close to the current owner's inbox stream (read by
+:class:`service.queue.inbox.SessionInbox`), looking the owner up each time, so frames follow a
+session that another worker adopted.
 
 Inbox messages (stream fields): ``type`` (``open``, ``frame``, ``budget``, ``close``), ``session``;
 frames add ``data``, ``index``, ``received``; budgets add ``budget`` (JSON).
@@ -24,7 +23,6 @@ from service.ingest.url_policy import redact
 from service.keys import INBOX_MAXLEN, INBOX_TTL_S, Keys
 from service.queue._codec import as_float, as_int, as_json, dumps, now, text, text_hash, to_field
 from service.queue.errors import NoWorkerError, SessionClosedError, SessionNotFoundError
-from service.queue.events import UPDATE_IF_EXISTS, EventWriter
 from service.queue.workers import WorkerDirectory, WorkerInfo
 from service.settings import Settings
 
@@ -32,16 +30,6 @@ KINDS = ("live", "rtsp")
 STATES = ("opening", "running", "reconnecting", "failed", "closed")
 FINAL_STATES = frozenset({"failed", "closed"})
 """States in which a session takes no more messages and is no longer open."""
-
-# KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner.
-_ADOPT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
-if cur[1] ~= ARGV[1] then return 0 end
-if cur[2] == 'closed' or cur[2] == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-"""
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,7 @@ class SessionInfo:
         return self.state not in FINAL_STATES
 
 
-def _session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
+def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
     return SessionInfo(
         session_id=session_id,
         kind=fields.get("kind", "live"),
@@ -219,12 +207,12 @@ class SessionDirectory:
             )
             pipe.expire(inbox, INBOX_TTL_S)
             await pipe.execute()
-        return _session_info(session_id, {k: to_field(v) for k, v in fields.items()})
+        return session_info(session_id, {k: to_field(v) for k, v in fields.items()})
 
     async def get(self, session_id: str) -> SessionInfo | None:
         """The session, ``None`` when unknown or expired."""
         raw = await self.redis.hgetall(self.keys.session(session_id))
-        return _session_info(session_id, text_hash(raw)) if raw else None
+        return session_info(session_id, text_hash(raw)) if raw else None
 
     async def list(self) -> list[SessionInfo]:
         """The open sessions, oldest first."""
@@ -236,7 +224,7 @@ class SessionDirectory:
                 pipe.hgetall(self.keys.session(session_id))
             replies = await pipe.execute()
         infos = [
-            _session_info(session_id, text_hash(raw))
+            session_info(session_id, text_hash(raw))
             for session_id, raw in zip(ids, replies, strict=True)
             if raw
         ]
@@ -305,7 +293,9 @@ class SessionDirectory:
         return True
 
 
-def _finalize_pipeline(pipe: Any, keys: Keys, session_id: str, state: str) -> None:
+def end_session(pipe: Any, keys: Keys, session_id: str, state: str) -> None:
+    """Queues on ``pipe`` the commands that end a session: final state, out of the open set,
+    hash and events expiring after ``session_ttl_s``."""
     pipe.hset(keys.session(session_id), mapping={"state": state, "ended": now()})
     pipe.srem(keys.sessions, session_id)
     pipe.expire(keys.session(session_id), keys.session_ttl_s)
@@ -314,158 +304,5 @@ def _finalize_pipeline(pipe: Any, keys: Keys, session_id: str, state: str) -> No
 
 async def _finalize(r: redis.asyncio.Redis, keys: Keys, session_id: str, state: str) -> None:
     async with r.pipeline(transaction=True) as pipe:
-        _finalize_pipeline(pipe, keys, session_id, state)
+        end_session(pipe, keys, session_id, state)
         await pipe.execute()
-
-
-@dataclass(frozen=True)
-class SessionMessage:
-    """One message from a worker's inbox.
-
-    Attributes:
-        entry_id: The inbox entry.
-        type: ``open``, ``frame``, ``budget`` or ``close``.
-        session_id: The session it is for.
-        data: The frame's bytes (frames).
-        index: The frame's index as the gateway numbered it (frames).
-        received_s: When the gateway received the frame, unix seconds (frames).
-        budget: The new budget (budgets).
-    """
-
-    entry_id: str
-    type: str
-    session_id: str
-    data: bytes | None = None
-    index: int | None = None
-    received_s: float | None = None
-    budget: dict[str, Any] | None = None
-
-
-def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
-    def get(name: str) -> str | None:
-        value = fields.get(name.encode())
-        return None if value is None else text(value)
-
-    index = get("index")
-    received = get("received")
-    budget = get("budget")
-    return SessionMessage(
-        entry_id=text(entry_id),
-        type=get("type") or "",
-        session_id=get("session") or "",
-        data=fields.get(b"data"),
-        index=as_int(index) if index is not None else None,
-        received_s=as_float(received) if received is not None else None,
-        budget=as_json(budget, {}) if budget is not None else None,
-    )
-
-
-class SessionInbox:
-    """A worker's side of sessions (blocking client): its inbox, events and owned sessions.
-
-    Args:
-        redis: A sync client (raw bytes).
-        keys: Key names, TTLs and ``events_maxlen``.
-        worker_id: This worker's id.
-    """
-
-    def __init__(self, redis: redis.Redis, keys: Keys, worker_id: str) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.worker_id = worker_id
-        self.inbox = keys.inbox(worker_id)
-        self.events = EventWriter(redis, keys)
-        self._last_id = "0-0"
-        self._update = redis.register_script(UPDATE_IF_EXISTS)
-        self._adopt = redis.register_script(_ADOPT)
-
-    def read(self, block_ms: int | None = None, count: int = 100) -> list[SessionMessage]:
-        """The next messages of this worker's inbox, oldest first; they are deleted once read.
-
-        Args:
-            block_ms: How long to wait when there is none; ``None`` or 0: no wait.
-            count: Most messages returned.
-        """
-        reply: Any = self.redis.xread(
-            {self.inbox: self._last_id}, count=count, block=block_ms or None
-        )
-        streams = reply.items() if isinstance(reply, dict) else (reply or [])
-        messages = [
-            _message(entry_id, fields) for _s, items in streams for entry_id, fields in items
-        ]
-        if messages:
-            self._last_id = messages[-1].entry_id
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xdel(self.inbox, *(m.entry_id for m in messages))
-                pipe.expire(self.inbox, INBOX_TTL_S)
-                pipe.execute()
-        return messages
-
-    def publish(self, session_id: str, event: dict[str, Any]) -> str:
-        """Appends an event to the session's stream; returns its id (see :class:`EventWriter`)."""
-        return self.events.publish(session_id, event)
-
-    def get(self, session_id: str) -> SessionInfo | None:
-        """The session, ``None`` when unknown or expired."""
-        raw = self.redis.hgetall(self.keys.session(session_id))
-        return _session_info(session_id, text_hash(raw)) if raw else None
-
-    def update(self, session_id: str, **fields: Any) -> bool:
-        """Sets fields of the session hash (dicts and lists as JSON); ``False`` if it is gone.
-
-        Setting ``state`` to ``failed`` or ``closed`` also ends the session: it leaves the open set
-        and its hash and events expire after ``session_ttl_s``.
-        """
-        if not fields:
-            return bool(self.redis.exists(self.keys.session(session_id)))
-        args = [item for k, v in fields.items() for item in (k, to_field(v))]
-        if not self._update(keys=[self.keys.session(session_id)], args=args):
-            return False
-        if fields.get("state") in FINAL_STATES:
-            with self.redis.pipeline(transaction=True) as pipe:
-                _finalize_pipeline(pipe, self.keys, session_id, str(fields["state"]))
-                pipe.execute()
-        return True
-
-    def _open(self) -> list[tuple[str, str]]:
-        """(session id, owner) of every open session."""
-        ids = sorted(text(m) for m in self.redis.smembers(self.keys.sessions))
-        if not ids:
-            return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in ids:
-                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
-            replies = pipe.execute()
-        return [
-            (session_id, text(owner))
-            for session_id, (owner, state) in zip(ids, replies, strict=True)
-            if owner is not None and text(state) not in FINAL_STATES
-        ]
-
-    def owned(self) -> list[str]:
-        """Open sessions this worker owns."""
-        return [session_id for session_id, owner in self._open() if owner == self.worker_id]
-
-    def orphans(self) -> list[str]:
-        """Open sessions whose owner's heartbeat expired."""
-        sessions = self._open()
-        owners = sorted({owner for _, owner in sessions})
-        if not owners:
-            return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for owner in owners:
-                pipe.exists(self.keys.worker(owner))
-            alive = {owner for owner, ok in zip(owners, pipe.execute(), strict=True) if ok}
-        return [session_id for session_id, owner in sessions if owner not in alive]
-
-    def adopt(self, session_id: str, dead_owner: str) -> bool:
-        """Takes over a session from a dead owner; exactly one caller wins.
-
-        Fails when the session is no longer owned by ``dead_owner`` (someone adopted it first),
-        when ``dead_owner`` is alive again, or when the session has ended. Success bumps ``epoch``.
-        """
-        epoch = self._adopt(
-            keys=[self.keys.session(session_id), self.keys.worker(dead_owner)],
-            args=[dead_owner, self.worker_id],
-        )
-        return bool(epoch)

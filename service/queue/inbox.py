@@ -1,0 +1,182 @@
+"""The owner worker's side of sessions: its inbox, its sessions' events and state, adoption.
+
+A worker reads the messages the gateways route to it (``open``, ``frame``, ``budget``, ``close``),
+publishes its sessions' events and updates their hashes. When an owner's heartbeat expires, its
+open sessions are orphans: a live worker adopts one with an atomic compare-and-set of ``owner``
+that bumps ``epoch``, so exactly one worker wins; from then on the gateways' frames go to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from service.keys import INBOX_TTL_S, Keys
+from service.queue._codec import as_float, as_int, as_json, text, text_hash, to_field
+from service.queue.events import UPDATE_IF_EXISTS, EventWriter
+from service.queue.sessions import FINAL_STATES, SessionInfo, end_session, session_info
+
+# KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
+if cur[1] ~= ARGV[1] then return 0 end
+if cur[2] == 'closed' or cur[2] == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+"""
+
+
+@dataclass(frozen=True)
+class SessionMessage:
+    """One message from a worker's inbox.
+
+    Attributes:
+        entry_id: The inbox entry.
+        type: ``open``, ``frame``, ``budget`` or ``close``.
+        session_id: The session it is for.
+        data: The frame's bytes (frames).
+        index: The frame's index as the gateway numbered it (frames).
+        received_s: When the gateway received the frame, unix seconds (frames).
+        budget: The new budget (budgets).
+    """
+
+    entry_id: str
+    type: str
+    session_id: str
+    data: bytes | None = None
+    index: int | None = None
+    received_s: float | None = None
+    budget: dict[str, Any] | None = None
+
+
+def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
+    def get(name: str) -> str | None:
+        value = fields.get(name.encode())
+        return None if value is None else text(value)
+
+    index = get("index")
+    received = get("received")
+    budget = get("budget")
+    return SessionMessage(
+        entry_id=text(entry_id),
+        type=get("type") or "",
+        session_id=get("session") or "",
+        data=fields.get(b"data"),
+        index=as_int(index) if index is not None else None,
+        received_s=as_float(received) if received is not None else None,
+        budget=as_json(budget, {}) if budget is not None else None,
+    )
+
+
+class SessionInbox:
+    """A worker's side of sessions (blocking client): its inbox, events and owned sessions.
+
+    Args:
+        redis: A sync client (raw bytes).
+        keys: Key names, TTLs and ``events_maxlen``.
+        worker_id: This worker's id.
+    """
+
+    def __init__(self, redis: redis.Redis, keys: Keys, worker_id: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.worker_id = worker_id
+        self.inbox = keys.inbox(worker_id)
+        self.events = EventWriter(redis, keys)
+        self._last_id = "0-0"
+        self._update = redis.register_script(UPDATE_IF_EXISTS)
+        self._adopt = redis.register_script(_ADOPT)
+
+    def read(self, block_ms: int | None = None, count: int = 100) -> list[SessionMessage]:
+        """The next messages of this worker's inbox, oldest first; they are deleted once read.
+
+        Args:
+            block_ms: How long to wait when there is none; ``None`` or 0: no wait.
+            count: Most messages returned.
+        """
+        reply: Any = self.redis.xread(
+            {self.inbox: self._last_id}, count=count, block=block_ms or None
+        )
+        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        messages = [
+            _message(entry_id, fields) for _s, items in streams for entry_id, fields in items
+        ]
+        if messages:
+            self._last_id = messages[-1].entry_id
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xdel(self.inbox, *(m.entry_id for m in messages))
+                pipe.expire(self.inbox, INBOX_TTL_S)
+                pipe.execute()
+        return messages
+
+    def publish(self, session_id: str, event: dict[str, Any]) -> str:
+        """Appends an event to the session's stream; returns its id (see :class:`EventWriter`)."""
+        return self.events.publish(session_id, event)
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        """The session, ``None`` when unknown or expired."""
+        raw = self.redis.hgetall(self.keys.session(session_id))
+        return session_info(session_id, text_hash(raw)) if raw else None
+
+    def update(self, session_id: str, **fields: Any) -> bool:
+        """Sets fields of the session hash (dicts and lists as JSON); ``False`` if it is gone.
+
+        Setting ``state`` to ``failed`` or ``closed`` also ends the session: it leaves the open set
+        and its hash and events expire after ``session_ttl_s``.
+        """
+        if not fields:
+            return bool(self.redis.exists(self.keys.session(session_id)))
+        args = [item for k, v in fields.items() for item in (k, to_field(v))]
+        if not self._update(keys=[self.keys.session(session_id)], args=args):
+            return False
+        if fields.get("state") in FINAL_STATES:
+            with self.redis.pipeline(transaction=True) as pipe:
+                end_session(pipe, self.keys, session_id, str(fields["state"]))
+                pipe.execute()
+        return True
+
+    def _open(self) -> list[tuple[str, str]]:
+        """(session id, owner) of every open session."""
+        ids = sorted(text(m) for m in self.redis.smembers(self.keys.sessions))
+        if not ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
+            replies = pipe.execute()
+        return [
+            (session_id, text(owner))
+            for session_id, (owner, state) in zip(ids, replies, strict=True)
+            if owner is not None and text(state) not in FINAL_STATES
+        ]
+
+    def owned(self) -> list[str]:
+        """Open sessions this worker owns."""
+        return [session_id for session_id, owner in self._open() if owner == self.worker_id]
+
+    def orphans(self) -> list[str]:
+        """Open sessions whose owner's heartbeat expired."""
+        sessions = self._open()
+        owners = sorted({owner for _, owner in sessions})
+        if not owners:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.exists(self.keys.worker(owner))
+            alive = {owner for owner, ok in zip(owners, pipe.execute(), strict=True) if ok}
+        return [session_id for session_id, owner in sessions if owner not in alive]
+
+    def adopt(self, session_id: str, dead_owner: str) -> bool:
+        """Takes over a session from a dead owner; exactly one caller wins.
+
+        Fails when the session is no longer owned by ``dead_owner`` (someone adopted it first),
+        when ``dead_owner`` is alive again, or when the session has ended. Success bumps ``epoch``.
+        """
+        epoch = self._adopt(
+            keys=[self.keys.session(session_id), self.keys.worker(dead_owner)],
+            args=[dead_owner, self.worker_id],
+        )
+        return bool(epoch)
