@@ -17,6 +17,8 @@ import time
 from collections.abc import Coroutine
 from typing import Annotated, Any
 
+import anyio
+import redis
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -35,6 +37,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_STRIDE = 1000
+CLOSE_TIMEOUT_S = 5.0
 EVENT_BLOCK_MS = 1000
 # Text messages are small JSON control messages; anything larger is refused.
 MAX_TEXT_BYTES = 4096
@@ -220,7 +223,12 @@ def router(settings: Settings) -> APIRouter:
         except WebSocketDisconnect:
             pass
         finally:
-            with contextlib.suppress(QueueError, ConnectionError, OSError):
+            # Shielded: the server cancels the handler when the client goes, and the session
+            # must still be closed so its worker frees the slot.
+            with (
+                anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True),
+                contextlib.suppress(QueueError, redis.RedisError, OSError),
+            ):
                 await gw.sessions.close(session_id)
             await sock.close()
 
