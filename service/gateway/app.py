@@ -55,35 +55,52 @@ class RequestMetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status = 500
-        is_ws = scope["type"] == "websocket"
-        if is_ws:
-            status = 403
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
-            kind = message["type"]
-            if kind == "http.response.start":
+            if message["type"] == "http.response.start":
                 status = int(message["status"])
-            elif kind == "websocket.accept":
-                status = 101
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = _route_template(scope)
-            if is_ws:
-                requests = self.metrics.http_requests
-                requests.labels(route=route, method="WS", status=str(status)).inc()
-            else:
-                self.metrics.observe_request(
-                    route, scope.get("method", "GET"), status, time.perf_counter() - start
-                )
+            self.metrics.observe_request(
+                _route_template(scope), scope["method"], status, time.perf_counter() - start
+            )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Counts the connection when it is accepted (101) or refused (403), not when it ends,
+        so a scrape during a stream already shows it."""
+        counted = False
+
+        def count(status: int) -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.http_requests.labels(
+                    route=_route_template(scope), method="WS", status=str(status)
+                ).inc()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                count(101)
+            elif message["type"] in ("websocket.close", "websocket.http.response.start"):
+                count(int(message.get("status", 403)))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            count(500)
 
 
 def _route_template(scope: Scope) -> str:

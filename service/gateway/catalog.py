@@ -114,6 +114,10 @@ class LiveCatalog:
         defaults = [n for n in names if role in (self.rows.get(n, {}).get("default_for") or ())]
         return defaults[0] if defaults else names[0]
 
+    def default(self, role: Role, configured: str | None) -> str | None:
+        """The model a request without ``model`` gets for the role; ``None`` when none is served."""
+        return self.resolve(None, role, configured) if self.names(role) else None
+
     def row(self, name: str) -> dict[str, Any]:
         """The description of one model (``{"name": name}`` when no worker described it)."""
         return self.rows.get(name, {"name": name})

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -170,6 +171,12 @@ async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
     return ApiError.from_queue(exc).response()
 
 
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
+    body = error_body("redis_unavailable", "the queue (Redis) is not reachable; try again shortly")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -193,5 +200,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(QueueError, _queue_error)
+    app.add_exception_handler(redis.RedisError, _redis_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

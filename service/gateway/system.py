@@ -33,17 +33,10 @@ def router() -> APIRouter:
         """Each model's labels, frames, image size and GMACs, with the workers serving it for
         clips and for live sessions, and the defaults a request without ``model`` gets."""
         catalog = LiveCatalog.of(await gw.workers.live())
-        defaults: dict[str, str | None] = {}
-        for role, configured in (
-            ("clip", gw.settings.clip_model),
-            ("live", gw.settings.live_model),
-        ):
-            names = catalog.names("clip" if role == "clip" else "live")
-            defaults[role] = (
-                catalog.resolve(None, "clip" if role == "clip" else "live", configured)
-                if names
-                else None
-            )
+        defaults = {
+            "clip": catalog.default("clip", gw.settings.clip_model),
+            "live": catalog.default("live", gw.settings.live_model),
+        }
         return {
             "models": catalog.describe(),
             "defaults": defaults,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -152,3 +153,24 @@ def test_openapi_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     for path in ("/v1/clips", "/v1/jobs/{job_id}", "/v1/streams", "/v1/models", "/readyz"):
         assert path in spec["paths"], path
+
+
+def test_redis_down_is_503_but_the_process_is_alive() -> None:
+    from service.gateway import create_app
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="vidrec-down")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["redis"] is False
+        models = client.get("/v1/models")
+        assert models.status_code == 503
+        assert models.json()["error"]["code"] == "redis_unavailable"
+        assert models.headers["retry-after"]
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "vidrec_http_requests_total" in metrics.text
