@@ -157,9 +157,10 @@ def router(settings: Settings) -> APIRouter:
         data = await file.read()
         if len(data) > max_upload:
             raise _too_large(len(data), max_upload)
-        info = await run_in_threadpool(probe_clip, data, limits)
+        # The cheap check first: a model nobody serves is refused before the clip is probed.
         catalog = LiveCatalog.of(await gw.workers.live())
         name = catalog.resolve(model or None, "clip", settings.clip_model)
+        info = await run_in_threadpool(probe_clip, data, limits)
         params = {"top_k": top_k, "clips": clips, "crops": crops, "probe": _probe_dict(info)}
         job_id = await gw.jobs.submit(data, name, params, file.filename or "upload")
         if not wait:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import anyio
 import redis
-from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_STRIDE = 1000
+MAX_EVENT_ID_CHARS = 64
 CLOSE_TIMEOUT_S = 5.0
 EVENT_BLOCK_MS = 1000
 # Text messages are small JSON control messages; anything larger is refused.
@@ -292,11 +293,11 @@ def router(settings: Settings) -> APIRouter:
         ws: WebSocket,
         session_id: str,
         gw: Annotated[Gateway, Depends(get_gateway)],
-        after: Annotated[str | None, Query(max_length=64)] = None,
+        after: str | None = None,
     ) -> None:
         """The session's events, from after the event id ``after`` (default: the oldest kept)."""
         cursor = after or "0-0"
-        if not _EVENT_ID.match(cursor):
+        if len(cursor) > MAX_EVENT_ID_CHARS or not _EVENT_ID.match(cursor):
             message = f"after must be an event id like 1712-0, not {cursor!r}"
             await _refuse(ws, "invalid_request", message)
             return
