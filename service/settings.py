@@ -81,6 +81,8 @@ class Settings(BaseSettings):
         worker_id: This worker's id; ``None``: ``{hostname}-{pid}``.
         worker_batch: Clip jobs a worker takes at once.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        torch_threads: Intra-op threads of a worker's torch (``torch.set_num_threads``);
+            ``None``: torch's default (``OMP_NUM_THREADS`` or the core count).
         session_capacity: Live sessions one worker runs at once.
         stride: A live session emits labels every ``stride`` frames.
         default_budget: Default fraction of tokens recomputed per frame, in (0, 1].
@@ -132,6 +134,7 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     worker_batch: PositiveInt = 8
     device: str = "auto"
+    torch_threads: PositiveInt | None = None
 
     session_capacity: PositiveInt = 32
     stride: PositiveInt = 4
