@@ -7,9 +7,31 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import bench_cmd, classify_cmd, eval_cmd, models_cmd, stream_cmd, train_cmd
+from service.cli import (
+    bench_cmd,
+    classify_cmd,
+    client_cmd,
+    eval_cmd,
+    gateway_cmd,
+    models_cmd,
+    serve_cmd,
+    stream_cmd,
+    train_cmd,
+    worker_cmd,
+)
 
-COMMANDS = (models_cmd, train_cmd, eval_cmd, bench_cmd, classify_cmd, stream_cmd)
+COMMANDS = (
+    models_cmd,
+    train_cmd,
+    eval_cmd,
+    bench_cmd,
+    classify_cmd,
+    stream_cmd,
+    serve_cmd,
+    gateway_cmd,
+    worker_cmd,
+    client_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
