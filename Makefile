@@ -20,10 +20,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 system-deps:
 	bash scripts/install_system_deps.sh
 
-# Until the gateway lands (issue 6) there is nothing to serve: `make run` sets up and shows
-# the model registry. It becomes `vidrec serve` with the embedded Redis.
+# The whole service on http://127.0.0.1:8000 with the shipped demo models: an embedded Redis
+# (none to install), one worker process and the gateway. Ctrl-C stops it in order. Settings come
+# from VIDREC_* variables (docs/OPERATIONS.md); VIDREC_REDIS_URL uses an existing Redis instead.
 run: $(STAMP)
-	$(BIN)/vidrec models
+	$(BIN)/vidrec serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
