@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("eventful",)
+BENCHMARKS = ("eventful", "service")
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

@@ -1,0 +1,551 @@
+"""Benchmark of the running service against in-process inference (``vidrec bench service``).
+
+Starts what ``vidrec serve`` starts (an embedded Redis, one worker subprocess, the gateway) on a
+free port, drives it as clients would, and runs the same work in this process with the same
+inference code (``ClipClassifier``, ``LiveRunner``) for the baseline:
+
+1. clips, sequential: generated MP4 clips uploaded one at a time (``POST /v1/clips``, waiting for
+   the answer); round-trip p50/p95 against decode + classify of the same bytes in-process.
+2. clips, concurrent: ``--clip-concurrency`` uploads in flight; throughput against the
+   in-process classifier taking the same clips in batches of that size (what the worker's
+   batching can reach at best).
+3. streams: N concurrent WebSocket sessions (``--sessions``, default 1 4 8) of generated streams
+   sent as JPEG frames, each closed-loop (the next frame goes when the previous frame's labels
+   event arrived; stride 1, so every frame has one); frame throughput and round-trip p50/p95
+   against one batched ``LiveRunner`` step of N sessions (JPEG decode included) in-process.
+
+Ratios (service / in-process) are measured in the same run, so a busy machine hits both sides;
+the client, the gateway, Redis and the worker share this machine's cores, which is part of what
+the ratios show. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from model_core.data import ClipSpec, generate_clip, generate_stream
+from model_core.data.video_io import write_video
+from service.inference import ClipClassifier, LiveRunner, ModelCatalog, pick_default, read_configs
+from service.ingest import ClipLimits, FrameLimits, Sampling, decode_clip, decode_ws_frame
+
+SERVE_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
+START_TIMEOUT_S = 180.0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="vidrec bench service", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, help="directory of bundles (default: the shipped demo ones)"
+    )
+    parser.add_argument("--clip-model", help="default: the directory's clip default")
+    parser.add_argument("--live-model", help="default: the directory's live default")
+    parser.add_argument("--clips", type=int, default=12, help="clips uploaded one at a time")
+    parser.add_argument("--concurrent-clips", type=int, default=24, help="clips uploaded at once")
+    parser.add_argument("--clip-concurrency", type=int, default=4, help="uploads in flight")
+    parser.add_argument("--clip-frames", type=int, default=24, help="frames of each clip file")
+    parser.add_argument("--size", type=int, default=128, help="side of the generated video")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--stream-frames", type=int, default=48, help="frames per session")
+    parser.add_argument("--budget", type=float, default=0.25, help="fraction of tokens")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured clips and frames")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto, both sides")
+    parser.add_argument("--out", default="docs/service_bench.json", help="JSON output")
+    args = parser.parse_args(argv)
+    for name in ("clips", "concurrent_clips", "clip_concurrency", "stream_frames", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.clip_frames < 8 or args.size < 32 or any(n < 1 for n in args.sessions):
+        parser.error("--clip-frames >= 8, --size >= 32 and --sessions >= 1 please")
+    return args
+
+
+# Statistics.
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (linear interpolation); NaN for no values."""
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def summary(latencies_s: Sequence[float], items: int, wall_s: float) -> dict[str, float]:
+    """p50/p95/mean latency in ms and items per second."""
+    ms = [x * 1000.0 for x in latencies_s]
+    return {
+        "items": items,
+        "wall_s": wall_s,
+        "throughput_per_s": items / wall_s if wall_s > 0 else float("nan"),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+    }
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, so the JSON is strict."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+# The work.
+
+
+@dataclass
+class Work:
+    """The clips (MP4 bytes) and streams (JPEG frames) both sides process."""
+
+    clips: list[bytes]
+    streams: list[list[bytes]]
+
+
+def make_work(args: argparse.Namespace, directory: Path) -> Work:
+    spec = ClipSpec(frames=args.clip_frames, size=args.size, fps=10.0)
+    count = args.warmup + max(args.clips, args.concurrent_clips)
+    clips = []
+    for seed in range(count):
+        path = write_video(
+            directory / f"clip{seed}.mp4", generate_clip(seed, spec=spec).frames, 10.0
+        )
+        clips.append(path.read_bytes())
+    frames_needed = args.warmup + args.stream_frames
+    streams = []
+    for seed in range(max(args.sessions)):
+        stream = generate_stream(seed, num_actions=3, spec=ClipSpec(size=args.size, fps=10.0))
+        images = stream.frames
+        while len(images) < frames_needed:
+            images = np.concatenate([images, stream.frames])
+        streams.append([_jpeg(image) for image in images[:frames_needed]])
+    return Work(clips, streams)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+# In-process baseline.
+
+
+def in_process(
+    args: argparse.Namespace, work: Work, clip_model: str, live_model: str
+) -> dict[str, Any]:
+    """The same work through ``ClipClassifier`` and ``LiveRunner`` in this process."""
+    catalog = ModelCatalog.load(args.models_dir, sorted({clip_model, live_model}), args.device)
+    classifier = ClipClassifier(catalog)
+    entry = catalog.get(clip_model)
+    sampling = Sampling(num_frames=entry.frames)
+    short_side = entry.config.preprocessing.resize_size
+    limits = ClipLimits()
+
+    def classify(batch: list[bytes]) -> None:
+        views = [decode_clip(data, sampling, limits, short_side=short_side).views for data in batch]
+        classifier.classify(clip_model, views, 5)
+
+    for data in work.clips[: args.warmup]:
+        classify([data])
+    measured = work.clips[args.warmup :]
+    latencies = []
+    start = time.perf_counter()
+    for data in measured[: args.clips]:
+        t0 = time.perf_counter()
+        classify([data])
+        latencies.append(time.perf_counter() - t0)
+    sequential = summary(latencies, len(latencies), time.perf_counter() - start)
+
+    batch = args.clip_concurrency
+    batch_latencies = []
+    start = time.perf_counter()
+    clips = measured[: args.concurrent_clips]
+    for first in range(0, len(clips), batch):
+        t0 = time.perf_counter()
+        classify(clips[first : first + batch])
+        batch_latencies.append(time.perf_counter() - t0)
+    batched = summary(batch_latencies, len(clips), time.perf_counter() - start)
+
+    live = catalog.get(live_model)
+    streams = {}
+    frame_limits = FrameLimits()
+    for n in args.sessions:
+        runner = LiveRunner(live, capacity=n, stride=1)
+        ids = [f"s{i}" for i in range(n)]
+        for session_id in ids:
+            runner.open(session_id, {"fraction": args.budget})
+        steps = []
+        total = args.warmup + args.stream_frames
+        start = time.perf_counter()
+        for k in range(total):
+            if k == args.warmup:
+                start = time.perf_counter()
+            t0 = time.perf_counter()
+            frames = {
+                sid: decode_ws_frame(work.streams[i][k], frame_limits).image
+                for i, sid in enumerate(ids)
+            }
+            runner.step(frames)
+            if k >= args.warmup:
+                steps.append(time.perf_counter() - t0)
+        streams[n] = summary(steps, n * args.stream_frames, time.perf_counter() - start)
+    return {"clips_sequential": sequential, "clips_batched": batched, "streams": streams}
+
+
+# The service.
+
+
+class Service:
+    """``vidrec serve --port 0`` in a subprocess, with its URL once it listens."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        env = dict(os.environ)
+        env.pop("VIDREC_REDIS_URL", None)  # the embedded Redis, as `make run` has it
+        env.update(
+            {
+                "OMP_NUM_THREADS": str(args.threads),
+                "VIDREC_TORCH_THREADS": str(args.threads),
+                "VIDREC_STRIDE": "1",
+                "VIDREC_DEVICE": args.device,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if args.models_dir is not None:
+            env["VIDREC_MODELS_DIR"] = str(args.models_dir)
+        command = [sys.executable, "-c", SERVE_CODE, "serve", "--port", "0", "--workers", "1"]
+        self.process = subprocess.Popen(
+            [*command, "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self._stderr = threading.Thread(target=self._drain, daemon=True)
+        self._stderr.start()
+        self.url = self._wait_url()
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+
+    def _wait_url(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on " not in line:
+            self.stop()
+            raise RuntimeError("vidrec serve did not start:\n" + "\n".join(self.log[-20:]))
+        return line.split("listening on ", 1)[1].strip()
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=self.url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        raise RuntimeError("the service did not get ready:\n" + "\n".join(self.log[-20:]))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            status = self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._stderr.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return status
+
+
+def upload(client: httpx.Client, data: bytes, model: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/clips",
+        files={"file": ("clip.mp4", data, "video/mp4")},
+        data={"model": model, "top_k": "5"},
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def service_clips(url: str, args: argparse.Namespace, work: Work, model: str) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=120.0) as client:
+        for data in work.clips[: args.warmup]:
+            upload(client, data, model)
+        measured = work.clips[args.warmup :]
+        latencies, timings = [], []
+        start = time.perf_counter()
+        for data in measured[: args.clips]:
+            t0 = time.perf_counter()
+            body = upload(client, data, model)
+            latencies.append(time.perf_counter() - t0)
+            timings.append(body.get("timing_ms") or {})
+        sequential = summary(latencies, len(latencies), time.perf_counter() - start)
+    sequential["server_timing_p50_ms"] = {
+        key: percentile([t[key] for t in timings if key in t], 50)
+        for key in sorted({k for t in timings for k in t})
+    }
+    concurrent = asyncio.run(_concurrent_clips(url, measured[: args.concurrent_clips], args, model))
+    return {"sequential": sequential, "concurrent": concurrent}
+
+
+async def _concurrent_clips(
+    url: str, clips: list[bytes], args: argparse.Namespace, model: str
+) -> dict[str, Any]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for data in clips:
+        queue.put_nowait(data)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=args.clip_concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
+
+        async def uploader() -> None:
+            while not queue.empty():
+                data = queue.get_nowait()
+                t0 = time.perf_counter()
+                response = await client.post(
+                    "/v1/clips",
+                    files={"file": ("clip.mp4", data, "video/mp4")},
+                    data={"model": model, "top_k": "5"},
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(uploader() for _ in range(args.clip_concurrency)))
+        wall = time.perf_counter() - start
+    return summary(latencies, len(clips), wall)
+
+
+async def service_streams(
+    url: str, n: int, args: argparse.Namespace, work: Work, model: str
+) -> dict[str, Any]:
+    """N sessions at once, each sending its next frame when the previous one's event came."""
+    from websockets.asyncio.client import connect
+
+    ws_base = url.replace("http://", "ws://", 1)
+    query = f"/v1/streams/live?model={model}&budget={args.budget}&stride=1"
+    rtts: list[float] = []
+    server_latencies: list[float] = []
+    gmacs = dense = 0.0
+    errors = 0
+    barrier = asyncio.Event()
+    opened = 0
+    starts: list[float] = []
+
+    async def session(index: int) -> None:
+        nonlocal gmacs, dense, errors, opened
+        async with connect(ws_base + query, max_size=None, open_timeout=60) as ws:
+            first = json.loads(await ws.recv())
+            if first.get("type") != "session":
+                raise RuntimeError(f"stream refused: {first}")
+            opened += 1
+            if opened == n:
+                barrier.set()
+            await barrier.wait()
+            frames = work.streams[index]
+            for k, jpeg in enumerate(frames):
+                if k == args.warmup:
+                    starts.append(time.perf_counter())
+                t0 = time.perf_counter()
+                await ws.send(jpeg)
+                while True:
+                    event = json.loads(await ws.recv())
+                    if event.get("type") in ("labels", "error"):
+                        break
+                if k < args.warmup:
+                    continue
+                rtts.append(time.perf_counter() - t0)
+                if event["type"] == "error":
+                    errors += 1
+                    continue
+                compute = event.get("compute") or {}
+                gmacs += float(compute.get("gmacs", 0.0))
+                dense += float(compute.get("dense_gmacs", 0.0))
+                if isinstance(event.get("latency_ms"), int | float):
+                    server_latencies.append(float(event["latency_ms"]) / 1000.0)
+            await ws.send(json.dumps({"type": "close"}))
+
+    await asyncio.gather(*(session(i) for i in range(n)))
+    wall = time.perf_counter() - min(starts)
+    result: dict[str, Any] = summary(rtts, n * args.stream_frames, wall)
+    result["server_latency_p50_ms"] = percentile([x * 1000 for x in server_latencies], 50)
+    result["server_latency_p95_ms"] = percentile([x * 1000 for x in server_latencies], 95)
+    result["gmacs_per_frame"] = gmacs / max(1, len(rtts) - errors)
+    result["dense_gmacs_per_frame"] = dense / max(1, len(rtts) - errors)
+    result["errors"] = errors
+    return result
+
+
+# Report.
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(x) for x in (c, *(r[i] for r in body))) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+def rows_of(
+    service: dict[str, Any], local: dict[str, Any], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows = []
+
+    def row(case: str, svc: dict[str, Any], base: dict[str, Any], unit: str) -> dict[str, Any]:
+        return {
+            "case": case,
+            "unit": unit,
+            "service /s": svc["throughput_per_s"],
+            "in-proc /s": base["throughput_per_s"],
+            "throughput ratio": ratio(svc["throughput_per_s"], base["throughput_per_s"]),
+            "service p50 ms": svc["p50_ms"],
+            "service p95 ms": svc["p95_ms"],
+            "in-proc p50 ms": base["p50_ms"],
+            "in-proc p95 ms": base["p95_ms"],
+            "p50 ratio": ratio(svc["p50_ms"], base["p50_ms"]),
+            "overhead p50 ms": svc["p50_ms"] - base["p50_ms"],
+        }
+
+    rows.append(
+        row("clips sequential", service["clips"]["sequential"], local["clips_sequential"], "clip")
+    )
+    rows.append(
+        row(
+            f"clips x{args.clip_concurrency} concurrent",
+            service["clips"]["concurrent"],
+            local["clips_batched"],
+            "clip",
+        )
+    )
+    for n in args.sessions:
+        rows.append(row(f"streams x{n}", service["streams"][n], local["streams"][n], "frame"))
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    configs = read_configs(args.models_dir)
+    clip_model = args.clip_model or pick_default(configs, "clip")
+    live_model = args.live_model or pick_default(configs, "live")
+    if clip_model is None or live_model is None:
+        raise ValueError(f"the bundles in {args.models_dir} hold no clip or no live model")
+    with tempfile.TemporaryDirectory(prefix="vidrec-bench-") as tmp:
+        work = make_work(args, Path(tmp))
+    print(f"in-process: {clip_model} (clips), {live_model} (streams), {args.threads} thread(s)")
+    local = in_process(args, work, clip_model, live_model)
+
+    print("starting vidrec serve (embedded Redis, 1 worker, gateway)")
+    server = Service(args)
+    try:
+        server.wait_ready()
+        print(f"service ready at {server.url}")
+        clips = service_clips(server.url, args, work, clip_model)
+        streams = {
+            n: asyncio.run(service_streams(server.url, n, args, work, live_model))
+            for n in args.sessions
+        }
+    finally:
+        status = server.stop()
+    service = {"clips": clips, "streams": streams}
+    rows = rows_of(service, local, args)
+    columns = list(rows[0])
+    print()
+    print(table(rows, columns))
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    results = {
+        "benchmark": "service",
+        "machine": machine(),
+        "config": {**config, "clip_model": clip_model, "live_model": live_model},
+        "rows": rows,
+        "service": {
+            "clips": clips,
+            "streams": {str(n): v for n, v in streams.items()},
+        },
+        "in_process": {
+            **{k: v for k, v in local.items() if k != "streams"},
+            "streams": {str(n): v for n, v in local["streams"].items()},
+        },
+        "serve_exit_status": status,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
