@@ -1,0 +1,132 @@
+"""The JSON a worker writes: clip answers, job errors and session events.
+
+Kept apart from the loops so the shapes the gateway and clients read are in one place.
+A clip answer::
+
+    {"job_id", "model", "labels": [{"label", "score"}],
+     "sampled": {"frames", "views", "clips", "crops", "indices", "timestamps_s",
+                 "frames_decoded", "clip": {"container", "codec", "width", "height",
+                 "rotation", "num_frames", "duration_s", "fps"}},
+     "timing_ms": {"queue_wait", "decode", "inference", "total"},
+     "compute": {"gmacs", "frames"}, "worker", "deliveries"}
+
+A failed job's answer is ``{"error": {"code", "message", "http_status"}}`` (written by
+``ClipConsumer.fail``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.inference import ClipAnswer, LiveEvent
+from service.ingest import DecodedClip, IngestError
+from service.queue import ClipTask, job_error
+
+INTERNAL = "internal"
+INFERENCE_FAILED = "inference_failed"
+INVALID_REQUEST = "invalid_request"
+UNKNOWN_MODEL = "unknown_model"
+
+
+def clip_answer(
+    task: ClipTask,
+    decoded: DecodedClip,
+    answer: ClipAnswer,
+    *,
+    top_k: int,
+    clips: int,
+    crops: int,
+    started_s: float,
+    finished_s: float,
+    worker_id: str,
+) -> dict[str, Any]:
+    """The answer of a clip job that ran.
+
+    Args:
+        task: The job.
+        decoded: What was decoded from its upload.
+        answer: What the classifier said.
+        top_k: Labels asked for.
+        clips: Temporal views asked for.
+        crops: Spatial views asked for.
+        started_s: When this worker started the job (unix seconds).
+        finished_s: When the answer was ready (unix seconds).
+        worker_id: This worker.
+    """
+    info = decoded.info
+    enqueued = task.enqueued_s or started_s
+    frames_per_view = int(decoded.views.shape[1])
+    return {
+        "job_id": task.job_id,
+        "model": answer.model,
+        "labels": [{"label": label, "score": score} for label, score in answer.labels[:top_k]],
+        "sampled": {
+            "frames": frames_per_view,
+            "views": answer.views,
+            "clips": clips,
+            "crops": crops,
+            "indices": decoded.frame_indices.tolist(),
+            "timestamps_s": [[round(t, 4) for t in row] for row in decoded.timestamps_s.tolist()],
+            "frames_decoded": decoded.frames_decoded,
+            "clip": {
+                "container": info.container,
+                "codec": info.codec,
+                "width": info.width,
+                "height": info.height,
+                "rotation": info.rotation,
+                "num_frames": info.num_frames,
+                "duration_s": round(info.duration_s, 4),
+                "fps": round(info.avg_fps, 3),
+            },
+        },
+        "timing_ms": {
+            "queue_wait": max(0.0, started_s - enqueued) * 1000.0,
+            "decode": decoded.decode_seconds * 1000.0,
+            "inference": answer.inference_ms,
+            "total": max(0.0, finished_s - enqueued) * 1000.0,
+        },
+        "compute": {"gmacs": answer.gmacs, "frames": answer.frames},
+        "worker": worker_id,
+        "deliveries": task.deliveries,
+    }
+
+
+def ingest_error(exc: IngestError) -> dict[str, Any]:
+    """A refused upload, with the 4xx the gateway would have answered itself."""
+    return job_error(exc.code, exc.message, exc.http_status)
+
+
+def internal_error(code: str, exc: BaseException) -> dict[str, Any]:
+    """A job that failed on the worker's side (5xx); the message names the exception."""
+    detail = str(exc) or type(exc).__name__
+    return job_error(code, f"the worker failed on this clip: {type(exc).__name__}: {detail}", 500)
+
+
+def labels_event(
+    event: LiveEvent,
+    *,
+    latency_ms: float,
+    dropped: int,
+    input_index: int | None,
+) -> dict[str, Any]:
+    """A ``labels`` event: the runner's fields plus what the worker knows.
+
+    Args:
+        event: The runner's event.
+        latency_ms: From the newest frame's arrival (gateway receive time, or the RTSP reader's
+            decode time) to now.
+        dropped: Frames of the session the workers dropped so far.
+        input_index: The newest frame's index as numbered by the gateway (or the RTSP reader);
+            ``frame_index`` counts processed frames, which differ once frames are dropped.
+    """
+    body = event.to_dict()
+    body["model"] = event.model
+    body["latency_ms"] = latency_ms
+    body["dropped"] = dropped
+    body["input_index"] = input_index
+    return body
+
+
+def error_event(session_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """An ``error`` event: a bad frame or message; the session goes on."""
+    return {"type": "error", "session_id": session_id, "code": code, "message": message, **extra}

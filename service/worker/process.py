@@ -1,0 +1,306 @@
+"""The worker process: loads the models once, then serves clip jobs and sessions until stopped.
+
+One loop in the main thread does all model work, so the runners' state is never shared between
+threads: it reads the inbox and steps the sessions (they come first: a live stream waits on
+them), then takes a batch of clip jobs, and at every heartbeat interval checks its sessions
+against Redis and adopts the sessions of dead workers. The heartbeat itself runs in a thread
+(:mod:`service.worker.heartbeat`), so a long batch never makes the worker look dead.
+
+SIGTERM or SIGINT stops taking work: the clip jobs already taken and the step in progress finish,
+the RTSP readers stop, and the worker deregisters, so its sessions move to another worker at
+once; it exits 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import redis
+import torch
+
+from service.inference import ModelCatalog
+from service.keys import Keys
+from service.metrics import WorkerMetrics
+from service.queue import ClipConsumer, ClipTask, SessionInbox, WorkerRegistry
+from service.queue._codec import text
+from service.redis_conn import sync_client
+from service.settings import Settings
+from service.worker.clips import ClipWork, forget
+from service.worker.heartbeat import Heartbeat
+from service.worker.sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+# With sessions open the loop waits on the inbox this long when idle (a frame waits at most this
+# for a clip job's read); with none, it waits on the clip stream a little longer.
+SESSION_WAIT_MS = 20
+CLIP_WAIT_MS = 100
+# Session steps run back to back for at most this long before the next clip batch is taken.
+SESSION_SLICE_S = 0.25
+INBOX_READ_COUNT = 256
+# Waits after a Redis error, doubling up to the cap.
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
+SHUTDOWN_SOURCES_S = 2.0
+
+
+class Worker:
+    """A worker: its Redis client, models, clip consumer, sessions and heartbeat.
+
+    Args:
+        settings: ``redis_url`` is required.
+
+    Raises:
+        ValueError: No ``redis_url``.
+        CatalogError, UnknownModelError: The models cannot be loaded.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.redis_url is None:
+            raise ValueError("a worker needs a Redis server: set VIDREC_REDIS_URL")
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
+        self.settings = settings
+        self.worker_id = settings.resolved_worker_id()
+        self.keys = Keys.from_settings(settings)
+        self.catalog = ModelCatalog.load(
+            settings.models_dir,
+            settings.models,
+            settings.device,
+            clip_model=settings.clip_model,
+            live_model=settings.live_model,
+        )
+        self.redis = sync_client(settings.redis_url)
+        self.metrics = WorkerMetrics()
+        self.consumer = ClipConsumer(self.redis, self.keys, self.worker_id, settings)
+        self.registry = WorkerRegistry(self.redis, self.keys, self.worker_id)
+        self.inbox = SessionInbox(self.redis, self.keys, self.worker_id)
+        self.sessions = SessionManager(self.inbox, self.catalog, self.metrics, settings)
+        self.clips = ClipWork(
+            self.consumer,
+            self.catalog,
+            self.metrics,
+            settings,
+            self.worker_id,
+            self._served_elsewhere,
+        )
+        self.heartbeat = Heartbeat(settings.heartbeat_interval_s, self.beat)
+        self._described = self.catalog.describe()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._batch: list[ClipTask] = []
+        self._next_maintenance = 0.0
+        self._retry_s = RETRY_INITIAL_S
+        self.registered = False
+
+    # Control.
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Asks the loop to finish what it has taken and end (safe from a signal handler or
+        another thread)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Closes the Redis client."""
+        self.redis.close()
+
+    # Heartbeat.
+
+    def beat(self) -> None:
+        """Publishes this worker's state and metrics, and renews the jobs it is running."""
+        draining = self.stopping
+        info: dict[str, Any] = {
+            "models": self.catalog.names,
+            # A draining worker takes no new sessions.
+            "live_models": [] if draining else self.sessions.live_models,
+            "catalog": self._described,
+            "sessions": len(self.sessions),
+            "capacity": self.settings.session_capacity,
+            "stride": self.settings.stride,
+            "device": str(self.catalog.device),
+            "state": "draining" if draining else "running",
+            "jobs_running": len(self._batch),
+        }
+        self.registry.beat(info, self.metrics.render())
+        self.registered = True
+        with self._lock:
+            batch = list(self._batch)
+        if batch:
+            self.consumer.touch(batch)
+
+    def _served_elsewhere(self, model: str) -> bool:
+        """Whether another live worker advertises ``model`` for clips."""
+        for worker_id in self.registry.live_ids():
+            if worker_id == self.worker_id:
+                continue
+            raw = self.redis.hget(self.keys.worker(worker_id), "models")
+            try:
+                models = json.loads(text(raw)) if raw is not None else []
+            except ValueError:
+                continue
+            if isinstance(models, list) and model in models:
+                return True
+        return False
+
+    # The loop.
+
+    def run(self) -> int:
+        """Serves until :meth:`stop`; returns the exit status (0)."""
+        log.info(
+            "worker %s: models %s (live: %s) on %s",
+            self.worker_id,
+            ", ".join(self.catalog.names),
+            ", ".join(self.catalog.live_names) or "none",
+            self.catalog.device,
+        )
+        self._start()
+        try:
+            while not self.stopping:
+                try:
+                    self._iteration()
+                    self._retry_s = RETRY_INITIAL_S
+                except (redis.RedisError, OSError) as exc:
+                    log.warning("redis: %s; retrying in %.1f s", exc, self._retry_s)
+                    self._stop.wait(self._retry_s)
+                    self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+                except Exception:
+                    log.exception("worker loop error; going on")
+                    self._stop.wait(self._retry_s)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
+        """Registers (models loaded, ready for work) and picks up sessions left under this id."""
+        while not self.stopping:
+            try:
+                self.consumer.ensure_group()
+                self.beat()
+                self.sessions.resume_owned()
+                break
+            except (redis.RedisError, OSError) as exc:
+                log.warning("redis: %s; retrying in %.1f s", exc, self._retry_s)
+                self._stop.wait(self._retry_s)
+                self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+        self.heartbeat.start()
+
+    def _iteration(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + self.settings.heartbeat_interval_s
+            self._maintain()
+        worked = self._session_work()
+        if self.stopping:
+            return
+        idle_block = None if worked or len(self.sessions) else CLIP_WAIT_MS
+        tasks = self.consumer.read(self.settings.worker_batch, block_ms=idle_block)
+        if tasks:
+            if self._run_clips(tasks) == len(tasks):
+                self._stop.wait(CLIP_WAIT_MS / 1000)  # only jobs for others: let them take them
+        elif not worked and len(self.sessions):
+            messages = self.inbox.read(block_ms=SESSION_WAIT_MS, count=INBOX_READ_COUNT)
+            self.sessions.handle(messages)
+
+    def _maintain(self) -> None:
+        """Drops sessions that ended or moved, adopts orphans, writes counters."""
+        self.sessions.reconcile()
+        if not self.stopping:
+            for session_id in self.sessions.adopt_orphans():
+                log.info("adopted session %s", session_id)
+        self.sessions.flush()
+
+    def _session_work(self) -> bool:
+        """Inbox messages and session steps until no frame waits (or the slice is used up);
+        returns whether anything was done."""
+        deadline = time.monotonic() + SESSION_SLICE_S
+        worked = False
+        while True:
+            messages = self.inbox.read(count=INBOX_READ_COUNT)
+            self.sessions.handle(messages)
+            self.sessions.poll_sources()
+            worked = worked or bool(messages)
+            if not self.sessions.pending():
+                return worked
+            self.sessions.step()
+            worked = True
+            if self.stopping or time.monotonic() >= deadline:
+                return worked
+
+    def _run_clips(self, tasks: list[ClipTask]) -> int:
+        """Answers a batch; returns how many of its jobs went back to the queue."""
+        with self._lock:
+            self._batch = tasks
+        try:
+            return self.clips.run(tasks)
+        except BaseException:
+            # What was not answered goes back to the group once idle (XAUTOCLAIM).
+            forget(self.consumer, tasks)
+            raise
+        finally:
+            with self._lock:
+                self._batch = []
+
+    def _shutdown(self) -> None:
+        """Stops the heartbeat, records the sessions' counters, stops the readers, deregisters."""
+        self.heartbeat.stop()
+        try:
+            self.sessions.flush()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not record the sessions' counters: %s", exc)
+        self.sessions.stop_sources(SHUTDOWN_SOURCES_S)
+        try:
+            self.registry.deregister()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not deregister (the heartbeat expires by itself): %s", exc)
+        log.info("worker %s stopped", self.worker_id)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def run_worker(settings: Settings) -> int:
+    """Runs a worker until SIGTERM or SIGINT; returns the process exit status.
+
+    0 after a clean drain; 2 when the models or settings cannot be used. A second signal ends
+    the process at once (128 + the signal number).
+    """
+    _configure_logging()
+    try:
+        worker = Worker(settings)
+    except ValueError as exc:  # CatalogError and UnknownModelError are ValueErrors
+        log.error("worker cannot start: %s", exc)
+        return 2
+    in_main = threading.current_thread() is threading.main_thread()
+    previous: dict[signal.Signals, Any] = {}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if worker.stopping:
+            os._exit(128 + signum)
+        log.info("signal %d: draining", signum)
+        worker.stop()
+
+    if in_main:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        return worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        worker.close()

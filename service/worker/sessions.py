@@ -1,0 +1,610 @@
+"""Live and RTSP sessions on their owner worker: inbox messages, backlogs, batched steps, events.
+
+Each session keeps at most ``session_backlog`` frames waiting; when more arrive the oldest go
+(counted in ``frames_dropped`` and the ``backlog`` metric), so a stream faster than the worker
+falls behind by a bounded amount and the newest frames win. Every step takes one waiting frame of
+each session of a runner and runs them as one batch. Frames are decoded here, not when they
+arrive, so a dropped frame costs nothing; a frame that does not decode becomes an ``error`` event
+and the session goes on.
+
+Runners are per live model and stride: the one at ``settings.stride`` is made at start-up, one for
+another stride (a session may ask for its own, recorded as ``stride`` in its hash) when a session
+needs it, and dropped when its last session ends.
+
+Events (JSON on the session's stream):
+
+- ``{"type": "labels", "session_id", "model", "frame_index", "labels": [{"label", "score"}],
+  "window", "compute": {"gmacs", "dense_gmacs", "recompute_fraction", "frames"}, "totals": {...},
+  "latency_ms", "dropped", "input_index"}``
+- ``{"type": "error", "session_id", "code", "message", "input_index"?}``
+- ``{"type": "moved", "session_id", "owner", "from", "epoch", "frame_index"}``
+- ``{"type": "source", "session_id", "state", "session_state", "frames_received",
+  "reconnects", "error"?}``
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from service.inference import (
+    CapacityError,
+    LiveEvent,
+    LiveRunner,
+    ModelCatalog,
+    parse_budget,
+)
+from service.ingest import IngestError, StreamState, decode_ws_frame
+from service.metrics import WorkerMetrics
+from service.queue import FINAL_STATES, SessionInbox, SessionInfo, SessionMessage
+from service.queue._codec import text
+from service.settings import Settings
+from service.worker.answers import error_event, labels_event
+from service.worker.sources import RtspSource, StateChange
+
+log = logging.getLogger(__name__)
+
+MAX_STRIDE = 1000
+# Ids of sessions found not to be this worker's, remembered so their frames cost no lookup.
+_FOREIGN_MEMORY = 1024
+
+
+@dataclass
+class _Frame:
+    """A frame waiting for its step: encoded bytes (live) or an image (RTSP)."""
+
+    input_index: int | None
+    data: bytes | None = None
+    image: np.ndarray | None = None
+    received_wall: float | None = None  # gateway receive time, unix seconds
+    received_mono: float | None = None  # RTSP decode time, time.monotonic()
+
+    def latency_ms(self) -> float:
+        if self.received_mono is not None:
+            return (time.monotonic() - self.received_mono) * 1000.0
+        if self.received_wall is not None:
+            return max(0.0, time.time() - self.received_wall) * 1000.0
+        return 0.0
+
+
+@dataclass
+class LocalSession:
+    """What the owner keeps about one session.
+
+    Attributes:
+        session_id: The session.
+        kind: ``live`` or ``rtsp``.
+        model: Its model.
+        budget: Its budget (JSON form).
+        stride: Labels every this many frames; ``None`` until known.
+        first_index: Frames processed before it came here (a moved session keeps counting).
+        processed: Frames processed, all owners together.
+        dropped: Frames dropped, all owners together.
+        backlog: Frames waiting, oldest first.
+        runner: The (model, stride) of the runner holding it, once opened there.
+        source: Its RTSP reader.
+        dirty: Counters changed since they were last written.
+    """
+
+    session_id: str
+    kind: str
+    model: str
+    budget: dict[str, Any]
+    stride: int | None
+    first_index: int
+    processed: int
+    dropped: int
+    backlog: deque[_Frame]
+    runner: tuple[str, int] | None = None
+    source: RtspSource | None = None
+    dirty: bool = False
+
+
+def _stride(raw: Any) -> int | None:
+    try:
+        value = int(text(raw)) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 1 <= value <= MAX_STRIDE else None
+
+
+class SessionManager:
+    """The sessions a worker owns and the live runners they run on.
+
+    Args:
+        inbox: The worker's inbox (messages, events, session hashes).
+        catalog: The loaded models.
+        metrics: The worker's metrics.
+        settings: Capacity, stride, backlog, frame limits, RTSP settings, default budget.
+    """
+
+    def __init__(
+        self,
+        inbox: SessionInbox,
+        catalog: ModelCatalog,
+        metrics: WorkerMetrics,
+        settings: Settings,
+    ) -> None:
+        self.inbox = inbox
+        self.catalog = catalog
+        self.metrics = metrics
+        self.settings = settings
+        self.worker_id = inbox.worker_id
+        self.frame_limits = settings.frame_limits()
+        self.runners: dict[tuple[str, int], LiveRunner] = {
+            (name, settings.stride): LiveRunner(
+                catalog.get(name), settings.session_capacity, settings.stride
+            )
+            for name in catalog.live_names
+        }
+        self.sessions: dict[str, LocalSession] = {}
+        self.source_changes: queue.SimpleQueue[StateChange] = queue.SimpleQueue()
+        self._foreign: dict[str, None] = {}
+
+    # What the heartbeat says.
+
+    @property
+    def live_models(self) -> list[str]:
+        return list(self.catalog.live_names)
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.session_capacity
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def room_for(self, model: str) -> bool:
+        """Whether a session of ``model`` can open here now."""
+        if model not in self.catalog.live_names or len(self.sessions) >= self.capacity:
+            return False
+        return sum(1 for s in self.sessions.values() if s.model == model) < self.capacity
+
+    # Inbox messages.
+
+    def handle(self, messages: Iterable[SessionMessage]) -> None:
+        """Applies inbox messages in order."""
+        for message in messages:
+            try:
+                self._handle(message)
+            except IngestError as exc:
+                self._error(message.session_id, exc.code, exc.message)
+            except (redis.RedisError, OSError):
+                raise  # the loop waits for Redis to come back
+            except Exception:
+                log.exception("session %s: %s message failed", message.session_id, message.type)
+
+    def _handle(self, message: SessionMessage) -> None:
+        session_id = message.session_id
+        if not session_id:
+            return
+        session = self.sessions.get(session_id)
+        kind = message.type
+        if kind == "close":
+            if session is not None:
+                self.close_local(session_id, write=True)
+            return
+        if session is None:
+            if session_id in self._foreign:
+                if kind == "frame":
+                    self.metrics.dropped("no_session")
+                return
+            session = self._open_if_mine(session_id)
+            if session is None:
+                if kind == "frame":
+                    self.metrics.dropped("no_session")
+                return
+        if kind == "frame":
+            self._enqueue(session, message)
+        elif kind == "budget":
+            self._set_budget(session, message.budget)
+        # "open" for a session open here already: nothing to do.
+
+    def _open_if_mine(self, session_id: str) -> LocalSession | None:
+        """Opens a session this worker owns that it does not run yet; ``None`` when not ours."""
+        info = self.inbox.get(session_id)
+        if info is None or not info.open or info.owner != self.worker_id:
+            self._remember_foreign(session_id)
+            return None
+        return self.open(info)
+
+    def _remember_foreign(self, session_id: str) -> None:
+        self._foreign[session_id] = None
+        while len(self._foreign) > _FOREIGN_MEMORY:
+            self._foreign.pop(next(iter(self._foreign)))
+
+    def open(self, info: SessionInfo, moved_from: str | None = None) -> LocalSession | None:
+        """Starts running a session this worker owns (new, adopted, or left from a restart).
+
+        Its first frame here recomputes every token; frame numbering goes on from what the
+        session processed elsewhere. A session that cannot run here fails with an error event.
+        """
+        session_id = info.session_id
+        self._foreign.pop(session_id, None)
+        if info.model not in self.catalog.live_names:
+            self._fail(
+                session_id,
+                "unknown_model",
+                f"this worker does not run model {info.model!r} live; it runs "
+                f"{', '.join(self.catalog.live_names) or 'none'}",
+            )
+            return None
+        if not self.room_for(info.model):
+            self._fail(
+                session_id,
+                "capacity",
+                f"worker {self.worker_id} has no free session slot for model {info.model!r}",
+            )
+            return None
+        budget = info.budget or {"fraction": self.settings.default_budget}
+        try:
+            parse_budget(budget)
+        except ValueError as exc:
+            self._error(session_id, "invalid_budget", f"{exc}; the default budget is used")
+            budget = {"fraction": self.settings.default_budget}
+        last = info.last_event or {}
+        first_index = max(info.frames_processed, int(last.get("frame_index") or 0))
+        stride = _stride(self.inbox.redis.hget(self.inbox.keys.session(session_id), "stride"))
+        session = LocalSession(
+            session_id=session_id,
+            kind=info.kind,
+            model=info.model,
+            budget=budget,
+            stride=stride,
+            first_index=first_index,
+            processed=first_index,
+            dropped=info.frames_dropped,
+            backlog=deque(),
+        )
+        self.sessions[session_id] = session
+        if moved_from is not None:
+            self.inbox.publish(
+                session_id,
+                {
+                    "type": "moved",
+                    "session_id": session_id,
+                    "owner": self.worker_id,
+                    "from": moved_from,
+                    "epoch": info.epoch,
+                    "frame_index": first_index,
+                },
+            )
+        if info.kind == "rtsp":
+            if not self._start_source(session, info):
+                return None
+        else:
+            self.inbox.update(session_id, state="running")
+        log.info(
+            "session %s (%s, %s) open here%s",
+            session_id,
+            info.kind,
+            info.model,
+            f", moved from {moved_from}" if moved_from else "",
+        )
+        return session
+
+    def _start_source(self, session: LocalSession, info: SessionInfo) -> bool:
+        """Starts the session's RTSP reader; a refused URL fails the session."""
+        url = info.source_url
+        if not url:
+            self._fail(session.session_id, "invalid_source", "the session has no source URL")
+            return False
+        short_side = self.catalog.get(info.model).config.preprocessing.resize_size
+        try:
+            source = RtspSource(
+                session.session_id, url, self.settings, short_side, self.source_changes
+            )
+        except IngestError as exc:
+            self._fail(session.session_id, exc.code, exc.message)
+            return False
+        session.source = source
+        self.inbox.update(session.session_id, state="opening", source_health=source.health())
+        source.start()
+        return True
+
+    def _enqueue(self, session: LocalSession, message: SessionMessage) -> None:
+        if message.data is None:
+            self._error(session.session_id, "invalid_message", "a frame message without data")
+            return
+        frame = _Frame(
+            input_index=message.index, data=message.data, received_wall=message.received_s
+        )
+        self._push(session, frame)
+
+    def _push(self, session: LocalSession, frame: _Frame) -> None:
+        backlog = session.backlog
+        if len(backlog) >= self.settings.session_backlog:
+            backlog.popleft()
+            self._count_drops(session, 1)
+        backlog.append(frame)
+
+    def _count_drops(self, session: LocalSession, count: int) -> None:
+        if count:
+            session.dropped += count
+            session.dirty = True
+            self.metrics.dropped("backlog", count)
+
+    def _set_budget(self, session: LocalSession, budget: dict[str, Any] | None) -> None:
+        try:
+            parse_budget(budget or {})
+        except ValueError as exc:
+            self._error(session.session_id, "invalid_budget", str(exc))
+            return
+        assert budget is not None
+        session.budget = budget
+        if session.runner is not None:
+            self.runners[session.runner].set_budget(session.session_id, budget)
+
+    # RTSP sources.
+
+    def poll_sources(self) -> None:
+        """Moves the readers' frames into the backlogs and reports their state changes."""
+        while True:
+            try:
+                session_id, state = self.source_changes.get_nowait()
+            except queue.Empty:
+                break
+            session = self.sessions.get(session_id)
+            if session is not None and session.source is not None:
+                self._source_state(session, state)
+        for session in list(self.sessions.values()):
+            if session.source is None:
+                continue
+            for frame in session.source.frames():
+                self._push(
+                    session,
+                    _Frame(
+                        input_index=frame.index,
+                        image=frame.image,
+                        received_mono=frame.received_at,
+                    ),
+                )
+            self._count_drops(session, session.source.new_drops())
+
+    def _source_state(self, session: LocalSession, state: StreamState) -> None:
+        assert session.source is not None
+        session_state = session.source.session_state(state)
+        if session_state is None:
+            return
+        health = session.source.health()
+        event: dict[str, Any] = {
+            "type": "source",
+            "session_id": session.session_id,
+            "state": state.value,
+            "session_state": session_state,
+            "frames_received": health["frames_received"],
+            "reconnects": health["reconnects"],
+        }
+        if health["last_error"] is not None and state is not StreamState.STREAMING:
+            event["error"] = health["last_error"]
+        self.inbox.publish(session.session_id, event)
+        self.inbox.update(session.session_id, state=session_state, source_health=health)
+        if session_state == "failed":
+            self.close_local(session.session_id, write=True)
+
+    # Steps.
+
+    def pending(self) -> bool:
+        """Whether some session has a frame waiting."""
+        return any(s.backlog for s in self.sessions.values())
+
+    def step(self) -> int:
+        """One batched step per runner over every session with a frame waiting; returns the
+        frames processed."""
+        batches: dict[tuple[str, int], dict[str, tuple[np.ndarray, _Frame]]] = {}
+        for session in list(self.sessions.values()):
+            taken = self._next_image(session)
+            if taken is None:
+                continue
+            key = self._runner_of(session)
+            if key is None:
+                continue
+            batches.setdefault(key, {})[session.session_id] = taken
+        done = 0
+        for key, batch in batches.items():
+            done += self._step(key, batch)
+        return done
+
+    def _next_image(self, session: LocalSession) -> tuple[np.ndarray, _Frame] | None:
+        """The oldest waiting frame that decodes; bad ones become error events."""
+        while session.backlog:
+            frame = session.backlog.popleft()
+            if frame.image is not None:
+                return frame.image, frame
+            started = time.perf_counter()
+            try:
+                assert frame.data is not None
+                image = decode_ws_frame(frame.data, self.frame_limits).image
+            except IngestError as exc:
+                self.metrics.dropped("decode")
+                self._error(
+                    session.session_id, exc.code, exc.message, input_index=frame.input_index
+                )
+                continue
+            self.metrics.decode_seconds.observe(time.perf_counter() - started)
+            return image, frame
+        return None
+
+    def _runner_of(self, session: LocalSession) -> tuple[str, int] | None:
+        """The runner holding the session, opening it there at its first frame."""
+        if session.runner is not None:
+            return session.runner
+        if session.stride is None:  # the gateway records it just after the open message
+            raw = self.inbox.redis.hget(self.inbox.keys.session(session.session_id), "stride")
+            session.stride = _stride(raw) or self.settings.stride
+        key = (session.model, session.stride)
+        runner = self.runners.get(key)
+        if runner is None:
+            entry = self.catalog.get(session.model)
+            runner = LiveRunner(entry, self.settings.session_capacity, session.stride)
+            self.runners[key] = runner
+        try:
+            runner.open(session.session_id, session.budget, first_index=session.first_index)
+        except (CapacityError, ValueError) as exc:
+            self._fail(session.session_id, "capacity", str(exc))
+            return None
+        session.runner = key
+        return key
+
+    def _step(self, key: tuple[str, int], batch: dict[str, tuple[np.ndarray, _Frame]]) -> int:
+        runner = self.runners[key]
+        ids = list(batch)
+        before = {sid: _totals(runner, sid) for sid in ids}
+        started = time.perf_counter()
+        try:
+            events = runner.step({sid: image for sid, (image, _) in batch.items()})
+        except Exception as exc:
+            log.exception("live step of %d sessions on %s failed", len(ids), key[0])
+            for sid in ids:
+                runner.reset(sid)
+                self._error(sid, "inference_failed", f"the step failed: {exc}; restarting")
+            return 0
+        seconds = time.perf_counter() - started
+        gmacs = dense = 0.0
+        fractions = []
+        for sid in ids:
+            (g0, d0, f0, n0), (g1, d1, f1, n1) = before[sid], _totals(runner, sid)
+            gmacs += g1 - g0
+            dense += d1 - d0
+            fractions.append(f1 * n1 - f0 * n0 if n1 > n0 else 0.0)
+        self.metrics.observe_step(
+            key[0],
+            seconds=seconds,
+            frames=len(ids),
+            gmacs=gmacs,
+            dense_gmacs=dense,
+            recompute_fractions=fractions,
+        )
+        for sid in ids:
+            session = self.sessions[sid]
+            session.processed += 1
+            session.dirty = True
+            event = events.get(sid)
+            if event is not None:
+                self._publish_labels(session, event, batch[sid][1])
+        return len(ids)
+
+    def _publish_labels(self, session: LocalSession, event: LiveEvent, frame: _Frame) -> None:
+        body = labels_event(
+            event,
+            latency_ms=frame.latency_ms(),
+            dropped=session.dropped,
+            input_index=frame.input_index,
+        )
+        self.inbox.publish(session.session_id, body)
+        self._write_counters(session)
+
+    # Bookkeeping.
+
+    def _write_counters(self, session: LocalSession) -> None:
+        self.inbox.update(
+            session.session_id,
+            frames_processed=session.processed,
+            frames_dropped=session.dropped,
+        )
+        session.dirty = False
+
+    def flush(self) -> None:
+        """Writes counters that changed and the readers' health."""
+        for session in list(self.sessions.values()):
+            if session.dirty:
+                self._write_counters(session)
+            if session.source is not None:
+                self.inbox.update(session.session_id, source_health=session.source.health())
+
+    def reconcile(self) -> None:
+        """Stops running sessions that ended, or that another worker adopted meanwhile (this one
+        looked dead to it), without a message saying so."""
+        ids = list(self.sessions)
+        if not ids:
+            return
+        with self.inbox.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.inbox.keys.session(session_id), ["owner", "state"])
+            replies = pipe.execute()
+        for session_id, (owner, state) in zip(ids, replies, strict=True):
+            if owner is None or text(state) in FINAL_STATES:
+                self.close_local(session_id, write=owner is not None)
+            elif text(owner) != self.worker_id:
+                log.warning("session %s was adopted by %s; stopping it here", session_id, owner)
+                self.close_local(session_id, write=False)
+                self._remember_foreign(session_id)
+
+    def adopt_orphans(self) -> list[str]:
+        """Adopts open sessions whose owner died, for the live models this worker runs, while it
+        has room; returns their ids."""
+        adopted = []
+        for session_id in self.inbox.orphans():
+            if session_id in self.sessions:
+                continue
+            info = self.inbox.get(session_id)
+            if info is None or not info.open or not self.room_for(info.model):
+                continue
+            if not self.inbox.adopt(session_id, info.owner):
+                continue  # another worker won it, or the owner came back
+            fresh = self.inbox.get(session_id)
+            if fresh is None or not fresh.open:
+                continue
+            if self.open(fresh, moved_from=info.owner) is not None:
+                adopted.append(session_id)
+        return adopted
+
+    def resume_owned(self) -> list[str]:
+        """Runs the open sessions recorded as this worker's at start-up (a restart under the
+        same id): they start afresh, as if moved."""
+        resumed = []
+        for session_id in self.inbox.owned():
+            if session_id in self.sessions:
+                continue
+            info = self.inbox.get(session_id)
+            if info is not None and info.open and self.open(info, moved_from=self.worker_id):
+                resumed.append(session_id)
+        return resumed
+
+    def close_local(self, session_id: str, *, write: bool) -> None:
+        """Stops running a session here (its reader too); ``write`` records its last counters."""
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        if session.runner is not None:
+            runner = self.runners[session.runner]
+            runner.close(session_id)
+            if not len(runner) and session.runner[1] != self.settings.stride:
+                del self.runners[session.runner]
+        if session.source is not None:
+            session.source.stop()
+        if write:
+            self._write_counters(session)
+        log.info("session %s stopped here", session_id)
+
+    def stop_sources(self, timeout_s: float = 2.0) -> None:
+        """Stops every RTSP reader, waiting up to ``timeout_s`` in all for their threads."""
+        sources = [s.source for s in self.sessions.values() if s.source is not None]
+        for source in sources:
+            source.stop(0.0)
+        deadline = time.monotonic() + timeout_s
+        for source in sources:
+            source.stop(max(0.0, deadline - time.monotonic()))
+
+    def _error(self, session_id: str, code: str, message: str, **extra: Any) -> None:
+        self.inbox.publish(session_id, error_event(session_id, code, message, **extra))
+
+    def _fail(self, session_id: str, code: str, message: str) -> None:
+        """Ends a session that cannot run: an error event, then state ``failed``."""
+        log.warning("session %s failed: %s", session_id, message)
+        self._error(session_id, code, message)
+        self.sessions.pop(session_id, None)
+        self.inbox.update(session_id, state="failed")
+
+
+def _totals(runner: LiveRunner, session_id: str) -> tuple[float, float, float, int]:
+    t = runner.totals(session_id)
+    return t.gmacs, t.dense_gmacs, t.recompute_fraction, t.frames
