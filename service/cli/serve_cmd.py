@@ -40,6 +40,8 @@ from service.cli.gateway_cmd import (
 from service.settings import Settings
 
 WORKER_COMMAND = (sys.executable, "-m", "service.worker")
+# A worker's exit status for settings or models it cannot use: restarting would not help.
+CONFIG_ERROR_STATUS = 2
 # A worker that exits this many times in a row before it was ever ready stops the service.
 MAX_START_FAILURES = 3
 # Restart delays after a crash of a worker that had been ready: 1, 2, 4 ... seconds, at most this.
@@ -342,10 +344,15 @@ class WorkerPool:
                 slot.process = None
             if not slot.ready:
                 slot.start_failures += 1
-                if slot.start_failures >= MAX_START_FAILURES:
+                if status == CONFIG_ERROR_STATUS or slot.start_failures >= MAX_START_FAILURES:
+                    times = (
+                        ""
+                        if slot.start_failures == 1
+                        else f", {slot.start_failures} times in a row"
+                    )
                     self.fatal = (
-                        f"worker {slot.index} exited with status {status} before it was ready, "
-                        f"{slot.start_failures} times in a row (see its messages above); stopping"
+                        f"worker {slot.index} exited with status {status} before it was ready"
+                        f"{times} (see its messages above); stopping"
                     )
                     say(self.fatal)
                     return
