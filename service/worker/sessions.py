@@ -29,7 +29,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,7 @@ class _Frame:
     image: np.ndarray | None = None
     received_wall: float | None = None  # gateway receive time, unix seconds
     received_mono: float | None = None  # RTSP decode time, time.monotonic()
+    budget: dict[str, Any] | None = None  # a budget change that takes effect with this frame
 
     def latency_ms(self) -> float:
         if self.received_mono is not None:
@@ -92,6 +93,8 @@ class LocalSession:
         runner: The (model, stride) of the runner holding it, once opened there.
         source: Its RTSP reader.
         dirty: Counters changed since they were last written.
+        next_budget: A budget change that came after the frames waiting now; it takes effect
+            with the next frame to arrive.
     """
 
     session_id: str
@@ -106,6 +109,7 @@ class LocalSession:
     runner: tuple[str, int] | None = None
     source: RtspSource | None = None
     dirty: bool = False
+    next_budget: dict[str, Any] | None = None
 
 
 def _stride(raw: Any) -> int | None:
@@ -197,7 +201,7 @@ class SessionManager:
                 if kind == "frame":
                     self.metrics.dropped("no_session")
                 return
-            session = self._open_if_mine(session_id)
+            session = self._open_if_mine(session_id, message.budget if kind == "open" else None)
             if session is None:
                 if kind == "frame":
                     self.metrics.dropped("no_session")
@@ -208,12 +212,20 @@ class SessionManager:
             self._set_budget(session, message.budget)
         # "open" for a session open here already: nothing to do.
 
-    def _open_if_mine(self, session_id: str) -> LocalSession | None:
-        """Opens a session this worker owns that it does not run yet; ``None`` when not ours."""
+    def _open_if_mine(
+        self, session_id: str, budget: dict[str, Any] | None = None
+    ) -> LocalSession | None:
+        """Opens a session this worker owns that it does not run yet; ``None`` when not ours.
+
+        ``budget``: the first budget, when the open message carries one (the hash holds the
+        latest, which may already be a change that must wait for its frames).
+        """
         info = self.inbox.get(session_id)
         if info is None or not info.open or info.owner != self.worker_id:
             self._remember_foreign(session_id)
             return None
+        if budget:
+            info = replace(info, budget=budget)
         return self.open(info)
 
     def _remember_foreign(self, session_id: str) -> None:
@@ -320,10 +332,15 @@ class SessionManager:
         self._push(session, frame)
 
     def _push(self, session: LocalSession, frame: _Frame) -> None:
+        if session.next_budget is not None:
+            frame.budget, session.next_budget = session.next_budget, None
         backlog = session.backlog
         if len(backlog) >= self.settings.session_backlog:
-            backlog.popleft()
+            oldest = backlog.popleft()
             self._count_drops(session, 1)
+            head = backlog[0] if backlog else frame
+            if oldest.budget is not None and head.budget is None:
+                head.budget = oldest.budget  # a dropped frame's budget change still happens
         backlog.append(frame)
 
     def _count_drops(self, session: LocalSession, count: int) -> None:
@@ -333,12 +350,21 @@ class SessionManager:
             self.metrics.dropped("backlog", count)
 
     def _set_budget(self, session: LocalSession, budget: dict[str, Any] | None) -> None:
+        """A budget message: it applies from the frames sent after it, so with frames waiting
+        it waits for the next frame to arrive."""
         try:
             parse_budget(budget or {})
         except ValueError as exc:
             self._error(session.session_id, "invalid_budget", str(exc))
             return
         assert budget is not None
+        if session.backlog:
+            session.next_budget = budget
+        else:
+            session.next_budget = None
+            self._apply_budget(session, budget)
+
+    def _apply_budget(self, session: LocalSession, budget: dict[str, Any]) -> None:
         session.budget = budget
         if session.runner is not None:
             self.runners[session.runner].set_budget(session.session_id, budget)
@@ -417,6 +443,8 @@ class SessionManager:
         """The oldest waiting frame that decodes; bad ones become error events."""
         while session.backlog:
             frame = session.backlog.popleft()
+            if frame.budget is not None:
+                self._apply_budget(session, frame.budget)
             if frame.image is not None:
                 return frame.image, frame
             started = time.perf_counter()
@@ -430,7 +458,8 @@ class SessionManager:
                 )
                 continue
             self.metrics.decode_seconds.observe(time.perf_counter() - started)
-            return image, frame
+            # Pillow's arrays are read-only; torch warns about (and never needs) that.
+            return (image if image.flags.writeable else image.copy()), frame
         return None
 
     def _runner_of(self, session: LocalSession) -> tuple[str, int] | None:
