@@ -1,0 +1,120 @@
+"""RTSP sessions: the owner worker reads a real GStreamer RTSP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from rtsp_fixture import PACKAGES, RtspTestServer, missing_requirements
+from worker_support import (
+    LIVE_MODEL,
+    GatewaySide,
+    ThreadWorker,
+    events_of,
+    labels_of,
+    wait_for,
+    worker_settings,
+)
+
+from model_core.data import ClipSpec, generate_stream
+from model_core.data.video_io import write_video
+from service.ingest import StreamState
+from service.keys import Keys
+
+
+@pytest.fixture
+def camera(tmp_path: Path) -> RtspTestServer:
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.fail(f"{reason}. Install the Debian packages {' '.join(PACKAGES)}.")
+    stream = generate_stream(4, num_actions=3, spec=ClipSpec(size=96, fps=20.0))
+    served = write_video(tmp_path / "cam.mp4", stream.frames[:200], fps=20.0)
+    return RtspTestServer({"cam": served}, log_dir=tmp_path)
+
+
+def source_states(events: list[dict]) -> list[str]:
+    return [e["state"] for e in events if e["type"] == "source"]
+
+
+@pytest.mark.integration
+def test_an_rtsp_session_reads_the_camera_reports_its_health_and_stops_on_close(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
+) -> None:
+    settings = worker_settings(
+        redis_url,
+        key_prefix,
+        models_dir,
+        worker_id="w-rtsp",
+        allow_private_sources=True,
+        rtsp_fps=10.0,
+        stride=4,
+    )
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    camera.start()
+    try:
+        with ThreadWorker(settings) as tw:
+            info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source=camera.url("cam"))
+            sid = info.session_id
+            labels = wait_for(
+                lambda: (ev := labels_of(events_of(client, keys, sid))) and len(ev) >= 2 and ev,
+                timeout_s=60,
+                what="labels from the camera",
+            )
+            assert [e["frame_index"] for e in labels[:2]] == [4, 8]
+            assert all(e["compute"]["gmacs"] > 0 and e["latency_ms"] >= 0 for e in labels)
+            assert source_states(events_of(client, keys, sid))[:2] == ["connecting", "streaming"]
+            session = wait_for(
+                lambda: (s := gw.get(sid)) and s.frames_processed >= 8 and s,
+                what="the counters",
+            )
+            assert session.state == "running"
+            assert session.source_health is not None
+            assert session.source_health["state"] == "streaming"
+            assert session.source_health["frames_received"] > 0
+
+            # The camera goes away: the session says so, and comes back with it.
+            camera.stop()
+            wait_for(
+                lambda: "reconnecting" in source_states(events_of(client, keys, sid)),
+                timeout_s=30,
+                what="a reconnecting event",
+            )
+            assert (s := gw.get(sid)) is not None and s.state == "reconnecting"
+            camera.start()
+            wait_for(
+                lambda: source_states(events_of(client, keys, sid))[-1] == "streaming",
+                timeout_s=60,
+                what="streaming again",
+            )
+            wait_for(lambda: (s := gw.get(sid)) and s.state == "running", what="running again")
+
+            source = tw.worker.sessions.sessions[sid].source
+            assert source is not None
+            assert gw.close(sid)
+            wait_for(lambda: sid not in tw.worker.sessions.sessions, what="the session to stop")
+            assert source.reader.wait_for(StreamState.STOPPED, timeout=15)
+    finally:
+        camera.stop()
+
+
+def test_a_refused_source_fails_the_session_with_an_error_event(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis
+) -> None:
+    # Private addresses are refused by default; the gateway checks too, the worker again.
+    settings = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-refuse")
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    with ThreadWorker(settings) as tw:
+        info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source="rtsp://10.1.2.3/cam")
+        session = wait_for(
+            lambda: (s := gw.get(info.session_id)) and s.state == "failed" and s,
+            what="the session to fail",
+        )
+        assert len(tw.worker.sessions) == 0
+    events = events_of(client, keys, info.session_id)
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["code"] == "source_url_forbidden"
+    assert "private" in events[0]["message"]
+    assert not session.open
