@@ -49,6 +49,8 @@ INBOX_READ_COUNT = 256
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 SHUTDOWN_SOURCES_S = 2.0
+# ConsumerStats fields counting jobs the consumer answered itself -> clip_jobs status.
+_CONSUMER_ANSWERS = {"dead_lettered": "dead_letter", "expired": "upload_expired"}
 
 
 class Worker:
@@ -98,6 +100,7 @@ class Worker:
         self._batch: list[ClipTask] = []
         self._next_maintenance = 0.0
         self._retry_s = RETRY_INITIAL_S
+        self._answers_seen: dict[str, int] = {}
         self.registered = False
 
     # Control.
@@ -205,12 +208,24 @@ class Worker:
             return
         idle_block = None if worked or len(self.sessions) else CLIP_WAIT_MS
         tasks = self.consumer.read(self.settings.worker_batch, block_ms=idle_block)
+        self._count_consumer_answers()
         if tasks:
             if self._run_clips(tasks) == len(tasks):
                 self._stop.wait(CLIP_WAIT_MS / 1000)  # only jobs for others: let them take them
         elif not worked and len(self.sessions):
             messages = self.inbox.read(block_ms=SESSION_WAIT_MS, count=INBOX_READ_COUNT)
             self.sessions.handle(messages)
+
+    def _count_consumer_answers(self) -> None:
+        """Counts the jobs the consumer answered itself (dead-lettered, upload expired); their
+        model is not known here, so the label is empty."""
+        stats = self.consumer.stats
+        for attr, status in _CONSUMER_ANSWERS.items():
+            value = getattr(stats, attr)
+            new = value - self._answers_seen.get(attr, 0)
+            if new > 0:
+                self.metrics.clip_jobs.labels(model="", status=status).inc(new)
+                self._answers_seen[attr] = value
 
     def _maintain(self) -> None:
         """Drops sessions that ended or moved, adopts orphans, writes counters."""

@@ -24,6 +24,7 @@ Events (JSON on the session's stream):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time
@@ -493,7 +494,9 @@ class SessionManager:
         except Exception as exc:
             log.exception("live step of %d sessions on %s failed", len(ids), key[0])
             for sid in ids:
-                runner.reset(sid)
+                # Its caches may be half written: it starts again with a full frame.
+                with contextlib.suppress(Exception):
+                    runner.reset(sid)
                 self._error(sid, "inference_failed", f"the step failed: {exc}; restarting")
             return 0
         seconds = time.perf_counter() - started
@@ -630,7 +633,7 @@ class SessionManager:
         """Ends a session that cannot run: an error event, then state ``failed``."""
         log.warning("session %s failed: %s", session_id, message)
         self._error(session_id, code, message)
-        self.sessions.pop(session_id, None)
+        self.close_local(session_id, write=True)
         self.inbox.update(session_id, state="failed")
 
 
