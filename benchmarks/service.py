@@ -14,9 +14,10 @@ inference code (``ClipClassifier``, ``LiveRunner``) for the baseline:
    event arrived; stride 1, so every frame has one); frame throughput and round-trip p50/p95
    against one batched ``LiveRunner`` step of N sessions (JPEG decode included) in-process.
 
-Ratios (service / in-process) are measured in the same run, so a busy machine hits both sides;
-the client, the gateway, Redis and the worker share this machine's cores, which is part of what
-the ratios show. Prints a table and writes JSON.
+Ratios (service / in-process) come from one run: each case runs in-process and through the
+service back to back (sequential clips alternate one by one), so a change of load on a shared
+machine hits both sides. The client, the gateway, Redis and the worker share this machine's
+cores, which is part of what the ratios show. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -161,66 +162,59 @@ def _jpeg(image: np.ndarray) -> bytes:
 # In-process baseline.
 
 
-def in_process(
-    args: argparse.Namespace, work: Work, clip_model: str, live_model: str
-) -> dict[str, Any]:
+class InProcess:
     """The same work through ``ClipClassifier`` and ``LiveRunner`` in this process."""
-    catalog = ModelCatalog.load(args.models_dir, sorted({clip_model, live_model}), args.device)
-    classifier = ClipClassifier(catalog)
-    entry = catalog.get(clip_model)
-    sampling = Sampling(num_frames=entry.frames)
-    short_side = entry.config.preprocessing.resize_size
-    limits = ClipLimits()
 
-    def classify(batch: list[bytes]) -> None:
-        views = [decode_clip(data, sampling, limits, short_side=short_side).views for data in batch]
-        classifier.classify(clip_model, views, 5)
+    def __init__(self, args: argparse.Namespace, clip_model: str, live_model: str) -> None:
+        self.args = args
+        self.catalog = ModelCatalog.load(
+            args.models_dir, sorted({clip_model, live_model}), args.device
+        )
+        self.classifier = ClipClassifier(self.catalog)
+        self.clip_model = clip_model
+        self.live = self.catalog.get(live_model)
+        entry = self.catalog.get(clip_model)
+        self.sampling = Sampling(num_frames=entry.frames)
+        self.short_side = entry.config.preprocessing.resize_size
+        self.limits = ClipLimits()
+        self.frame_limits = FrameLimits()
 
-    for data in work.clips[: args.warmup]:
-        classify([data])
-    measured = work.clips[args.warmup :]
-    latencies = []
-    start = time.perf_counter()
-    for data in measured[: args.clips]:
-        t0 = time.perf_counter()
-        classify([data])
-        latencies.append(time.perf_counter() - t0)
-    sequential = summary(latencies, len(latencies), time.perf_counter() - start)
+    def classify(self, batch: list[bytes]) -> float:
+        """Decodes and classifies the clips as one batch, as a worker does; seconds taken."""
+        start = time.perf_counter()
+        views = [
+            decode_clip(data, self.sampling, self.limits, short_side=self.short_side).views
+            for data in batch
+        ]
+        self.classifier.classify(self.clip_model, views, 5)
+        return time.perf_counter() - start
 
-    batch = args.clip_concurrency
-    batch_latencies = []
-    start = time.perf_counter()
-    clips = measured[: args.concurrent_clips]
-    for first in range(0, len(clips), batch):
-        t0 = time.perf_counter()
-        classify(clips[first : first + batch])
-        batch_latencies.append(time.perf_counter() - t0)
-    batched = summary(batch_latencies, len(clips), time.perf_counter() - start)
+    def clips_batched(self, clips: list[bytes], batch: int) -> dict[str, Any]:
+        """The clips in batches of ``batch``; latency is a batch's time."""
+        start = time.perf_counter()
+        latencies = [self.classify(clips[i : i + batch]) for i in range(0, len(clips), batch)]
+        return summary(latencies, len(clips), time.perf_counter() - start)
 
-    live = catalog.get(live_model)
-    streams = {}
-    frame_limits = FrameLimits()
-    for n in args.sessions:
-        runner = LiveRunner(live, capacity=n, stride=1)
+    def streams(self, streams: list[list[bytes]], n: int) -> dict[str, Any]:
+        """N sessions stepped together, one frame each per step (JPEG decode included)."""
+        runner = LiveRunner(self.live, capacity=n, stride=1)
         ids = [f"s{i}" for i in range(n)]
         for session_id in ids:
-            runner.open(session_id, {"fraction": args.budget})
+            runner.open(session_id, {"fraction": self.args.budget})
         steps = []
-        total = args.warmup + args.stream_frames
         start = time.perf_counter()
-        for k in range(total):
-            if k == args.warmup:
+        for k in range(len(streams[0])):
+            if k == self.args.warmup:
                 start = time.perf_counter()
             t0 = time.perf_counter()
             frames = {
-                sid: decode_ws_frame(work.streams[i][k], frame_limits).image
+                sid: decode_ws_frame(streams[i][k], self.frame_limits).image
                 for i, sid in enumerate(ids)
             }
             runner.step(frames)
-            if k >= args.warmup:
+            if k >= self.args.warmup:
                 steps.append(time.perf_counter() - t0)
-        streams[n] = summary(steps, n * args.stream_frames, time.perf_counter() - start)
-    return {"clips_sequential": sequential, "clips_batched": batched, "streams": streams}
+        return summary(steps, n * len(steps), time.perf_counter() - start)
 
 
 # The service.
@@ -311,25 +305,24 @@ def upload(client: httpx.Client, data: bytes, model: str) -> dict[str, Any]:
     return body
 
 
-def service_clips(url: str, args: argparse.Namespace, work: Work, model: str) -> dict[str, Any]:
+def clips_sequential(
+    url: str, local: InProcess, clips: list[bytes], model: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each clip in-process, then uploaded, in turn: a load change hits both sides alike."""
+    local_s, service_s, timings = [], [], []
     with httpx.Client(base_url=url, timeout=120.0) as client:
-        for data in work.clips[: args.warmup]:
-            upload(client, data, model)
-        measured = work.clips[args.warmup :]
-        latencies, timings = [], []
-        start = time.perf_counter()
-        for data in measured[: args.clips]:
+        for data in clips:
+            local_s.append(local.classify([data]))
             t0 = time.perf_counter()
             body = upload(client, data, model)
-            latencies.append(time.perf_counter() - t0)
+            service_s.append(time.perf_counter() - t0)
             timings.append(body.get("timing_ms") or {})
-        sequential = summary(latencies, len(latencies), time.perf_counter() - start)
-    sequential["server_timing_p50_ms"] = {
+    service = summary(service_s, len(clips), sum(service_s))
+    service["server_timing_p50_ms"] = {
         key: percentile([t[key] for t in timings if key in t], 50)
         for key in sorted({k for t in timings for k in t})
     }
-    concurrent = asyncio.run(_concurrent_clips(url, measured[: args.concurrent_clips], args, model))
-    return {"sequential": sequential, "concurrent": concurrent}
+    return service, summary(local_s, len(clips), sum(local_s))
 
 
 async def _concurrent_clips(
@@ -504,26 +497,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"the bundles in {args.models_dir} hold no clip or no live model")
     with tempfile.TemporaryDirectory(prefix="vidrec-bench-") as tmp:
         work = make_work(args, Path(tmp))
-    print(f"in-process: {clip_model} (clips), {live_model} (streams), {args.threads} thread(s)")
-    local = in_process(args, work, clip_model, live_model)
+    print(f"models: {clip_model} (clips), {live_model} (streams); {args.threads} thread(s)")
+    local = InProcess(args, clip_model, live_model)
+    warm, clips = work.clips[: args.warmup], work.clips[args.warmup :]
+    for data in warm:
+        local.classify([data])
 
     print("starting vidrec serve (embedded Redis, 1 worker, gateway)")
     server = Service(args)
+    service: dict[str, Any] = {"clips": {}, "streams": {}}
+    baseline: dict[str, Any] = {"streams": {}}
     try:
         server.wait_ready()
         print(f"service ready at {server.url}")
-        clips = service_clips(server.url, args, work, clip_model)
-        streams = {
-            n: asyncio.run(service_streams(server.url, n, args, work, live_model))
-            for n in args.sessions
-        }
+        with httpx.Client(base_url=server.url, timeout=120.0) as client:
+            for data in warm:
+                upload(client, data, clip_model)
+        # Each case runs in-process and through the service back to back (clip by clip for
+        # the sequential case), so the ratios compare runs under the same machine load.
+        sequential, baseline["clips_sequential"] = clips_sequential(
+            server.url, local, clips[: args.clips], clip_model
+        )
+        service["clips"]["sequential"] = sequential
+        batch = clips[: args.concurrent_clips]
+        baseline["clips_batched"] = local.clips_batched(batch, args.clip_concurrency)
+        service["clips"]["concurrent"] = asyncio.run(
+            _concurrent_clips(server.url, batch, args, clip_model)
+        )
+        for n in args.sessions:
+            baseline["streams"][n] = local.streams(work.streams[:n], n)
+            service["streams"][n] = asyncio.run(
+                service_streams(server.url, n, args, work, live_model)
+            )
     finally:
         status = server.stop()
-    service = {"clips": clips, "streams": streams}
-    rows = rows_of(service, local, args)
-    columns = list(rows[0])
+    rows = rows_of(service, baseline, args)
     print()
-    print(table(rows, columns))
+    print(table(rows, list(rows[0])))
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     results = {
         "benchmark": "service",
@@ -531,12 +541,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {**config, "clip_model": clip_model, "live_model": live_model},
         "rows": rows,
         "service": {
-            "clips": clips,
-            "streams": {str(n): v for n, v in streams.items()},
+            "clips": service["clips"],
+            "streams": {str(n): v for n, v in service["streams"].items()},
         },
         "in_process": {
-            **{k: v for k, v in local.items() if k != "streams"},
-            "streams": {str(n): v for n, v in local["streams"].items()},
+            "clips_sequential": baseline["clips_sequential"],
+            "clips_batched": baseline["clips_batched"],
+            "streams": {str(n): v for n, v in baseline["streams"].items()},
         },
         "serve_exit_status": status,
     }
