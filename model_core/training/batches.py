@@ -24,6 +24,7 @@ from model_core.data import ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
 
 from .augment import Augment, augment_batch
+from .targets import actor_masks, actor_states
 
 
 def preprocess_batch(frames: np.ndarray | Tensor, spec: Preprocessing) -> Tensor:
@@ -57,6 +58,8 @@ class Batch:
         seeds: ``(B,)`` int64 generator seeds of the clips.
         epoch: The epoch the batch belongs to (0-based).
         index: The batch's position in its epoch.
+        states: ``(B, T, 6)`` per-frame actor state (``targets.actor_states``), when asked for.
+        masks: ``(B, T, P)`` per-patch actor masks (``targets.actor_masks``), when asked for.
     """
 
     inputs: Tensor
@@ -64,11 +67,19 @@ class Batch:
     seeds: Tensor
     epoch: int
     index: int
+    states: Tensor | None = None
+    masks: Tensor | None = None
 
     def pin_memory(self) -> Batch:
         """A copy in page-locked memory (DataLoader calls this), for asynchronous GPU copies."""
         return Batch(
-            self.inputs.pin_memory(), self.labels.pin_memory(), self.seeds, self.epoch, self.index
+            self.inputs.pin_memory(),
+            self.labels.pin_memory(),
+            self.seeds,
+            self.epoch,
+            self.index,
+            None if self.states is None else self.states.pin_memory(),
+            None if self.masks is None else self.masks.pin_memory(),
         )
 
 
@@ -90,6 +101,9 @@ class ClipBatches:
         shuffle: Shuffle each epoch (off for evaluation).
         fresh: New clips in every epoch.
         augment: Order-preserving augmentation, or ``None``.
+        actor_grid: Patch grid side; when given, batches carry the actor's per-frame state and
+            per-patch masks (auxiliary targets, see ``targets``). Needs ``augment`` without
+            translation, which would move the actor away from its targets.
     """
 
     def __init__(
@@ -105,7 +119,10 @@ class ClipBatches:
         shuffle: bool = True,
         fresh: bool = False,
         augment: Augment | None = None,
+        actor_grid: int | None = None,
     ) -> None:
+        if actor_grid is not None and augment is not None and augment.max_shift > 0:
+            raise ValueError("actor targets need augmentation without translation (max_shift=0)")
         if clips < 1 or batch_size < 1:
             raise ValueError(f"clips and batch_size must be positive, got {clips}, {batch_size}")
         if offset < 0:
@@ -122,6 +139,7 @@ class ClipBatches:
         self.shuffle = shuffle
         self.fresh = fresh
         self.augment = augment
+        self.actor_grid = actor_grid
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -161,7 +179,17 @@ class ClipBatches:
                 int(np.random.default_rng([self.seed, epoch, index]).integers(2**62))
             )
             inputs = augment_batch(inputs, self.preprocessing, self.augment, generator)
-        return Batch(inputs, torch.from_numpy(labels), torch.from_numpy(seeds), epoch, index)
+        states = masks = None
+        if self.actor_grid is not None:
+            states = torch.from_numpy(
+                np.stack([actor_states(c.track, self.preprocessing) for c in clips])
+            )
+            masks = torch.from_numpy(
+                np.stack([actor_masks(c.track, self.preprocessing, self.actor_grid) for c in clips])
+            )
+        return Batch(
+            inputs, torch.from_numpy(labels), torch.from_numpy(seeds), epoch, index, states, masks
+        )
 
     def batches(
         self, epochs: int | None = 1, *, workers: int = 0, prefetch: int = 2

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from model_core.data import TRAIN_SEEDS, ClipSpec
 from model_core.models import VideoTransformer
@@ -19,6 +20,7 @@ from model_core.models import VideoTransformer
 from .augment import Augment
 from .batches import ClipBatches
 from .optim import cosine_with_warmup, param_groups
+from .targets import STATE_FIELDS
 
 FINAL_LOSS_STEPS = 20  # the reported final loss averages this many last steps
 
@@ -44,6 +46,9 @@ class TrainConfig:
         offset: Index in ``TRAIN_SEEDS`` of the first clip.
         workers: Batch-making processes; 0 makes them on one background thread.
         amp: bfloat16 autocast (CUDA only).
+        actor_loss: Weight of the auxiliary actor supervision (``targets``): probe heads on the
+            final tokens predict which patches cover the actor and, from each frame's CLS
+            token, its state. 0 turns it off. The probes are dropped after training.
         spec: The generated clips.
     """
 
@@ -62,6 +67,7 @@ class TrainConfig:
     offset: int = 0
     workers: int = 0
     amp: bool = False
+    actor_loss: float = 0.0
     spec: ClipSpec = field(default_factory=ClipSpec)
 
     def __post_init__(self) -> None:
@@ -71,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"warmup is a fraction of the steps, got {self.warmup}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.actor_loss < 0:
+            raise ValueError(f"actor_loss must be non-negative, got {self.actor_loss}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -105,7 +113,34 @@ class TrainConfig:
             offset=self.offset,
             fresh=self.fresh,
             augment=self.augment,
+            actor_grid=model.patch_embed.grid_size if self.actor_loss > 0 else None,
         )
+
+
+class ActorProbes(nn.Module):
+    """Training-only heads for the auxiliary actor targets (see ``targets``).
+
+    A linear probe per patch token scores "this patch covers the actor"; a linear probe on each
+    frame's CLS token regresses the actor's state. Position and angle errors count only where
+    the actor is visible.
+    """
+
+    MASK_POS_WEIGHT = 5.0  # the actor covers a few of the 49 patches; balance the two classes
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mask = nn.Linear(dim, 1)
+        self.state = nn.Linear(dim, len(STATE_FIELDS))
+
+    def loss(self, tokens: Tensor, states: Tensor, masks: Tensor) -> Tensor:
+        """``tokens`` ``(B, T, N, C)`` final tokens, CLS first; targets from a ``Batch``."""
+        mask_logits = self.mask(tokens[:, :, 1:]).squeeze(-1)  # (B, T, P)
+        pos_weight = torch.tensor(self.MASK_POS_WEIGHT, device=tokens.device)
+        mask_loss = F.binary_cross_entropy_with_logits(mask_logits, masks, pos_weight=pos_weight)
+        error = (self.state(tokens[:, :, 0]) - states) ** 2  # (B, T, 6)
+        visible = states[..., -1:]
+        state_loss = (error[..., :-1] * visible).mean() + error[..., -1].mean()
+        return mask_loss + state_loss
 
 
 @dataclass(frozen=True)
@@ -177,8 +212,12 @@ def train(
     """
     device = torch.device(device)
     model.to(device).train()
+    probes = ActorProbes(model.config.embed_dim).to(device) if config.actor_loss > 0 else None
+    groups = param_groups(model, config.weight_decay)
+    if probes is not None:
+        groups += param_groups(probes, config.weight_decay)
     optimizer = torch.optim.AdamW(
-        param_groups(model, config.weight_decay),
+        groups,
         lr=config.lr,
         betas=(0.9, 0.999),
         fused=device.type == "cuda",
@@ -197,12 +236,20 @@ def train(
         inputs = batch.inputs.to(device, non_blocking=True)
         labels = batch.labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(inputs)
+            tokens = model.forward_features(inputs)  # (B, T, N, C)
+            logits = model.forward_head(tokens)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        if probes is not None:
+            assert batch.states is not None and batch.masks is not None
+            loss = loss + config.actor_loss * probes.loss(
+                tokens.float(), batch.states.to(device), batch.masks.to(device)
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in groups for p in group["params"]], config.grad_clip
+            )
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         schedule.step()

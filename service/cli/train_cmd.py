@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from model_core import VideoTransformer, create_model, list_models, save_bundle
+from model_core import VideoTransformer, create_model, list_models, load_checkpoint, save_bundle
 from model_core.data import CLASS_NAMES, ClipSpec
 from model_core.training import (
     Augment,
@@ -72,6 +72,15 @@ def add_parser(subparsers: Any) -> None:
     optim.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
     optim.add_argument("--label-smoothing", type=float, default=0.1)
     optim.add_argument("--grad-clip", type=float, default=1.0, help="max grad norm; 0: none")
+    optim.add_argument(
+        "--actor-loss",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary per-frame actor supervision (0: off; see docs/DATASET.md)",
+    )
+    optim.add_argument(
+        "--init", default=None, help="start from these weights (any checkpoint vidrec loads)"
+    )
     optim.add_argument("--seed", type=int, default=0, help="weights, clip order, augmentation")
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
@@ -117,7 +126,11 @@ def build_model(args: argparse.Namespace) -> VideoTransformer:
     if args.model not in list_models():
         raise ValueError(f"unknown model {args.model!r}; see `vidrec models`")
     torch.manual_seed(args.seed)
-    return create_model(args.model, **model_overrides(args))
+    model = create_model(args.model, **model_overrides(args))
+    if args.init is not None:
+        loaded = load_checkpoint(model, args.init, strict=False)
+        print(f"init from {args.init}: {loaded}", file=sys.stderr)
+    return model
 
 
 def train_config(args: argparse.Namespace, device: torch.device | None = None) -> TrainConfig:
@@ -138,6 +151,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         offset=args.seed_offset,
         workers=args.workers,
         amp=amp,
+        actor_loss=args.actor_loss,
         spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps),
     )
 
@@ -162,6 +176,8 @@ def command_line(args: argparse.Namespace) -> str:
         "warmup",
         "label_smoothing",
         "grad_clip",
+        "actor_loss",
+        "init",
         "seed",
         "device",
         "workers",
