@@ -118,3 +118,44 @@ def test_a_refused_source_fails_the_session_with_an_error_event(
     assert events[0]["code"] == "source_url_forbidden"
     assert "private" in events[0]["message"]
     assert not session.open
+
+
+@pytest.mark.integration
+def test_a_stopped_workers_rtsp_session_moves_and_its_reader_restarts(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
+) -> None:
+    common = {"allow_private_sources": True, "rtsp_fps": 10.0, "stride": 4}
+    a = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-ra", **common)
+    b = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rb", **common)
+    keys = Keys(key_prefix)
+    gw = GatewaySide(a)
+    camera.start()
+    try:
+        with ThreadWorker(a) as first, ThreadWorker(b) as second:
+            info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source=camera.url("cam"))
+            sid = info.session_id
+            assert info.owner == "w-ra"
+            wait_for(lambda: labels_of(events_of(client, keys, sid)), timeout_s=60, what="labels")
+            first.stop()  # drains and deregisters: the session moves at once
+            moved = wait_for(
+                lambda: [e for e in events_of(client, keys, sid) if e["type"] == "moved"],
+                timeout_s=30,
+                what="the session to move",
+            )
+            assert moved[0]["owner"] == "w-rb" and moved[0]["from"] == "w-ra"
+            assert sid in second.worker.sessions.sessions
+            later = wait_for(
+                lambda: [
+                    e
+                    for e in labels_of(events_of(client, keys, sid))
+                    if e["frame_index"] > moved[0]["frame_index"]
+                ],
+                timeout_s=60,
+                what="labels from the new owner",
+            )
+            assert later[0]["frame_index"] == moved[0]["frame_index"] + 4
+            session = gw.get(sid)
+            assert session is not None and session.owner == "w-rb" and session.epoch == 1
+            assert session.state == "running"
+    finally:
+        camera.stop()
