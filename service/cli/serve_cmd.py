@@ -16,6 +16,7 @@ process goes, even by SIGKILL (its stdin closes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import signal
@@ -39,7 +40,15 @@ from service.cli.gateway_cmd import (
 )
 from service.settings import Settings
 
-WORKER_COMMAND = (sys.executable, "-m", "service.worker")
+# `python -m service.worker` behind a watch on stdin (see run_supervised_worker).
+WORKER_COMMAND = (
+    sys.executable,
+    "-c",
+    "import sys; from service.cli.serve_cmd import run_supervised_worker; "
+    "sys.exit(run_supervised_worker())",
+)
+# A worker whose serve process is gone gets this long to drain before it exits anyway.
+ORPHAN_GRACE_S = 30.0
 # A worker's exit status for settings or models it cannot use: restarting would not help.
 CONFIG_ERROR_STATUS = 2
 # A worker that exits this many times in a row before it was ever ready stops the service.
@@ -49,6 +58,7 @@ MAX_RESTART_DELAY_S = 30.0
 # A worker that ran this long counts as healthy again: its restart delay starts over.
 HEALTHY_AFTER_S = 60.0
 POLL_S = 0.25
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 REDIS_START_TIMEOUT_S = 30.0
 KEEPER_CODE = (
     "import sys; from service.cli.serve_cmd import keep_embedded_redis; "
@@ -276,9 +286,7 @@ class WorkerPool:
             # worker move only once its id's heartbeat has expired.
             suffix = f"-{slot.index}" + (f"-r{slot.generation}" if slot.generation else "")
             env["VIDREC_WORKER_ID"] = self.settings.worker_id + suffix
-        process = subprocess.Popen(
-            WORKER_COMMAND, env=env, stdin=subprocess.DEVNULL, process_group=0
-        )
+        process = subprocess.Popen(WORKER_COMMAND, env=env, stdin=subprocess.PIPE, process_group=0)
         with self._lock:
             slot.process = process
             slot.started_at = time.monotonic()
@@ -340,6 +348,7 @@ class WorkerPool:
         if process is not None and process.poll() is not None:
             status = process.returncode
             ran = now - slot.started_at
+            _close_stdin(process)
             with self._lock:
                 slot.process = None
             if not slot.ready:
@@ -392,8 +401,37 @@ class WorkerPool:
                 say(f"worker pid {process.pid} did not stop in time; killing it")
                 process.kill()
             process.wait()
+            _close_stdin(process)
         for slot in self.slots:
             slot.process = None
+
+
+def _close_stdin(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None and not process.stdin.closed:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+
+
+def run_supervised_worker() -> int:
+    """Body of a worker process of ``vidrec serve``: ``python -m service.worker``, plus a thread
+    that notices the serve process going away (its stdin pipe closes, even when serve was
+    killed) and then stops the worker as SIGTERM does, exiting anyway after a grace period.
+    Without it a worker would outlive a killed serve, retrying a Redis that is gone."""
+    import runpy
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="serve-watch", daemon=True).start()
+    try:
+        runpy.run_module("service.worker", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 def worker_env(settings: Settings, redis_url: str, models_dir: Path | None) -> dict[str, str]:
@@ -433,7 +471,9 @@ def run(args: argparse.Namespace) -> int:
     sock = bind(settings.host, settings.port)  # a port in use fails before anything starts
 
     stop = _Stop()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal must not leave the workers (in their own process group)
+    # running. uvicorn takes over SIGINT and SIGTERM while it runs and hands them back after.
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     keeper: RedisKeeper | None = None
     pool: WorkerPool | None = None
     status = 0

@@ -248,3 +248,20 @@ def test_bad_settings_are_refused_before_anything_starts(
     monkeypatch.delenv("VIDREC_QUEUE_MAX_JOBS")
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_killed_serve_leaves_no_process(tiny_models: Path) -> None:
+    """SIGKILL gives serve no chance to clean up: its children notice their stdin pipes close
+    (the Redis keeper stops the server, the workers drain and exit)."""
+    server = ServeProcess(serve_env(tiny_models))
+    try:
+        server.wait_ready()
+        children = server.descendants()
+        assert len(children) >= 3  # keeper, redis-server, worker
+    finally:
+        server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 45
+    while left := [pid for pid in children if alive(pid)]:
+        assert time.monotonic() < deadline, f"still running: {left}"
+        time.sleep(0.2)
