@@ -385,23 +385,24 @@ class WorkerPool:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        processes = [s.process for s in self.slots if s.process is not None]
-        for process in processes:
+        running = [(s.index, s.process) for s in self.slots if s.process is not None]
+        for _, process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        if processes:
-            say(f"waiting for {len(processes)} worker(s) to drain")
+        if running:
+            say(f"waiting for {len(running)} worker(s) to drain")
         deadline = time.monotonic() + timeout_s
-        for process in processes:
+        for index, process in running:
             while process.poll() is None and time.monotonic() < deadline:
                 if force is not None and force.is_set():
                     break
                 time.sleep(0.05)
             if process.poll() is None:
-                say(f"worker pid {process.pid} did not stop in time; killing it")
+                say(f"worker {index} (pid {process.pid}) did not stop in time; killing it")
                 process.kill()
-            process.wait()
+            status = process.wait()
             _close_stdin(process)
+            say(f"worker {index} (pid {process.pid}) stopped with status {status}")
         for slot in self.slots:
             slot.process = None
 
@@ -420,8 +421,11 @@ def run_supervised_worker() -> int:
     import runpy
 
     def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
+        # The raw descriptor, not sys.stdin: a daemon thread blocked on a buffered reader
+        # aborts the interpreter's shutdown (it cannot take the buffer's lock).
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):
+                pass
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os._exit(1)

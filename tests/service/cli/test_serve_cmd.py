@@ -202,6 +202,8 @@ def test_sigterm_stops_everything_and_a_dead_worker_is_restarted(tiny_models: Pa
     # The order: gateway, workers (drained), Redis.
     assert out.index("vidrec serve: stopping") < out.index("waiting for 1 worker(s) to drain")
     assert out.index("to drain") < out.index("embedded Redis stopped")
+    assert f"worker 1 (pid {second}) stopped with status 0" in out
+    assert "Fatal Python error" not in out
     assert second != first and second in everything and redis_pid in everything
     time.sleep(0.2)
     assert [pid for pid in everything if alive(pid)] == []
