@@ -195,6 +195,11 @@ class InProcess:
         latencies = [self.classify(clips[i : i + batch]) for i in range(0, len(clips), batch)]
         return summary(latencies, len(clips), time.perf_counter() - start)
 
+    def decode(self, jpeg: bytes) -> np.ndarray:
+        """A live frame as the worker decodes it (read-only arrays copied, as it does)."""
+        image = decode_ws_frame(jpeg, self.frame_limits).image
+        return image if image.flags.writeable else image.copy()
+
     def streams(self, streams: list[list[bytes]], n: int) -> dict[str, Any]:
         """N sessions stepped together, one frame each per step (JPEG decode included)."""
         runner = LiveRunner(self.live, capacity=n, stride=1)
@@ -207,10 +212,7 @@ class InProcess:
             if k == self.args.warmup:
                 start = time.perf_counter()
             t0 = time.perf_counter()
-            frames = {
-                sid: decode_ws_frame(streams[i][k], self.frame_limits).image
-                for i, sid in enumerate(ids)
-            }
+            frames = {sid: self.decode(streams[i][k]) for i, sid in enumerate(ids)}
             runner.step(frames)
             if k >= self.args.warmup:
                 steps.append(time.perf_counter() - t0)
