@@ -112,10 +112,9 @@ async def _open_session(
     role: Role = "live"
     catalog = LiveCatalog.of(await gw.workers.live())
     name = catalog.resolve(model or None, role, gw.settings.live_model)
-    info = await gw.sessions.create(kind, name, budget, source=source)
-    # The engine's stride is the worker's (Settings.stride); a per-session value is recorded for
-    # the worker to honour and for GET /v1/streams/{id}.
-    await gw.redis.hset(gw.keys.session(info.session_id), "stride", str(stride))
+    # The stride is recorded with the session, before its owner hears of it, for the worker
+    # to honour and for GET /v1/streams/{id}.
+    info = await gw.sessions.create(kind, name, budget, source=source, stride=stride)
     return info, catalog.row(name)
 
 

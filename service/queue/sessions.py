@@ -157,7 +157,12 @@ class SessionDirectory:
         )
 
     async def create(
-        self, kind: str, model: str, budget: dict[str, Any], source: str | None = None
+        self,
+        kind: str,
+        model: str,
+        budget: dict[str, Any],
+        source: str | None = None,
+        stride: int | None = None,
     ) -> SessionInfo:
         """Opens a session on the least loaded live worker that runs ``model`` live.
 
@@ -169,6 +174,8 @@ class SessionDirectory:
             budget: Compute budget as JSON.
             source: The RTSP URL for the worker to read (checked by the caller against the URL
                 policy); shown with its password removed.
+            stride: Labels every ``stride`` frames (None: the worker's default). Recorded in
+                the same transaction as the ``open`` message, so the owner always sees it.
 
         Raises:
             NoWorkerError: No live worker can take it.
@@ -193,6 +200,8 @@ class SessionDirectory:
             "frames_dropped": 0,
             "epoch": 0,
         }
+        if stride is not None:
+            fields["stride"] = stride
         inbox = self.keys.inbox(owner)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(

@@ -467,7 +467,7 @@ class SessionManager:
         """The runner holding the session, opening it there at its first frame."""
         if session.runner is not None:
             return session.runner
-        if session.stride is None:  # the gateway records it just after the open message
+        if session.stride is None:  # recorded with the session; absent means the default
             raw = self.inbox.redis.hget(self.inbox.keys.session(session.session_id), "stride")
             session.stride = _stride(raw) or self.settings.stride
         key = (session.model, session.stride)
