@@ -398,7 +398,9 @@ async def _receive_live(
                 split_message(data, limits)
             except IngestError as exc:
                 metrics.frames_dropped.labels(reason=exc.code).inc()
-                await sock.send(error_event(exc.code, exc.message, frame_index=index))
+                await sock.send(
+                    error_event(exc.code, exc.message, session_id=session_id, input_index=index)
+                )
                 index += 1
                 continue
             try:

@@ -100,8 +100,14 @@ def test_live_stream_refuses_bad_frames_without_ending(
         ws.send_bytes(b"\0" * (settings.frame_max_bytes + 1))
         error = _until(ws, "error")
         assert error["code"] == "frame_too_large"
+        # named like the worker's refusals: the gateway's index of the frame, not frame_index
+        # (which in labels events counts the frames the model processed)
+        assert error["input_index"] == 0 and "frame_index" not in error
+        assert error["session_id"] == session["session_id"]
         ws.send_bytes(b'{"index": -1}\n' + _jpeg())
-        assert _until(ws, "error")["code"] == "malformed_frame"
+        error = _until(ws, "error")
+        assert error["code"] == "malformed_frame"
+        assert error["input_index"] == 1
         ws.send_bytes(_jpeg())
         assert _until(ws, "labels")["frame_index"] == 2
     metrics = client.get("/metrics").text
