@@ -191,7 +191,10 @@ class BodyTooLargeError(StarletteHTTPException):
     lets it through its form parsing to the error handlers."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+        super().__init__(
+            413, f"the request body is too large; uploads of at most {limit} bytes are accepted"
+        )
+        self.extra = {"max_bytes": limit}  # the error's fields, as the route's own 413 has them
 
 
 class UploadLimitMiddleware:
@@ -219,6 +222,7 @@ class UploadLimitMiddleware:
                 "too_large",
                 f"the request body has {declared} bytes; uploads of at most "
                 f"{self.max_bytes - FORM_OVERHEAD_BYTES} bytes are accepted",
+                max_bytes=self.max_bytes - FORM_OVERHEAD_BYTES,
             )
             response = JSONResponse(body, status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send)
@@ -231,7 +235,7 @@ class UploadLimitMiddleware:
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
                 if total > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                    raise BodyTooLargeError(self.max_bytes - FORM_OVERHEAD_BYTES)
             return message
 
         await self.app(scope, limited, send)

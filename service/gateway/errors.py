@@ -190,8 +190,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
+    extra = getattr(exc, "extra", None) or {}  # fields a subclass adds (``max_bytes``)
     return JSONResponse(
-        error_body(code, message), status_code=exc.status_code, headers=exc.headers or None
+        error_body(code, message, **extra), status_code=exc.status_code, headers=exc.headers or None
     )
 
 

@@ -89,9 +89,12 @@ def test_too_large_is_413(client: TestClient, settings: Settings, mp4: bytes) ->
     big = mp4 + b"\0" * (settings.max_upload_bytes + 1 - len(mp4))
     error = _error(_post(client, big), 413, "too_large")
     assert str(settings.max_upload_bytes) in error["message"]
+    assert error["max_bytes"] == settings.max_upload_bytes
     # a body far over the limit is refused from its Content-Length, before it is read
     huge = b"\0" * (settings.max_upload_bytes * 2)
-    _error(_post(client, huge), 413, "too_large")
+    error = _error(_post(client, huge), 413, "too_large")
+    assert str(settings.max_upload_bytes) in error["message"]
+    assert error["max_bytes"] == settings.max_upload_bytes
 
 
 def test_too_large_chunked_upload_is_cut_off(client: TestClient, settings: Settings) -> None:
@@ -113,7 +116,10 @@ def test_too_large_chunked_upload_is_cut_off(client: TestClient, settings: Setti
         content=body(),
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
-    _error(response, 413, "too_large")
+    error = _error(response, 413, "too_large")
+    # the same limit and fields as the other 413s (not the limit plus the multipart allowance)
+    assert f"at most {settings.max_upload_bytes} bytes" in error["message"]
+    assert error["max_bytes"] == settings.max_upload_bytes
 
 
 def test_not_a_video_is_refused(
