@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="video files (MP4, MKV, ...)")
     parser.add_argument("--model", help="bundle name (default: the clip default of the dir)")
     parser.add_argument(
-        "--models-dir", type=Path, help="directory of bundles (default: the shipped demo ones)"
+        "--models-dir",
+        type=Path,
+        default=os.environ.get("VIDREC_MODELS_DIR") or None,  # argparse applies type=Path
+        help="directory of bundles (default: VIDREC_MODELS_DIR or the shipped demo ones)",
     )
     parser.add_argument("--top-k", type=int, default=5, help="labels per file (default: 5)")
     parser.add_argument("--clips", type=int, default=1, help="temporal views per file")

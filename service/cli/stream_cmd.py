@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Generator
@@ -60,7 +61,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("source", metavar="SOURCE", help="rtsp:// or rtsps:// URL, or a file")
     parser.add_argument("--model", help="live bundle name (default: the live default of the dir)")
     parser.add_argument(
-        "--models-dir", type=Path, help="directory of bundles (default: the shipped demo ones)"
+        "--models-dir",
+        type=Path,
+        default=os.environ.get("VIDREC_MODELS_DIR") or None,  # argparse applies type=Path
+        help="directory of bundles (default: VIDREC_MODELS_DIR or the shipped demo ones)",
     )
     parser.add_argument(
         "--budget",

@@ -121,7 +121,8 @@ def test_bad_arguments_and_model_dirs(
 ) -> None:
     clip = str(files["clip1"])
     assert main(["classify", clip, "--models-dir", str(tmp_path)]) == 2
-    assert "no model bundles" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no model bundles" in err and "VIDREC_MODELS_DIR (or --models-dir)" in err
     assert main(["classify", clip, "--models-dir", str(files["models"]), "--top-k", "0"]) == 2
     assert "--top-k must be at least 1" in capsys.readouterr().err
     assert main(["classify", clip, "--models-dir", str(files["models"]), "--clips", "0"]) == 2
@@ -138,3 +139,15 @@ def test_the_console_script(files: dict[str, Path]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["file"] == str(files["clip1"])
+
+
+def test_models_dir_defaults_to_vidrec_models_dir(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like ``vidrec serve``, the in-process commands take the bundles from VIDREC_MODELS_DIR."""
+    monkeypatch.setenv("VIDREC_MODELS_DIR", str(files["models"]))
+    assert main(["classify", str(files["clip1"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["model"] == CLIP_MODEL
+    # --models-dir still wins over the variable
+    monkeypatch.setenv("VIDREC_MODELS_DIR", str(files["models"].parent / "nowhere"))
+    assert main(["classify", str(files["clip1"]), "--models-dir", str(files["models"])]) == 0

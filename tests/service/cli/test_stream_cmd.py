@@ -212,3 +212,12 @@ def test_labels_from_an_rtsp_camera(
     assert lines[0]["source"] == server.url("cam")
     assert [e["frame_index"] for e in lines[1:-1]] == [4, 8, 12]
     assert lines[-1]["frames"] == 12
+
+
+def test_models_dir_defaults_to_vidrec_models_dir(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like ``vidrec serve``, ``vidrec stream`` takes the bundles from VIDREC_MODELS_DIR."""
+    monkeypatch.setenv("VIDREC_MODELS_DIR", str(files["models"]))
+    assert main(["stream", str(files["video"]), "--max-frames", "4", "--json"]) == 0
+    assert json_lines(capsys.readouterr().out)[0]["model"] == LIVE_MODEL
