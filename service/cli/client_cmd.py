@@ -356,9 +356,12 @@ def print_event(event: dict[str, Any], as_json: bool) -> None:
             flush=True,
         )
     elif kind == "session":
+        # The live socket's session event names the window; the events socket's (a session's
+        # GET body, for RTSP sessions) does not.
+        window = f" over {event['window']}" if event.get("window") else ""
         print(
             f"session {event.get('session_id')}: model {event.get('model')}, labels every "
-            f"{event.get('stride')} frames over {event.get('window')}, budget "
+            f"{event.get('stride')} frames{window}, budget "
             f"{json.dumps(event.get('budget'))}, worker {event.get('owner')}",
             flush=True,
         )

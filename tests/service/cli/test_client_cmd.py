@@ -21,7 +21,12 @@ from serve_support import ServeProcess  # noqa: E402
 from model_core.data import CLASS_NAMES, ClipSpec, generate_clip, generate_stream  # noqa: E402
 from model_core.data.video_io import write_video  # noqa: E402
 from service.cli import main  # noqa: E402
-from service.cli.client_cmd import describe_error, format_answer, ws_url  # noqa: E402
+from service.cli.client_cmd import (  # noqa: E402
+    describe_error,
+    format_answer,
+    print_event,
+    ws_url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +173,7 @@ def test_rtsp_camera_followed_and_stopped(
     assert len(labels) == 2 and labels[0]["compute"]["gmacs"] > 0
 
 
-def test_helpers() -> None:
+def test_helpers(capsys: pytest.CaptureFixture[str]) -> None:
     assert ws_url("http://h:8000/", "/v1/streams/live", {"budget": "0.25"}) == (
         "ws://h:8000/v1/streams/live?budget=0.25"
     )
@@ -195,3 +200,12 @@ def test_helpers() -> None:
         headers={"Retry-After": "2"},
     )
     assert describe_error(response) == ("HTTP 429 queue_full: the queue is full (retry after 2 s)")
+
+    # an RTSP session's first event (a GET /v1/streams/{id} body) has no window: none is printed
+    session = {"type": "session", "session_id": "s", "model": "m", "stride": 4, "owner": "w"}
+    print_event({**session, "budget": {"fraction": 0.25}}, as_json=False)
+    print_event({**session, "budget": {"tokens": 3}, "window": 8}, as_json=False)
+    assert capsys.readouterr().out.splitlines() == [
+        'session s: model m, labels every 4 frames, budget {"fraction": 0.25}, worker w',
+        'session s: model m, labels every 4 frames over 8, budget {"tokens": 3}, worker w',
+    ]
