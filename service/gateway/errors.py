@@ -190,6 +190,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
+    allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+    if exc.status_code == 405 and message == "Method Not Allowed" and allow:
+        message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
     extra = getattr(exc, "extra", None) or {}  # fields a subclass adds (``max_bytes``)
     return JSONResponse(
         error_body(code, message, **extra), status_code=exc.status_code, headers=exc.headers or None

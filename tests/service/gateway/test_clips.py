@@ -185,4 +185,6 @@ def test_bad_parameters_are_422_with_the_error_shape(
 
 def test_unknown_route_and_method_have_the_error_shape(client: TestClient) -> None:
     _error(client.get("/v1/nothing"), 404, "not_found")
-    _error(client.delete("/v1/clips"), 405, "method_not_allowed")
+    error = _error(client.delete("/v1/clips"), 405, "method_not_allowed")
+    # says what is accepted, not only Starlette's bare "Method Not Allowed"
+    assert error["message"] == "DELETE is not allowed on /v1/clips; use POST"
