@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.settings import Settings
 
@@ -57,7 +58,16 @@ def load_settings(**overrides: Any) -> Settings:
         ValueError: a variable or option is invalid (pydantic's message names it).
     """
     given = {name: value for name, value in overrides.items() if value is not None}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        # Name the variables as they are set (VIDREC_PORT, not pydantic's bare field name); the
+        # values are not echoed (a Redis URL may hold a password).
+        problems = "; ".join(
+            f"VIDREC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"bad settings: {problems}") from None
 
 
 def require_redis(settings: Settings, role: str) -> str:

@@ -134,3 +134,14 @@ def test_keys_from_settings() -> None:
     assert keys.inbox("w") == "t1:worker:w:inbox"
     assert keys.events("s") == "t1:session:s:events"
     assert (keys.upload_ttl_s, keys.heartbeat_ttl_ms) == (5, 2500)
+
+
+def test_cli_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vidrec serve`/`gateway`/`worker` exit 2 with a message naming the bad variable."""
+    from service.cli.gateway_cmd import load_settings
+
+    monkeypatch.setenv("VIDREC_PORT", "abc")
+    with pytest.raises(ValueError) as info:
+        load_settings()
+    assert str(info.value).startswith("bad settings: VIDREC_PORT: Input should be a valid integer")
+    assert "abc" not in str(info.value) and "pydantic" not in str(info.value)
