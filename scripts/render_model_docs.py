@@ -72,12 +72,20 @@ def _demo_row(name: str, path: Path | None) -> str:
     top1 = f"{heldout['top1']:.1%} ({heldout['clips']})" if heldout else "not measured"
     swaps = heldout.get("pair_swap_rate", {})
     worst = max(swaps.values()) if swaps else None
-    command = (training or {}).get("command", "")
+    command = "`; then `".join(_commands(training))
     mb = path.stat().st_size / 2**20
     return (
         f"| `{name}` | {top1} | {'' if worst is None else f'{worst:.0%}'} | {params:.2f} "
         f"| {flops.gmacs:.3f} | {mb:.1f} | `{command}` |"
     )
+
+
+def _commands(training: dict | None) -> list[str]:
+    """The commands that made a bundle, first stage first (``--init`` chains them)."""
+    if not training:
+        return []
+    init = training.get("init") or {}
+    return [*_commands(init.get("training")), training.get("command", "")]
 
 
 def _tensor_shapes(path: Path) -> list[tuple[int, ...]]:

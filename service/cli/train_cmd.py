@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from model_core import VideoTransformer, create_model, list_models, load_checkpoint, save_bundle
+from model_core.checkpoint import CheckpointError, read_bundle_config
 from model_core.data import CLASS_NAMES, ClipSpec
 from model_core.training import (
     Augment,
@@ -243,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = config.train_seeds()
     training = {
         "command": command_line(args),
+        "init": _init_record(args.init),
         "model": args.model,
         "overrides": model_overrides(args),
         "dataset": {
@@ -278,6 +280,18 @@ def run(args: argparse.Namespace) -> int:
         for pair in report.pairs:
             print(f"  {pair.first} / {pair.second}: swapped {pair.swapped} of {pair.total}")
     return 0
+
+
+def _init_record(path: str | None) -> dict[str, Any] | None:
+    """Where the starting weights came from; a vidrec bundle's own training record is kept, so a
+    bundle trained in stages lists every command that made it."""
+    if path is None:
+        return None
+    try:
+        _, training = read_bundle_config(path)
+    except (CheckpointError, OSError):
+        training = None
+    return {"path": str(path), "training": training}
 
 
 def _heldout_summary(report: EvalReport | None) -> dict[str, Any] | None:

@@ -53,6 +53,20 @@ def test_round_trip_gives_the_same_model(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["gestures.safetensors"]  # no temp file left
 
 
+def test_half_precision_bundle_is_half_the_size_and_loads_as_float32(tmp_path: Path) -> None:
+    model = tiny("tokshift")
+    full = save_bundle(model, tmp_path / "full.safetensors")
+    half = save_bundle(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    with safe_open(str(half), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+    loaded = load_bundle(half)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
+
+
 def test_header_is_the_documented_json(tmp_path: Path) -> None:
     model = tiny("tokshift")
     path = save_bundle(model, tmp_path / "m.safetensors")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_core import load_bundle, read_bundle_config
+from model_core import load_bundle
+from model_core.checkpoint import read_bundle_config
 from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, NUM_CLASSES, ClipSpec, generate_clip
 from model_core.data.video_io import read_video, write_video
 from model_core.preprocess import preprocess_frames
@@ -75,6 +76,7 @@ def test_bundle_recognises_fresh_heldout_clips(name: str) -> None:
 def test_a_clip_is_labelled_alike_from_frames_and_from_an_mp4(name: str, tmp_path: Path) -> None:
     model = load_bundle(SHIPPED[name])
     pre = model.config.preprocessing
+    agreed = 0
     for i in range(NUM_CLASSES):
         clip = generate_clip(HELDOUT_SEEDS[FRESH_OFFSET + FRESH_CLIPS + i], spec=ClipSpec())
         decoded = read_video(write_video(tmp_path / f"{i}.mp4", clip))
@@ -82,6 +84,12 @@ def test_a_clip_is_labelled_alike_from_frames_and_from_an_mp4(name: str, tmp_pat
         with torch.no_grad():
             raw = model(preprocess_frames(torch.from_numpy(clip.frames), pre)[None]).softmax(-1)
             mp4 = model(preprocess_frames(torch.from_numpy(decoded), pre)[None]).softmax(-1)
-        assert raw.argmax() == mp4.argmax(), (clip.name, raw, mp4)
-        assert float((raw - mp4).abs().max()) < 0.15
+        # Scores stay close; the label is the same unless the model is torn between two classes
+        # (then the codec's small changes may tip it either way).
+        assert float((raw - mp4).abs().max()) < 0.1, (clip.name, raw, mp4)
+        top2 = raw[0].topk(2).values
+        if float(top2[0] - top2[1]) > 0.05:
+            assert raw.argmax() == mp4.argmax(), (clip.name, raw, mp4)
+            agreed += 1
         assert np.abs(decoded.astype(int) - clip.frames).mean() < 6
+    assert agreed >= NUM_CLASSES // 2
