@@ -246,7 +246,7 @@ def test_bad_settings_are_refused_before_anything_starts(
 ) -> None:
     monkeypatch.setenv("VIDREC_QUEUE_MAX_JOBS", "0")
     assert main(["serve", "--port", "0"]) == 2
-    assert "queue_max_jobs" in capsys.readouterr().err
+    assert "VIDREC_QUEUE_MAX_JOBS" in capsys.readouterr().err
     monkeypatch.delenv("VIDREC_QUEUE_MAX_JOBS")
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
