@@ -9,8 +9,12 @@ Sections:
    on a shared machine hit them alike; compare ratios, not absolute times.
 2. batching: throughput of 1, 8 and 32 sessions in one step against the same sessions stepped
    one by one.
-3. streaming model (``--bundle PATH``): per-window top-1 agreement of the eventful labels with
-   the dense model's, GMAC and wall-clock ratios, at several budgets. Skipped without a bundle.
+3. streaming model (``--bundle PATH``, e.g. the shipped
+   ``model_core/zoo/bundles/factorized_causal_tiny_motion112.safetensors``): on generated long
+   streams of the procedural dataset (``generate_stream``, with per-frame ground truth), the
+   per-window top-1 of the dense model and of the eventful engine against the ground truth (a
+   window's most frequent class), the agreement of the eventful labels with the dense model's,
+   GMAC and wall-clock ratios, at several budgets. Skipped without a bundle.
 
 Prints a table per section and writes JSON (and a PNG of accuracy or error against compute
 when matplotlib is installed).
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -168,21 +173,64 @@ def batching_rows(
     return rows
 
 
+def bundle_streams(
+    model: VideoTransformer, streams: int, frames: int, seed: int = 100
+) -> list[tuple[Tensor, np.ndarray]]:
+    """Generated long streams of the procedural dataset (stream seeds ``seed``, ``seed + 1``,
+    ...), cut to ``frames`` frames and preprocessed as the live runner does: ``(frames, 3, S, S)``
+    model input with the ``(frames,)`` ground-truth class of every frame."""
+    from model_core.data import ClipSpec, generate_stream
+    from model_core.preprocess import preprocess_frames
+
+    spec = ClipSpec(size=model.config.preprocessing.resize_size)
+    out = []
+    for s in range(streams):
+        # An action with its idle gap lasts 12 + 12.5 frames on average: ask for enough of them.
+        actions = max(1, frames // 16 + 1)
+        stream = generate_stream(seed + s, num_actions=actions, spec=spec)
+        while len(stream.frames) < frames:  # a short draw: one more action
+            actions += 1
+            stream = generate_stream(seed + s, num_actions=actions, spec=spec)
+        clip = preprocess_frames(stream.frames[:frames], model.config.preprocessing)
+        out.append((clip, stream.labels[:frames]))
+    return out
+
+
+def window_truth(labels: np.ndarray) -> int:
+    """The ground truth of a window: its most frequent per-frame class (a tie goes to the
+    class seen last)."""
+    counts = np.bincount(labels)
+    return int(next(c for c in labels[::-1] if counts[c] == counts.max()))
+
+
 def bundle_rows(
     path: str, budgets: dict[str, Budget], streams: int, frames: int
 ) -> list[dict[str, Any]]:
-    """Per-window top-1 agreement with the dense model, GMAC and wall-clock ratios."""
+    """Per-window top-1 of a trained streaming model on generated long streams, dense and
+    eventful: against the ground truth and agreement with the dense labels, with the GMAC and
+    wall-clock ratios. Dense and every budget run on each stream in turn, so load changes hit
+    them alike."""
     from model_core import load_bundle
 
     model = load_bundle(path).eval()
     window = model.config.num_frames
     stride = max(1, window // 2)
-    clips = [synthetic_stream(frames, model.config.img_size, seed=100 + s) for s in range(streams)]
-    rows = []
+    clips = bundle_streams(model, streams, frames)
+    engines = {label: EventfulEngine(model, capacity=1, stride=stride) for label in budgets}
+    truth: list[int] = []
+    pure: list[bool] = []  # every frame of the window has the same class
+    dense_labels: list[int] = []
+    dense_s = 0.0
+    labels: dict[str, list[int]] = {label: [] for label in budgets}
+    spent = dict.fromkeys(budgets, 0.0)
+    dense_macs = dict.fromkeys(budgets, 0.0)
+    seconds = dict.fromkeys(budgets, 0.0)
     with torch.no_grad():
-        dense_labels: list[int] = []
-        dense_s = 0.0
-        for clip in clips:
+        for clip, frame_labels in clips:
+            for end in range(stride, frames + 1, stride):
+                in_window = frame_labels[max(0, end - window) : end]
+                truth.append(window_truth(in_window))
+                pure.append(len(in_window) == window and bool((in_window == in_window[0]).all()))
             start = time.perf_counter()
             # Frame by frame, as a dense streaming server would run.
             features = torch.cat([model.forward_features(frame[None, None]) for frame in clip])
@@ -191,32 +239,49 @@ def bundle_rows(
                 cls = features[max(0, end - window) : end, :1]  # (window, 1, tokens, dim)
                 dense_labels.append(int(model.forward_head(cls.transpose(0, 1)).argmax()))
             dense_s += time.perf_counter() - start
-        for label, budget in budgets.items():
-            engine = EventfulEngine(model, capacity=1, stride=stride)
-            labels: list[int] = []
-            spent = dense = seconds = 0.0
-            for clip in clips:
+            for label, budget in budgets.items():
+                engine = engines[label]
                 slot = engine.open(budget)
                 start = time.perf_counter()
                 for t in range(frames):
                     result = engine.step(clip[t : t + 1], [slot])
                     if result.logits[0] is not None:
-                        labels.append(int(result.logits[0].argmax()))
-                seconds += time.perf_counter() - start
-                spent += engine.totals(slot).macs
-                dense += engine.totals(slot).dense_macs
+                        labels[label].append(int(result.logits[0].argmax()))
+                seconds[label] += time.perf_counter() - start
+                spent[label] += engine.totals(slot).macs
+                dense_macs[label] += engine.totals(slot).dense_macs
                 engine.close(slot)
-            agree = sum(a == b for a, b in zip(labels, dense_labels, strict=True))
-            rows.append(
-                {
-                    "bundle": path,
-                    "budget": label,
-                    "windows": len(labels),
-                    "top1_agreement": agree / len(labels),
-                    "gmac_ratio": dense / spent,
-                    "wall_clock_ratio": dense_s / seconds,
-                }
-            )
+
+    def top1(predicted: list[int], only_pure: bool = False) -> float | None:
+        pairs = [
+            (p, t) for p, t, q in zip(predicted, truth, pure, strict=True) if q or not only_pure
+        ]
+        return sum(p == t for p, t in pairs) / len(pairs) if pairs else None
+
+    rows = []
+    for label in budgets:
+        agree = sum(a == b for a, b in zip(labels[label], dense_labels, strict=True))
+        dense_top1, eventful_top1 = top1(dense_labels) or 0.0, top1(labels[label]) or 0.0
+        rows.append(
+            {
+                "bundle": path,
+                "budget": label,
+                "windows": len(truth),
+                "pure_windows": sum(pure),
+                "top1_agreement": agree / len(truth),
+                "dense_top1": dense_top1,
+                "eventful_top1": eventful_top1,
+                "top1_lost_points": 100 * (dense_top1 - eventful_top1),
+                "dense_top1_pure": top1(dense_labels, only_pure=True),
+                "eventful_top1_pure": top1(labels[label], only_pure=True),
+                "dense_gmacs_per_frame": dense_macs[label] / 1e9 / (len(clips) * frames),
+                "gmacs_per_frame": spent[label] / 1e9 / (len(clips) * frames),
+                "gmac_ratio": dense_macs[label] / spent[label],
+                "dense_ms_per_frame": 1000 * dense_s / (len(clips) * frames),
+                "eventful_ms_per_frame": 1000 * seconds[label] / (len(clips) * frames),
+                "wall_clock_ratio": dense_s / seconds[label],
+            }
+        )
     return rows
 
 
@@ -248,10 +313,15 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     if results.get("bundle"):
-        for row in results["bundle"]:
-            ax.scatter(1 / row["gmac_ratio"], 100 * row["top1_agreement"], color="C0")
-            ax.annotate(row["budget"], (1 / row["gmac_ratio"], 100 * row["top1_agreement"]))
-        ax.set_ylabel("per-window top-1 agreement with dense (%)")
+        rows = results["bundle"]
+        xs = [1 / row["gmac_ratio"] for row in rows]
+        ax.plot(xs, [100 * r["top1_agreement"] for r in rows], "o-", label="agreement with dense")
+        ax.plot(xs, [100 * r["eventful_top1"] for r in rows], "s-", label="eventful top-1")
+        ax.axhline(100 * rows[0]["dense_top1"], color="C2", ls="--", label="dense top-1")
+        for x, row in zip(xs, rows, strict=True):
+            ax.annotate(row["budget"], (x, 100 * row["eventful_top1"]), fontsize=8)
+        ax.set_ylabel("per-window labels (%)")
+        ax.legend()
     else:
         for i, model in enumerate(sorted({r["model"] for r in results["backbones"]})):
             rows = [r for r in results["backbones"] if r["model"] == model]
@@ -286,8 +356,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-frames", type=int, default=4)
     parser.add_argument("--batch-fraction", type=float, default=0.25)
     parser.add_argument("--bundle", help="a trained streaming bundle (.safetensors)")
-    parser.add_argument("--bundle-streams", type=int, default=8)
-    parser.add_argument("--bundle-frames", type=int, default=64)
+    parser.add_argument("--bundle-streams", type=int, default=8, help="generated streams")
+    parser.add_argument("--bundle-frames", type=int, default=64, help="frames per stream")
+    parser.add_argument(
+        "--bundle-fractions",
+        type=float,
+        nargs="+",
+        help="top-fraction budgets for the bundle, besides keep-all (default: 0.5 0.25 0.1)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--skip", nargs="*", default=[], choices=["backbones", "batching"])
     parser.add_argument("--out", default="docs/eventful_bench.json", help="JSON output")
@@ -343,14 +419,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if args.bundle:
-        rows = bundle_rows(args.bundle, BUDGETS, args.bundle_streams, args.bundle_frames)
+        budgets = BUDGETS
+        if args.bundle_fractions:
+            budgets = {"keep-all": KEEP_ALL}
+            budgets.update({f"top {100 * f:g}%": TopFraction(f) for f in args.bundle_fractions})
+        rows = bundle_rows(args.bundle, budgets, args.bundle_streams, args.bundle_frames)
         results["bundle"] = rows
-        print("\n## streaming model")
+        print("\n## streaming model: per-window labels on generated streams")
         print(
-            table(rows, ("budget", "windows", "top1_agreement", "gmac_ratio", "wall_clock_ratio"))
+            table(
+                rows,
+                (
+                    "budget",
+                    "windows",
+                    "top1_agreement",
+                    "dense_top1",
+                    "eventful_top1",
+                    "top1_lost_points",
+                    "gmacs_per_frame",
+                    "gmac_ratio",
+                    "wall_clock_ratio",
+                ),
+            )
         )
     else:
-        print("\n## streaming model: skipped (no --bundle given; no trained bundle ships yet)")
+        print("\n## streaming model: skipped (no --bundle given)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,68 @@
+"""``vidrec bench eventful --bundle`` on a tiny configuration: labels of a trained streaming
+model on generated streams, against the ground truth and the dense model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "model_core" / "zoo" / "bundles" / "factorized_causal_tiny_motion112.safetensors"
+VIDREC = Path(sys.executable).parent / "vidrec"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("eventful_bench", ROOT / "benchmarks/eventful.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_window_truth_is_the_most_frequent_class_ties_to_the_latest() -> None:
+    window_truth = _script().window_truth
+    assert window_truth(np.array([3, 3, 3, 5, 5, 0, 0, 0])) == 0  # 3 and 0 tie: 0 came last
+    assert window_truth(np.array([4, 4, 4, 4, 4, 2, 2, 2])) == 4
+    assert window_truth(np.array([7])) == 7
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BUNDLE.is_file(), reason="the shipped streaming bundle is not there")
+def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [
+        str(VIDREC), "bench", "eventful", "--threads", "1", "--skip", "backbones", "batching",
+        "--bundle", str(BUNDLE), "--bundle-streams", "2", "--bundle-frames", "24",
+        "--bundle-fractions", "0.25", "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=env, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert "backbones" not in report and "batching" not in report
+    keep, quarter = report["bundle"]
+    assert [keep["budget"], quarter["budget"]] == ["keep-all", "top 25%"]
+    for row in (keep, quarter):
+        assert row["windows"] == 2 * 24 // 4  # stride = half the 8-frame window
+        assert 0 <= row["dense_top1"] <= 1 and 0 <= row["eventful_top1"] <= 1
+        assert row["dense_top1"] == keep["dense_top1"]  # one dense run for every budget
+        assert row["dense_gmacs_per_frame"] == pytest.approx(keep["dense_gmacs_per_frame"])
+        assert row["wall_clock_ratio"] > 0
+    # Keep-all is the dense model: the same labels at the same compute.
+    assert keep["top1_agreement"] == 1.0 and keep["eventful_top1"] == keep["dense_top1"]
+    assert keep["gmac_ratio"] == pytest.approx(1.0, rel=1e-6)
+    assert quarter["gmac_ratio"] > 1.5
+    assert quarter["gmacs_per_frame"] < keep["gmacs_per_frame"]
+    assert out.with_suffix(".png").is_file() or "matplotlib not installed" in result.stdout
