@@ -1,5 +1,6 @@
 """``vidrec serve`` as a real subprocess for the CLI tests: started on a free port (``--port 0``,
-the URL read from its stdout), with tiny random bundles, one torch thread, and its output kept.
+the URL read from its stdout), with tiny random bundles (or the shipped ones), one torch thread,
+and its output kept.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ SERVE_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1
 READY_TIMEOUT_S = 180.0
 
 
-def serve_env(models_dir: Path, **settings: str) -> dict[str, str]:
-    """This environment without any ``VIDREC_*`` variable, plus one thread and the bundles."""
+def serve_env(models_dir: Path | None, **settings: str) -> dict[str, str]:
+    """This environment without any ``VIDREC_*`` variable, plus one thread and the bundles
+    (``None``: no ``VIDREC_MODELS_DIR``, so the shipped demo bundles are served)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
-    env.update(
-        {
-            "OMP_NUM_THREADS": "1",
-            "VIDREC_TORCH_THREADS": "1",
-            "VIDREC_MODELS_DIR": str(models_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update({"OMP_NUM_THREADS": "1", "VIDREC_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    if models_dir is not None:
+        env["VIDREC_MODELS_DIR"] = str(models_dir)
     env.update({f"VIDREC_{k.upper()}": v for k, v in settings.items()})
     return env
 
