@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 
 import torch
+from doc_sections import update_doc
 from safetensors import safe_open
 
 from model_core import create_model, list_models
@@ -122,24 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if docs/MODELS.md is stale")
     args = parser.parse_args()
-    text = DOC.read_text()
-    updated = text
-    for start, end, render in (
-        (START, END, render_table),
-        (DEMO_START, DEMO_END, render_demo_table),
-    ):
-        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-        if not pattern.search(updated):
-            print(f"{DOC}: markers {start} ... {end} not found", file=sys.stderr)
-            return 1
-        updated = pattern.sub(lambda _, render=render: render(), updated)  # type: ignore[misc]
-    if args.check:
-        if updated != text:
-            print(f"{DOC} is stale: run python scripts/render_model_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(updated)
-    return 0
+    sections = [(START, END, render_table), (DEMO_START, DEMO_END, render_demo_table)]
+    return update_doc(DOC, sections, check=args.check, script="scripts/render_model_docs.py")
 
 
 if __name__ == "__main__":

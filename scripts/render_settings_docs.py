@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from doc_sections import update_doc
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -133,23 +134,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if docs/OPERATIONS.md is stale")
     args = parser.parse_args()
-    text = DOC.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        print(f"{DOC}: markers {START} ... {END} not found", file=sys.stderr)
-        return 1
     missing = [name for name in Settings.model_fields if name not in descriptions()]
     if missing:
         print(f"Settings fields without a docstring entry: {', '.join(missing)}", file=sys.stderr)
         return 1
-    updated = pattern.sub(lambda _: render_table(), text)
-    if args.check:
-        if updated != text:
-            print(f"{DOC} is stale: run python scripts/render_settings_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(updated)
-    return 0
+    sections = [(START, END, render_table)]
+    return update_doc(DOC, sections, check=args.check, script="scripts/render_settings_docs.py")
 
 
 if __name__ == "__main__":
