@@ -24,6 +24,10 @@ class FrameAverageHead(nn.Linear):
         super().__init__(dim, num_classes)
         self.causal = causal
 
+    def frame_features(self, x: Tensor) -> Tensor:
+        """The per-frame features the classifier reads: the CLS features themselves."""
+        return x
+
     def forward(self, x: Tensor, per_frame: bool = False) -> Tensor:
         logits = super().forward(x)  # (B, T, classes)
         if not per_frame:
@@ -86,10 +90,17 @@ class TemporalAttentionHead(nn.Module):
             nn.Linear(mlp_dim, num_classes),
         )
 
-    def forward(self, x: Tensor, per_frame: bool = False) -> Tensor:
+    def _encode(self, x: Tensor) -> Tensor:
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         # (B, 1 + T, C), seen by the blocks as one "frame" of 1 + T tokens
-        x = self.temporal_encoder(x.unsqueeze(1)).squeeze(1)
+        return cast(Tensor, self.temporal_encoder(x.unsqueeze(1)).squeeze(1))
+
+    def frame_features(self, x: Tensor) -> Tensor:
+        """``(B, T, C)``: each frame's position after the temporal block."""
+        return self._encode(x)[:, 1:]
+
+    def forward(self, x: Tensor, per_frame: bool = False) -> Tensor:
+        x = self._encode(x)
         if per_frame:
             return self.mlp_head(x[:, 1:])
         return self.mlp_head(x[:, -1] if self.causal else x[:, 0])
@@ -133,12 +144,16 @@ class TemporalTransformerHead(nn.Module):
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(dim, num_classes)
 
-    def forward(self, x: Tensor, per_frame: bool = False) -> Tensor:
+    def frame_features(self, x: Tensor) -> Tensor:
+        """``(B, T, C)``: the temporal encoder's normalised output at every frame."""
         frames = x.shape[1]
         if frames > self.num_frames:
             raise ValueError(f"temporal encoder holds {self.num_frames} frames, got {frames}")
         x = x + self.pos_embed[:, :frames]
-        x = self.norm(self.blocks(x.unsqueeze(1)).squeeze(1))  # (B, T, C)
+        return cast(Tensor, self.norm(self.blocks(x.unsqueeze(1)).squeeze(1)))
+
+    def forward(self, x: Tensor, per_frame: bool = False) -> Tensor:
+        x = self.frame_features(x)  # (B, T, C)
         if per_frame:
             return self.fc(self.drop(x))
         pooled = x[:, -1] if self.causal else x.mean(dim=1)

@@ -160,6 +160,11 @@ class VideoTransformer(nn.Module):
             raise ValueError("per-frame outputs are defined for causal models only")
         return self.head(self.head_drop(tokens[:, :, 0]), per_frame=per_frame)
 
+    def forward_frame_features(self, tokens: Tensor) -> Tensor:
+        """``(B, T, C)``: what the head makes of each frame after its own temporal mixing (the CLS
+        features themselves for frame-averaging heads); training probes read it."""
+        return self.head.frame_features(tokens[:, :, 0])
+
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 

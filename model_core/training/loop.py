@@ -20,7 +20,7 @@ from model_core.models import VideoTransformer
 from .augment import Augment
 from .batches import ClipBatches
 from .optim import cosine_with_warmup, param_groups
-from .targets import STATE_FIELDS
+from .targets import MOTION_FIELDS, STATE_FIELDS, actor_motion
 
 FINAL_LOSS_STEPS = 20  # the reported final loss averages this many last steps
 
@@ -49,6 +49,10 @@ class TrainConfig:
         actor_loss: Weight of the auxiliary actor supervision (``targets``): probe heads on the
             final tokens predict which patches cover the actor and, from each frame's CLS
             token, its state. 0 turns it off. The probes are dropped after training.
+        motion_loss: Weight of the auxiliary motion supervision: a probe on the head's per-frame
+            features (``forward_frame_features``, after the temporal operator) predicts how the
+            actor's state changed since the previous frame (``targets.actor_motion``). 0 turns
+            it off; it uses the same generator ground truth as ``actor_loss``.
         spec: The generated clips.
     """
 
@@ -68,6 +72,7 @@ class TrainConfig:
     workers: int = 0
     amp: bool = False
     actor_loss: float = 0.0
+    motion_loss: float = 0.0
     spec: ClipSpec = field(default_factory=ClipSpec)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,13 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.actor_loss < 0:
             raise ValueError(f"actor_loss must be non-negative, got {self.actor_loss}")
+        if self.motion_loss < 0:
+            raise ValueError(f"motion_loss must be non-negative, got {self.motion_loss}")
+
+    @property
+    def needs_actor_targets(self) -> bool:
+        """Whether batches must carry the generator's per-frame actor ground truth."""
+        return self.actor_loss > 0 or self.motion_loss > 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -113,7 +125,7 @@ class TrainConfig:
             offset=self.offset,
             fresh=self.fresh,
             augment=self.augment,
-            actor_grid=model.patch_embed.grid_size if self.actor_loss > 0 else None,
+            actor_grid=model.patch_embed.grid_size if self.needs_actor_targets else None,
         )
 
 
@@ -131,6 +143,7 @@ class ActorProbes(nn.Module):
         super().__init__()
         self.mask = nn.Linear(dim, 1)
         self.state = nn.Linear(dim, len(STATE_FIELDS))
+        self.motion = nn.Linear(dim, len(MOTION_FIELDS))
 
     def loss(self, tokens: Tensor, states: Tensor, masks: Tensor) -> Tensor:
         """``tokens`` ``(B, T, N, C)`` final tokens, CLS first; targets from a ``Batch``."""
@@ -141,6 +154,13 @@ class ActorProbes(nn.Module):
         visible = states[..., -1:]
         state_loss = (error[..., :-1] * visible).mean() + error[..., -1].mean()
         return mask_loss + state_loss
+
+    def motion_loss(self, frame_features: Tensor, states: Tensor) -> Tensor:
+        """``frame_features`` ``(B, T, C)`` from ``forward_frame_features``; frame ``t`` predicts
+        the change from ``t - 1`` to ``t`` (causal models see both)."""
+        targets, weights = actor_motion(states)  # (B, T - 1, 5)
+        error = (self.motion(frame_features[:, 1:]) - targets) ** 2
+        return (error * weights).mean()
 
 
 @dataclass(frozen=True)
@@ -212,7 +232,7 @@ def train(
     """
     device = torch.device(device)
     model.to(device).train()
-    probes = ActorProbes(model.config.embed_dim).to(device) if config.actor_loss > 0 else None
+    probes = ActorProbes(model.config.embed_dim).to(device) if config.needs_actor_targets else None
     groups = param_groups(model, config.weight_decay)
     if probes is not None:
         groups += param_groups(probes, config.weight_decay)
@@ -241,9 +261,17 @@ def train(
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         if probes is not None:
             assert batch.states is not None and batch.masks is not None
-            loss = loss + config.actor_loss * probes.loss(
-                tokens.float(), batch.states.to(device), batch.masks.to(device)
-            )
+            states = batch.states.to(device)
+            if config.actor_loss > 0:
+                loss = loss + config.actor_loss * probes.loss(
+                    tokens.float(), states, batch.masks.to(device)
+                )
+            if config.motion_loss > 0:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    frame_features = model.forward_frame_features(tokens)
+                loss = loss + config.motion_loss * probes.motion_loss(
+                    frame_features.float(), states
+                )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:

@@ -80,6 +80,13 @@ def add_parser(subparsers: Any) -> None:
         help="weight of the auxiliary per-frame actor supervision (0: off; see docs/DATASET.md)",
     )
     optim.add_argument(
+        "--motion-loss",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary frame-to-frame motion supervision after the temporal "
+        "operator (0: off; see docs/DATASET.md)",
+    )
+    optim.add_argument(
         "--init", default=None, help="start from these weights (any checkpoint vidrec loads)"
     )
     optim.add_argument("--seed", type=int, default=0, help="weights, clip order, augmentation")
@@ -153,6 +160,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         workers=args.workers,
         amp=amp,
         actor_loss=args.actor_loss,
+        motion_loss=args.motion_loss,
         spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps),
     )
 
@@ -178,6 +186,7 @@ def command_line(args: argparse.Namespace) -> str:
         "label_smoothing",
         "grad_clip",
         "actor_loss",
+        "motion_loss",
         "init",
         "seed",
         "device",

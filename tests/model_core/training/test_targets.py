@@ -14,7 +14,17 @@ from model_core.config import Preprocessing
 from model_core.data import TRAIN_SEEDS, ActorState, ActorTrack, ClipSpec, generate_clip
 from model_core.training import Augment, ClipBatches, TrainConfig, train
 from model_core.training.loop import ActorProbes
-from model_core.training.targets import STATE_FIELDS, actor_masks, actor_states
+from model_core.training.targets import (
+    MOTION_FIELDS,
+    MOTION_SCALE,
+    POSITION_SCALE,
+    RADIUS_CENTRE,
+    RADIUS_SCALE,
+    STATE_FIELDS,
+    actor_masks,
+    actor_motion,
+    actor_states,
+)
 
 MakeModel = Callable[..., VideoTransformer]
 
@@ -49,10 +59,25 @@ def test_states_follow_the_centre_crop() -> None:
     full = actor_states(track, _spec(1.0))
     cropped = actor_states(track, _spec(0.875))
     assert full.shape == (2, len(STATE_FIELDS)) and full.dtype == np.float32
-    np.testing.assert_allclose(full[0], [0.25, 0.75, 0.5, 1.0, 0.0, 1.0], atol=1e-6)
+    # Positions centred on the frame and radii on a typical actor, both scaled to about [-1, 1].
+    expected = [-0.25 * POSITION_SCALE, 0.25 * POSITION_SCALE, (0.1 - RADIUS_CENTRE) * RADIUS_SCALE]
+    np.testing.assert_allclose(full[0], [*expected, 1.0, 0.0, 1.0], atol=1e-6)
     # The crop keeps the centre and scales distances from it by 1 / crop_pct.
-    np.testing.assert_allclose(cropped[0, :2], [0.5 - 0.25 / 0.875, 0.5 + 0.25 / 0.875], atol=1e-6)
-    assert cropped[0, 2] == pytest.approx(full[0, 2] / 0.875)
+    np.testing.assert_allclose(cropped[0, :2], full[0, :2] / 0.875, atol=1e-6)
+    assert cropped[0, 2] == pytest.approx((0.1 / 0.875 - RADIUS_CENTRE) * RADIUS_SCALE)
+
+
+def test_every_target_varies_on_the_scale_of_one() -> None:
+    """A regression target with a tiny spread gives a squared error too weak to teach the
+    backbone anything next to the cross-entropy (raw positions did exactly that)."""
+    spec = ClipSpec(frames=8, size=64)
+    clips = [generate_clip(seed, spec=spec) for seed in TRAIN_SEEDS[:66]]
+    states = torch.from_numpy(np.stack([actor_states(c.track, _spec()) for c in clips]))
+    spread = states.flatten(0, 1).std(dim=0)
+    assert ((spread > 0.25) & (spread < 1.5)).all(), spread
+    targets, _ = actor_motion(states)
+    largest = targets.abs().flatten(0, 1).amax(dim=0)
+    assert ((largest > 0.5) & (largest < 3.0)).all(), largest
 
 
 def test_batches_carry_targets_matching_their_clips() -> None:
@@ -90,6 +115,80 @@ def test_probe_loss_is_lowest_for_the_right_answer() -> None:
     states_same = states.clone()
     states_same[:] = states[0, 0]
     assert probes.loss(tokens, states_same, masks) < base
+
+
+def _track(*states: ActorState) -> ActorTrack:
+    return ActorTrack.concat([ActorTrack.hold(s, 1) for s in states])
+
+
+def test_motion_is_the_scaled_change_since_the_previous_frame() -> None:
+    track = _track(
+        ActorState(x=0.30, y=0.5, radius=0.10, angle=170.0),
+        ActorState(x=0.35, y=0.5, radius=0.12, angle=-170.0, opacity=0.5),
+        ActorState(x=0.35, y=0.4, radius=0.12, angle=-170.0, opacity=0.0),
+    )
+    states = torch.from_numpy(actor_states(track, _spec()))[None]  # (1, 3, 6)
+    targets, weights = actor_motion(states)
+    assert targets.shape == weights.shape == (1, 2, len(MOTION_FIELDS))
+    scale = torch.tensor(MOTION_SCALE)
+    # Frame 1 against frame 0: right by 0.05, radius up, a 20-degree clockwise turn across
+    # 180 degrees (a small change, not -340), half faded.
+    change = [0.05 * POSITION_SCALE, 0.0, 0.02 * RADIUS_SCALE, float(np.deg2rad(20.0)), -0.5]
+    expected = torch.tensor(change) * scale
+    torch.testing.assert_close(targets[0, 0], expected, atol=1e-4, rtol=1e-4)
+    # Position and angle changes count as much as the actor is visible in both frames.
+    torch.testing.assert_close(weights[0, 0], torch.tensor([0.5, 0.5, 1.0, 0.5, 1.0]))
+    torch.testing.assert_close(weights[0, 1], torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0]))
+
+
+def test_played_backwards_the_motion_changes_sign() -> None:
+    clip = generate_clip(TRAIN_SEEDS[3], spec=ClipSpec(frames=6, size=64))
+    states = torch.from_numpy(actor_states(clip.track, _spec()))[None]
+    forward, _ = actor_motion(states)
+    backward, _ = actor_motion(states.flip(1))
+    torch.testing.assert_close(backward, -forward.flip(1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "causal"),
+    [
+        ("tokshift_vit_tiny_patch16_224", False),
+        ("xvit_vit_tiny_patch16_224", False),
+        ("factorized_vit_tiny_patch16_224", True),
+    ],
+)
+def test_motion_probe_reads_each_frame_after_the_temporal_operator(
+    make_tiny_model: MakeModel, name: str, causal: bool
+) -> None:
+    model = make_tiny_model(name=name, causal=causal).eval()
+    cfg = model.config
+    tokens = torch.randn(2, cfg.num_frames, cfg.tokens_per_frame, cfg.embed_dim)
+    features = model.forward_frame_features(tokens)
+    assert features.shape == (2, cfg.num_frames, cfg.embed_dim)
+    if causal:
+        # Frame t's features, and so its motion answer, see frames <= t only.
+        changed = tokens.clone()
+        changed[:, -1] += 1.0
+        torch.testing.assert_close(model.forward_frame_features(changed)[:, :-1], features[:, :-1])
+    probes = ActorProbes(cfg.embed_dim)
+    states = torch.rand(2, cfg.num_frames, len(STATE_FIELDS))
+    loss = probes.motion_loss(features, states)
+    loss.backward()
+    assert loss.item() > 0 and probes.motion.weight.grad is not None
+
+
+def test_training_with_motion_loss_runs_and_lowers_it(
+    make_tiny_model: MakeModel, tiny_spec: ClipSpec
+) -> None:
+    config = TrainConfig(
+        clips=11, batch_size=11, epochs=6, lr=2e-3, warmup=0.0, label_smoothing=0.0,
+        motion_loss=1.0, spec=tiny_spec,
+    )  # fmt: skip
+    assert config.needs_actor_targets
+    result = train(make_tiny_model(), config)
+    assert sum(result.losses[-2:]) / 2 < result.losses[0]
+    with pytest.raises(ValueError, match="motion_loss"):
+        TrainConfig(motion_loss=-1.0)
 
 
 def test_training_with_actor_loss_runs_and_lowers_it(
