@@ -1,14 +1,19 @@
 """Trains the demo bundles shipped in model_core/zoo/bundles and regenerates docs/MODELS.md.
 
-python scripts/train_demo_bundles.py                  # the two defaults, both stages
+python scripts/train_demo_bundles.py                      # every bundle, every stage
 python scripts/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
 
-Each bundle is trained from scratch with the auxiliary actor supervision (docs/DATASET.md,
-"Training") in two stages: 2000 steps at a peak learning rate of 1e-3, then 1000 more on new clips
-from the first stage's weights (``--init``) at 5e-4. Each stage ends with a held-out evaluation
-that the bundle records, and the second stage's bundle keeps the first's record, so
-docs/MODELS.md lists both commands. The result is stored in float16 (``save_bundle(dtype=...)``),
-which keeps every bundle under 10 MB; ``load_bundle`` builds float32.
+The two defaults are trained from scratch in three stages, each ``--init`` from the last: 2000
+steps with the actor supervision alone, a short stage that adds the motion supervision, then 2000
+steps with both (docs/DATASET.md, "Training"). The other families start from the finished
+``tokshift_tiny_motion112`` (their blocks share its weight names) and are fine-tuned with both
+supervisions. Each stage ends with a held-out evaluation that the bundle records, and a bundle
+keeps the record of its ``--init``, so docs/MODELS.md lists every command behind it. The result is
+stored in float16 (``save_bundle(dtype=...)``), which keeps every bundle under 10 MB;
+``load_bundle`` builds float32.
+
+The shipped bundles' first stage ran before the actor-state targets were centred and scaled
+(commit a99467d); with today's code that stage trains on the scaled targets.
 """
 
 from __future__ import annotations
@@ -17,32 +22,57 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from model_core import load_bundle, save_bundle
 from model_core.checkpoint import read_bundle_config
-from model_core.zoo import DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL, DEMO_MODELS, bundle_dir
+from model_core.zoo import DEFAULT_CLIP_MODEL, DEMO_MODELS, bundle_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 16
-# (steps, peak learning rate, seed, first clip's index in TRAIN_SEEDS) of each stage.
-STAGES = ((2000, "1e-3", 0, 0), (1000, "5e-4", 1, 40000))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ``vidrec train`` run: its length, peak learning rate, seeds and auxiliary losses."""
+
+    steps: int
+    lr: str
+    seed: int
+    offset: int  # first clip's index in TRAIN_SEEDS; stages never share clips
+    motion_loss: str
+
+
+FROM_SCRATCH = (
+    Stage(2000, "1e-3", 0, 0, "0"),
+    Stage(300, "5e-4", 1, 50_000, "1.0"),
+    Stage(2000, "7e-4", 2, 60_000, "1.0"),
+)
+FINE_TUNE = (Stage(600, "5e-4", 3, 100_000, "1.0"),)
+
+
+def recipe(name: str) -> tuple[str | None, tuple[Stage, ...]]:
+    """The bundle a demo model starts from (``None``: from scratch) and its stages."""
+    if name in (DEFAULT_CLIP_MODEL, "factorized_causal_tiny_motion112"):
+        return None, FROM_SCRATCH
+    return DEFAULT_CLIP_MODEL, FINE_TUNE
 
 
 def stage_command(
-    name: str, stage: int, output: Path, init: Path | None, threads: int
+    name: str, stage: Stage, output: Path, init: Path | None, threads: int
 ) -> list[str]:
     registry_name, causal = DEMO_MODELS[name]
-    steps, lr, seed, offset = STAGES[stage]
     words = [
         str(Path(sys.executable).with_name("vidrec")), "train", registry_name,
         "--output", str(output),
         "--depth", "4", "--crop-pct", "1.0",
-        "--clips", str(steps * BATCH), "--seed-offset", str(offset), "--fresh-data",
-        "--batch-size", str(BATCH), "--lr", lr, "--warmup", "0.03", "--actor-loss", "1.0",
-        "--seed", str(seed), "--eval-clips", "440", "--threads", str(threads),
+        "--clips", str(stage.steps * BATCH), "--seed-offset", str(stage.offset), "--fresh-data",
+        "--batch-size", str(BATCH), "--lr", stage.lr, "--warmup", "0.03",
+        "--actor-loss", "1.0", "--motion-loss", stage.motion_loss,
+        "--seed", str(stage.seed), "--eval-clips", "440", "--threads", str(threads),
     ]  # fmt: skip
     if causal:
         words.append("--causal")
@@ -59,9 +89,7 @@ def store_half(source: Path, target: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "names", nargs="*", default=[DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL], help="bundles"
-    )
+    parser.add_argument("names", nargs="*", default=list(DEMO_MODELS), help="bundles")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     for name in args.names:
@@ -69,9 +97,10 @@ def main() -> int:
             parser.error(f"unknown demo bundle {name!r}; known: {', '.join(DEMO_MODELS)}")
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.names:
-            init: Path | None = None
-            for stage in range(len(STAGES)):
-                output = Path(scratch) / f"{name}.stage{stage + 1}.safetensors"
+            start, stages = recipe(name)
+            init = None if start is None else bundle_dir() / f"{start}.safetensors"
+            for index, stage in enumerate(stages):
+                output = Path(scratch) / f"{name}.stage{index + 1}.safetensors"
                 words = stage_command(name, stage, output, init, args.threads)
                 print("$ vidrec", " ".join(words[1:]), flush=True)
                 subprocess.run(words, check=True, cwd=ROOT)
