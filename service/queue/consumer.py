@@ -305,6 +305,13 @@ class ClipConsumer:
         """Tasks handed out by :meth:`read` and not yet finished or failed."""
         return len(self._in_flight)
 
+    def release(self, tasks: list[ClipTask]) -> None:
+        """Stops renewing tasks this worker will not answer (given back, or left unanswered when
+        Redis failed mid-batch); their entries stay pending, so the group reclaims them once
+        they have been idle for ``reclaim_idle_ms``."""
+        for task in tasks:
+            self._in_flight.pop(task.entry_id, None)
+
     def touch(self, tasks: list[ClipTask] | None = None) -> None:
         """Resets the idle time of tasks still running (default: all in flight), so they are not
         reclaimed. :meth:`read` does it on every reclaim round; a worker busy for longer than

@@ -62,16 +62,6 @@ class _Decoded:
     started_s: float
 
 
-def forget(consumer: ClipConsumer, tasks: list[ClipTask]) -> None:
-    """Makes the consumer stop renewing tasks it will not answer (given back to the queue, or
-    left unanswered when Redis failed mid-batch), so the group can reclaim them.
-
-    ``ClipConsumer`` has no call for this; it keeps the entries it renews in ``_in_flight``.
-    """
-    for task in tasks:
-        consumer._in_flight.pop(task.entry_id, None)
-
-
 def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -215,7 +205,7 @@ class ClipWork:
                 keys=[self.keys.clips, self.keys.job(task.job_id)],
                 args=[task.entry_id, CLIP_GROUP, task.job_id],
             )
-            forget(self.consumer, [task])
+            self.consumer.release([task])
             self.requeued += 1
             return
         known = ", ".join(self.catalog.names)

@@ -32,7 +32,7 @@ from service.queue import ClipConsumer, ClipTask, SessionInbox, WorkerRegistry
 from service.queue._codec import text
 from service.redis_conn import sync_client
 from service.settings import Settings
-from service.worker.clips import ClipWork, forget
+from service.worker.clips import ClipWork
 from service.worker.heartbeat import Heartbeat
 from service.worker.sessions import SessionManager
 
@@ -260,7 +260,7 @@ class Worker:
             return self.clips.run(tasks)
         except BaseException:
             # What was not answered goes back to the group once idle (XAUTOCLAIM).
-            forget(self.consumer, tasks)
+            self.consumer.release(tasks)
             raise
         finally:
             with self._lock:

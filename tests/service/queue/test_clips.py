@@ -195,6 +195,23 @@ def test_touch_keeps_a_long_job_from_being_reclaimed(
     assert busy.finish(task, {})
 
 
+def test_a_released_job_is_no_longer_renewed_and_is_reclaimed(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    (job_id,) = submit(arun, keys, settings)
+    busy = consumer(r, keys, settings, "busy")
+    (task,) = busy.read()
+    busy.release([task])  # e.g. Redis failed mid-batch: this worker will not answer it
+    assert busy.in_flight == 0
+    other = consumer(r, keys, settings, "other")
+    time.sleep(0.1)
+    busy.touch()  # renews nothing now
+    (again,) = other.read()
+    assert again.job_id == job_id and again.deliveries == 2
+    assert other.finish(again, {"by": "other"})
+    assert wait(arun, keys, settings, job_id) == {"by": "other"}
+
+
 def test_dead_letter_after_max_deliveries(
     r: redis.Redis, arun: Any, keys: Keys, settings: Settings
 ) -> None:
