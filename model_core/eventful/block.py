@@ -1,6 +1,11 @@
 """One eventful transformer block: the weights of a ``model_core.layers.Block``, the caches of
 a ``LayerState``.
 
+A causal TokShift block (``tokshift`` family, ``causal=True``) also runs: its shift moves a slice
+of the CLS token's channels from the previous frame, on the residual stream before the attention
+and again before the MLP. The previous frame's CLS at those two points is part of the state
+(``cls_prev``), so a stream needs no frame but the current one; the shift costs no MACs.
+
 Gates sit after the LayerNorms, as in the paper's configuration: ``norm1 → qkv gate → qkv →
 buffer → incremental attention → proj gate → proj → buffer → residual → norm2 → mlp gate → MLP
 → buffer → residual``. The residual stream itself is dense: it is recomputed every frame from
@@ -9,9 +14,10 @@ the patch embedding and the buffers, so it needs no cache.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from model_core.layers import Attention, Block
+from model_core.layers import Attention, Block, TemporalShift
 
 from .accounting import CostMeter
 from .attention import merge_heads, split_heads, update_av_, update_logits_
@@ -21,9 +27,17 @@ from .state import LayerState
 
 
 def check_block(block: Block) -> None:
-    """Raises unless ``block`` is a plain per-frame ViT block (what this engine can run)."""
+    """Raises unless ``block`` is a per-frame ViT block, plain or with a causal CLS shift."""
     attn = block.attn
-    if block.residual_shift is not None or type(attn) is not Attention:
+    shift = block.residual_shift
+    if shift is not None and not (
+        shift.cls_only and all(seg.offset == -1 for seg in shift.segments)
+    ):
+        raise ValueError(
+            "eventful blocks need plain per-frame attention without shifts, or TokShift's "
+            "causal CLS shift (a shift that reads the next frame cannot stream)"
+        )
+    if type(attn) is not Attention:
         raise ValueError("eventful blocks need plain per-frame attention without shifts")
     if attn.kv_shift is not None or attn.out_shift is not None or attn.causal:
         raise ValueError("eventful blocks need attention without temporal shifts or masks")
@@ -39,6 +53,9 @@ def block_step(
     Updates ``state`` in place and charges the work to ``meter``; returns the block output.
     """
     attn: Attention = block.attn  # type: ignore[assignment]
+    shift = block.residual_shift
+    if shift is not None:
+        x = shift_cls_(x, state.cls_prev, 0, shift)
     tokens, dim = x.shape[1], x.shape[2]
     heads = attn.num_heads
     hidden = block.mlp.fc1.out_features
@@ -78,6 +95,8 @@ def block_step(
     meter.add("proj", [m * dim * dim for m in selection.counts])
     meter.add_tokens(selection.counts, rows.shape[1])
 
+    if shift is not None:
+        x = shift_cls_(x, state.cls_prev, 1, shift)
     # MLP: gate on norm2 → fc1, GELU, fc2 on the selected rows → buffer → residual add.
     selection, rows = gate_(block.norm2(x), state.mlp_ref, plan)
     x = x + buffer_(state.mlp, selection, block.mlp.fc2(block.mlp.act(block.mlp.fc1(rows))))
@@ -85,3 +104,19 @@ def block_step(
     meter.add("mlp", [2 * m * dim * hidden for m in selection.counts])
     meter.add_tokens(selection.counts, rows.shape[1])
     return x
+
+
+def shift_cls_(x: Tensor, cls_prev: Tensor, point: int, shift: TemporalShift) -> Tensor:
+    """TokShift's causal shift for one frame: the CLS token's shifted channels take the previous
+    frame's values at this shift ``point`` (zeros after a reset, as the dense model pads).
+
+    ``cls_prev`` ``(S, 2, C)`` is updated in place to this frame's unshifted CLS.
+    """
+    current = x[:, 0]  # (S, C)
+    sessions, channels = current.shape
+    shifted = current.reshape(sessions, shift.groups, channels // shift.groups).clone()
+    previous = cls_prev[:, point].reshape(shifted.shape)
+    for seg in shift.segments:  # offset -1 only (check_block)
+        shifted[..., seg.start : seg.stop] = previous[..., seg.start : seg.stop]
+    cls_prev[:, point] = current
+    return torch.cat([shifted.reshape(sessions, 1, channels), x[:, 1:]], dim=1)

@@ -20,8 +20,9 @@ from .state import SessionState, StateSpec
 class EventfulEncoder:
     """Runs the spatial encoder of ``model`` one frame per session with explicit state.
 
-    The model must be a plain per-frame ViT (``factorized`` or ``vit_avg`` families, causal or
-    not): no temporal shift or embedding inside the encoder. Its weights are used as they are;
+    The model must be a per-frame ViT (``factorized`` or ``vit_avg`` families, causal or not) or
+    a causal TokShift, whose CLS shift reads the previous frame only: no temporal embedding,
+    attention within the frame. Its weights are used as they are;
     the encoder holds no per-session data.
 
     Args:
@@ -32,8 +33,9 @@ class EventfulEncoder:
     def __init__(self, model: VideoTransformer, window: int | None = None) -> None:
         if model.temporal_embed is not None:
             raise ValueError(f"family {model.family.name!r} adds a temporal embedding per frame")
-        for block in model.blocks:
-            check_block(cast(Block, block))
+        blocks = [cast(Block, block) for block in model.blocks]
+        for block in blocks:
+            check_block(block)
         self.model = model.eval()
         cfg = model.config
         self.spec = StateSpec(
@@ -42,6 +44,7 @@ class EventfulEncoder:
             dim=cfg.embed_dim,
             heads=cfg.num_heads,
             window=window or cfg.num_frames,
+            cls_shift=any(block.residual_shift is not None for block in blocks),
         )
         self.dense_macs: Counter[str] = dense_frame_macs(model)
 

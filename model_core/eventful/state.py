@@ -18,6 +18,9 @@ field          shape                 what it holds
 ``proj``       ``(S, N, C)``         output-projection buffer
 ``mlp_ref``    ``(S, N, C)``         reference of the MLP gate (``norm2`` output)
 ``mlp``        ``(S, N, C)``         MLP buffer
+``cls_prev``   ``(S, 2, C)``         causal TokShift only (else ``(S, 0, C)``): the previous
+                                     frame's CLS on the residual stream at the block's two
+                                     shift points (before attention, before the MLP)
 =============  ====================  ====================================================
 
 The value reference of the attention-value accumulator needs no tensor of its own: it is
@@ -45,6 +48,7 @@ class StateSpec:
     dim: int
     heads: int
     window: int
+    cls_shift: bool = False  # blocks shift CLS channels from the previous frame (causal TokShift)
 
     @property
     def head_dim(self) -> int:
@@ -63,6 +67,7 @@ class StateSpec:
             "proj": (n, c),
             "mlp_ref": (n, c),
             "mlp": (n, c),
+            "cls_prev": (2 if self.cls_shift else 0, c),
         }
 
     def elements_per_slot(self) -> int:
@@ -95,6 +100,7 @@ class LayerState:
     proj: Tensor
     mlp_ref: Tensor
     mlp: Tensor
+    cls_prev: Tensor
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> LayerState:
         return LayerState(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})

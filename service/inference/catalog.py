@@ -25,7 +25,7 @@ Role = Literal["clip", "live"]
 ROLES: tuple[Role, ...] = ("clip", "live")
 
 # What EventfulEngine streams with causal labels (see is_live).
-LIVE_RULE = "live models are causal factorized or vit_avg"
+LIVE_RULE = "live models are causal factorized, causal tokshift or vit_avg"
 
 
 class CatalogError(ValueError):
@@ -49,10 +49,10 @@ def is_live(config: ModelConfig) -> bool:
     """Whether ``EventfulEngine`` can stream the model with causal labels.
 
     Factorized models must be causal (their temporal head otherwise looks at future frames of
-    the window); ``vit_avg`` has no temporal operator at all, so its average over the window is
-    causal already.
+    the window), and TokShift ones too (their shift otherwise reads the next frame); ``vit_avg``
+    has no temporal operator at all, so its average over the window is causal already.
     """
-    if config.family == "factorized":
+    if config.family in ("factorized", "tokshift"):
         return config.causal
     return config.family == "vit_avg"
 

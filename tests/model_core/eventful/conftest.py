@@ -65,3 +65,21 @@ def shallow() -> VideoTransformer:
         num_classes=6,
         options={"head_depth": 1},
     ).eval()
+
+
+@pytest.fixture(scope="session")
+def shallow_tokshift() -> VideoTransformer:
+    """A 4-block causal TokShift ViT-Ti at 64 px: its CLS shift carries state between frames."""
+    torch.manual_seed(2)
+    return create_model(
+        "tokshift_vit_tiny_patch16_224", causal=True, img_size=64, depth=4, num_classes=6
+    ).eval()
+
+
+@pytest.fixture(params=["factorized", "tokshift"])
+def streaming(
+    request: pytest.FixtureRequest, shallow: VideoTransformer, shallow_tokshift: VideoTransformer
+) -> VideoTransformer:
+    """Each kind of model the engine streams: a per-frame encoder, and one whose blocks read the
+    previous frame."""
+    return shallow if request.param == "factorized" else shallow_tokshift

@@ -31,6 +31,7 @@ def empty_layer(sessions: int, tokens: int, heads: int, head_dim: int) -> LayerS
         proj=zeros(tokens, dim),
         mlp_ref=zeros(tokens, dim),
         mlp=zeros(tokens, dim),
+        cls_prev=zeros(0, dim),
     )
 
 

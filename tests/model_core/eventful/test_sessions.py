@@ -48,12 +48,12 @@ BUDGETS: list[list[Budget]] = [
 
 
 def test_interleaved_sessions_match_each_session_alone(
-    shallow: VideoTransformer, stream: StreamFn
+    streaming: VideoTransformer, stream: StreamFn
 ) -> None:
     streams = [stream(FRAMES, 64, seed=s, square=16, speed=4) for s in range(3)]
-    alone = [run_alone(shallow, s, b) for s, b in zip(streams, BUDGETS, strict=True)]
+    alone = [run_alone(streaming, s, b) for s, b in zip(streams, BUDGETS, strict=True)]
 
-    engine = EventfulEngine(shallow, capacity=5, stride=3)
+    engine = EventfulEngine(streaming, capacity=5, stride=3)
     slots = [engine.open() for _ in range(5)]
     # Sessions in slots 4, 1, 3 (not consecutive: the gathered-copy path); session 1 starts
     # two frames late, so fresh and running sessions share steps.
@@ -85,9 +85,11 @@ def test_consecutive_slots_update_the_pool_in_place(
     torch.testing.assert_close(ring[(FRAMES - 1) % ring.shape[0]], alone[-1][0][0])
 
 
-def test_a_reset_slot_behaves_like_a_fresh_one(shallow: VideoTransformer, stream: StreamFn) -> None:
+def test_a_reset_slot_behaves_like_a_fresh_one(
+    streaming: VideoTransformer, stream: StreamFn
+) -> None:
     first, second = stream(FRAMES, 64, seed=5), stream(FRAMES, 64, seed=6)
-    engine = EventfulEngine(shallow, capacity=1, stride=3)
+    engine = EventfulEngine(streaming, capacity=1, stride=3)
     slot = engine.open(TopR(3))
     for t in range(FRAMES):
         engine.step(first[t : t + 1], [slot])
@@ -96,14 +98,14 @@ def test_a_reset_slot_behaves_like_a_fresh_one(shallow: VideoTransformer, stream
     for t in range(FRAMES):
         result = engine.step(second[t : t + 1], [slot])
         got.append((result.tokens[0], result.logits[0]))
-    assert_same(got, run_alone(shallow, second, [TopR(3)] * FRAMES), atol=0)
+    assert_same(got, run_alone(streaming, second, [TopR(3)] * FRAMES), atol=0)
 
 
 def test_a_freed_slot_reused_carries_nothing_over(
-    shallow: VideoTransformer, stream: StreamFn
+    streaming: VideoTransformer, stream: StreamFn
 ) -> None:
     old, new = stream(FRAMES, 64, seed=7), stream(FRAMES, 64, seed=8)
-    engine = EventfulEngine(shallow, capacity=2, stride=3)
+    engine = EventfulEngine(streaming, capacity=2, stride=3)
     slot = engine.open(Threshold(0.2))
     for t in range(FRAMES):
         engine.step(old[t : t + 1], [slot])
@@ -117,7 +119,7 @@ def test_a_freed_slot_reused_carries_nothing_over(
     for t in range(FRAMES):
         result = engine.step(new[t : t + 1], [reused])
         got.append((result.tokens[0], result.logits[0]))
-    assert_same(got, run_alone(shallow, new, [TopR(3)] * FRAMES), atol=0)
+    assert_same(got, run_alone(streaming, new, [TopR(3)] * FRAMES), atol=0)
 
 
 def test_pool_refuses_a_full_pool_and_duplicate_slots(shallow: VideoTransformer) -> None:
@@ -131,10 +133,19 @@ def test_pool_refuses_a_full_pool_and_duplicate_slots(shallow: VideoTransformer)
     assert engine.bytes_per_slot == spec.bytes_per_slot()
 
 
-def test_models_with_temporal_operators_are_refused() -> None:
+@pytest.mark.parametrize(
+    ("name", "causal", "message"),
+    [
+        ("tokshift_vit_tiny_patch16_224", False, "reads the next frame"),
+        ("xvit_vit_tiny_patch16_224", True, "temporal embedding"),
+        ("laps_vit_tiny_patch16_224", False, "without temporal shifts"),
+        ("vast_vit_tiny_patch16_224", False, "without shifts"),
+    ],
+)
+def test_models_with_temporal_operators_are_refused(name: str, causal: bool, message: str) -> None:
     from model_core import create_model
 
     with torch.device("meta"):
-        model = create_model("tokshift_vit_tiny_patch16_224", causal=True)
-    with pytest.raises(ValueError, match="plain per-frame"):
+        model = create_model(name, causal=causal)
+    with pytest.raises(ValueError, match=message):
         EventfulEngine(model, capacity=1)

@@ -142,7 +142,10 @@ def test_budget_argument(text: str, budget: object) -> None:
         (["--budget", "{nope"], "--budget is not valid JSON"),
         (["--stride", "0"], "--stride must be at least 1"),
         (["--max-frames", "0"], "--max-frames must be at least 1"),
-        (["--model", CLIP_MODEL], "cannot stream (live models are causal factorized or vit_avg)"),
+        (
+            ["--model", CLIP_MODEL],
+            "cannot stream (live models are causal factorized, causal tokshift or vit_avg)",
+        ),
         (["--model", "nope"], "unknown model 'nope'"),
     ],
 )

@@ -16,6 +16,7 @@ from service.inference import (
     CatalogError,
     ModelCatalog,
     UnknownModelError,
+    is_live,
     pick_default,
     read_configs,
 )
@@ -42,6 +43,32 @@ def test_live_means_the_eventful_engine_can_stream_it(catalog: ModelCatalog) -> 
     assert not catalog.get(CLIP_MODEL).live
     assert catalog.get(LIVE_MODEL).live and catalog.get(AVG_MODEL).live
     assert catalog.live_names == [LIVE_MODEL, AVG_MODEL]
+
+
+@pytest.mark.parametrize(
+    ("family", "causal", "live"),
+    [
+        ("factorized", True, True),
+        ("factorized", False, False),  # the temporal head looks at the whole window
+        ("tokshift", True, True),
+        ("tokshift", False, False),  # the shift reads the next frame
+        ("vit_avg", False, True),
+        ("xvit", True, False),
+        ("laps", False, False),
+        ("vast", False, False),
+    ],
+)
+def test_live_models_are_those_the_engine_streams_causally(
+    family: str, causal: bool, live: bool
+) -> None:
+    from model_core import create_model
+    from model_core.eventful import EventfulEngine
+
+    with torch.device("meta"):
+        model = create_model(f"{family}_vit_tiny_patch16_224", causal=causal)
+    assert is_live(model.config) is live
+    if live:
+        EventfulEngine(model, capacity=1, device="meta")
 
 
 def test_defaults_are_the_zoo_defaults_when_present(catalog: ModelCatalog) -> None:
