@@ -5,12 +5,13 @@ python scripts/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
 
 The two defaults are trained from scratch in three stages, each ``--init`` from the last: 2000
 steps with the actor supervision alone, a short stage that adds the motion supervision, then 2000
-steps with both (docs/DATASET.md, "Training"). The other families start from the finished
-``tokshift_tiny_motion112`` (their blocks share its weight names) and are fine-tuned with both
-supervisions. Each stage ends with a held-out evaluation that the bundle records, and a bundle
-keeps the record of its ``--init``, so docs/MODELS.md lists every command behind it. The result is
-stored in float16 (``save_bundle(dtype=...)``), which keeps every bundle under 10 MB;
-``load_bundle`` builds float32.
+steps with both (docs/DATASET.md, "Training"). The other families start from the second stage
+of ``tokshift_tiny_motion112`` (their blocks share its weight names; whatever a family has of its
+own starts fresh) and are fine-tuned with both supervisions. Each stage ends with a held-out
+evaluation that the bundle records, and a bundle keeps the record of its ``--init``, so
+docs/MODELS.md lists every command behind it. The result is stored in float16
+(``save_bundle(dtype=...)``), which keeps every bundle under 10 MB; ``load_bundle`` builds
+float32.
 
 The shipped bundles' first stage ran before the actor-state targets were centred and scaled
 (commit a99467d); with today's code that stage trains on the scaled targets.
@@ -51,14 +52,20 @@ FROM_SCRATCH = (
     Stage(300, "5e-4", 1, 50_000, "1.0"),
     Stage(2000, "7e-4", 2, 60_000, "1.0"),
 )
-FINE_TUNE = (Stage(600, "5e-4", 3, 100_000, "1.0"),)
+FINE_TUNE = (Stage(400, "5e-4", 3, 100_000, "1.0"),)
+FINE_TUNE_FROM = (DEFAULT_CLIP_MODEL, 2)  # (bundle, stage) the other families start from
 
 
-def recipe(name: str) -> tuple[str | None, tuple[Stage, ...]]:
-    """The bundle a demo model starts from (``None``: from scratch) and its stages."""
+def recipe(name: str) -> tuple[tuple[str, int] | None, tuple[Stage, ...]]:
+    """Where a demo model starts (``None``: from scratch) and its stages."""
     if name in (DEFAULT_CLIP_MODEL, "factorized_causal_tiny_motion112"):
         return None, FROM_SCRATCH
-    return DEFAULT_CLIP_MODEL, FINE_TUNE
+    return FINE_TUNE_FROM, FINE_TUNE
+
+
+def stage_path(scratch: Path, name: str, stage: int) -> Path:
+    """Where stage ``stage`` (from 1) of bundle ``name`` is written."""
+    return scratch / f"{name}.stage{stage}.safetensors"
 
 
 def stage_command(
@@ -95,12 +102,19 @@ def main() -> int:
     for name in args.names:
         if name not in DEMO_MODELS:
             parser.error(f"unknown demo bundle {name!r}; known: {', '.join(DEMO_MODELS)}")
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in args.names:
+    # The bundles others start from are trained first.
+    names = sorted(args.names, key=lambda n: n != FINE_TUNE_FROM[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for name in names:
             start, stages = recipe(name)
-            init = None if start is None else bundle_dir() / f"{start}.safetensors"
+            init = None
+            if start is not None:
+                init = stage_path(scratch, *start)
+                if not init.exists():
+                    parser.error(f"{name} starts from {start[0]} (stage {start[1]}): train both")
             for index, stage in enumerate(stages):
-                output = Path(scratch) / f"{name}.stage{index + 1}.safetensors"
+                output = stage_path(scratch, name, index + 1)
                 words = stage_command(name, stage, output, init, args.threads)
                 print("$ vidrec", " ".join(words[1:]), flush=True)
                 subprocess.run(words, check=True, cwd=ROOT)
