@@ -9,9 +9,10 @@ ground truth better than chance; ``/metrics`` must show that traffic.
 
 The bars come from the bundles and the data, not from this file: the clip bar from the held-out
 top-1 the clip bundle records, the live bar from the class frequencies of the streams. The
-shipped live bundle agrees with the streams' ground truth at 0.55 against a chance of 0.34 (always
-answering stay_still would score 0.54), so the live bar is "clearly better than chance", not the
-twice-chance a good streaming model would meet; docs/MODELS.md has the bundles' accuracy.
+first shipped live bundle (55.5% on clips) agreed with the streams' ground truth at 0.55
+against a chance of 0.34 (always answering stay_still would score 0.54), so the live bar is
+"clearly better than chance", not the twice-chance a good streaming model would meet;
+docs/MODELS.md has the bundles' accuracy.
 """
 
 from __future__ import annotations
