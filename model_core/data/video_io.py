@@ -5,10 +5,11 @@ PyAV is imported inside the functions, so ``model_core`` imports without it.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -17,6 +18,8 @@ __all__ = [
     "CodecPreset",
     "VideoInfo",
     "available_codecs",
+    "decode_video_bytes",
+    "encode_video_bytes",
     "probe_video",
     "read_video",
     "write_video",
@@ -65,6 +68,14 @@ DEFAULT_CODECS: dict[str, str] = {
     ".mkv": "libvpx-vp9",
     ".webm": "libvpx-vp9",
     ".avi": "mpeg4",
+}
+# FFmpeg's muxer for each file type, for files written to memory (a path names its own).
+MUXERS: dict[str, str] = {
+    ".mp4": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
 }
 
 
@@ -132,24 +143,69 @@ def write_video(
     Returns:
         The path written.
     """
-    import av
-
     path = Path(path)
     if isinstance(video, np.ndarray):
-        frames = video
         if fps is None:
             raise ValueError("fps is required when writing a bare array")
+        frames = video
     else:
         frames = video.frames
         fps = video.fps if fps is None else fps
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-    if len(frames) == 0:
-        raise ValueError("cannot write a video with no frames")
     suffix = path.suffix.lower()
     codec = codec or DEFAULT_CODECS.get(suffix)
     if codec is None:
         raise ValueError(f"no default codec for {suffix!r}; pass codec= or use {DEFAULT_CODECS}")
+    _encode(str(path), None, frames, fps, codec, options)
+    return path
+
+
+def encode_video_bytes(
+    frames: np.ndarray,
+    fps: float,
+    suffix: str = ".mp4",
+    codec: str | None = None,
+    options: dict[str, str] | None = None,
+) -> bytes:
+    """Encode frames as a video file held in memory (what an upload carries).
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 RGB frames.
+        fps: Frame rate.
+        suffix: The file type, as ``write_video`` reads it from a path (``".mp4"``, ``".mkv"``...).
+        codec: An FFmpeg encoder; defaults as ``write_video`` picks for the suffix.
+        options: Encoder options that override the preset's.
+
+    Returns:
+        The file's bytes.
+    """
+    if suffix not in MUXERS:
+        raise ValueError(f"unknown video file type {suffix!r}; expected one of {sorted(MUXERS)}")
+    codec = codec or DEFAULT_CODECS[suffix]
+    buffer = io.BytesIO()
+    _encode(buffer, MUXERS[suffix], frames, fps, codec, options)
+    return buffer.getvalue()
+
+
+def decode_video_bytes(data: bytes) -> np.ndarray:
+    """Decode every frame of an in-memory video file: ``(T, H, W, 3)`` uint8 RGB."""
+    return read_video(io.BytesIO(data))
+
+
+def _encode(
+    target: str | IO[bytes],
+    container_format: str | None,
+    frames: np.ndarray,
+    fps: float,
+    codec: str,
+    options: dict[str, str] | None,
+) -> None:
+    """Encode ``frames`` with ``codec`` into ``target`` (a path, or a buffer with a format)."""
+    import av
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    if len(frames) == 0:
+        raise ValueError("cannot write a video with no frames")
     if codec not in av.codecs_available:
         raise ValueError(f"this PyAV build cannot encode {codec!r}")
     preset = CODEC_PRESETS.get(codec, CodecPreset(codec, "yuv420p"))
@@ -157,7 +213,7 @@ def write_video(
         frames = _pad_even(frames)
     _, height, width, _ = frames.shape
 
-    with av.open(str(path), mode="w") as container:
+    with av.open(target, mode="w", format=container_format) as container:
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream(codec, rate, {**preset.options, **(options or {})})
         if not isinstance(stream, av.VideoStream):
@@ -170,7 +226,6 @@ def write_video(
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode(None))  # flush the encoder's delayed frames
-    return path
 
 
 def _pad_even(frames: np.ndarray) -> np.ndarray:
@@ -181,22 +236,23 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def read_video(path: str | Path) -> np.ndarray:
+def read_video(path: str | Path | IO[bytes]) -> np.ndarray:
     """Decode every frame of a video file's first video stream.
 
     Args:
-        path: The file.
+        path: The file (or a binary file object).
 
     Returns:
         ``(T, H, W, 3)`` uint8 RGB frames.
     """
     import av
 
-    with av.open(str(path)) as container:
+    source = path if isinstance(path, io.IOBase) else str(path)
+    with av.open(source, mode="r") as container:
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     if not frames:
-        raise ValueError(f"{path} holds no video frames")
+        raise ValueError(f"{path!r} holds no video frames")
     return np.stack(frames)
 
 

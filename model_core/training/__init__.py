@@ -5,7 +5,7 @@ thread or in worker processes), ``augment`` changes them without changing their 
 ``optim`` holds the optimiser and schedule, ``loop`` trains, ``evaluate`` scores held-out clips.
 """
 
-from .augment import Augment, augment_batch
+from .augment import Augment, CodecAugment, augment_batch
 from .batches import Batch, ClipBatches, preprocess_batch
 from .evaluate import (
     ClassResult,
@@ -23,6 +23,7 @@ __all__ = [
     "Batch",
     "ClassResult",
     "ClipBatches",
+    "CodecAugment",
     "EvalReport",
     "PairResult",
     "StepInfo",

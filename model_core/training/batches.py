@@ -23,7 +23,7 @@ from model_core.config import Preprocessing
 from model_core.data import ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
 
-from .augment import Augment, augment_batch
+from .augment import Augment, CodecAugment, augment_batch
 from .targets import actor_masks, actor_states
 
 
@@ -83,6 +83,9 @@ class Batch:
         )
 
 
+_CODEC_STREAM = 1  # keeps the codec's draws apart from the augmentation's
+
+
 class ClipBatches:
     """The batches of an epoch-based run over generated clips.
 
@@ -101,6 +104,7 @@ class ClipBatches:
         shuffle: Shuffle each epoch (off for evaluation).
         fresh: New clips in every epoch.
         augment: Order-preserving augmentation, or ``None``.
+        codec: Round-trips some clips through H.264 before preprocessing, or ``None``.
         actor_grid: Patch grid side; when given, batches carry the actor's per-frame state and
             per-patch masks (auxiliary targets, see ``targets``). Needs ``augment`` without
             translation, which would move the actor away from its targets.
@@ -120,6 +124,7 @@ class ClipBatches:
         fresh: bool = False,
         augment: Augment | None = None,
         actor_grid: int | None = None,
+        codec: CodecAugment | None = None,
     ) -> None:
         if actor_grid is not None and augment is not None and augment.max_shift > 0:
             raise ValueError("actor targets need augmentation without translation (max_shift=0)")
@@ -140,6 +145,7 @@ class ClipBatches:
         self.fresh = fresh
         self.augment = augment
         self.actor_grid = actor_grid
+        self.codec = codec
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -172,6 +178,9 @@ class ClipBatches:
         """Generates, preprocesses and augments one planned batch."""
         clips = [generate_clip(int(s), spec=self.spec) for s in seeds]
         frames = np.stack([clip.frames for clip in clips])
+        if self.codec is not None:
+            rng = np.random.default_rng([self.seed, epoch, index, _CODEC_STREAM])
+            frames = np.stack([self.codec.apply(f, self.spec.fps, rng) for f in frames])
         labels = np.array([clip.label for clip in clips], dtype=np.int64)
         inputs = preprocess_batch(frames, self.preprocessing)
         if self.augment is not None:

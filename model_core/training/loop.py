@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from model_core.data import TRAIN_SEEDS, ClipSpec
 from model_core.models import VideoTransformer
 
-from .augment import Augment
+from .augment import Augment, CodecAugment
 from .batches import ClipBatches
 from .optim import cosine_with_warmup, param_groups
 from .targets import MOTION_FIELDS, STATE_FIELDS, actor_motion
@@ -40,6 +40,7 @@ class TrainConfig:
         label_smoothing: Cross-entropy label smoothing.
         grad_clip: Largest global gradient norm, or ``None``.
         augment: Order-preserving augmentation, or ``None``.
+        codec: H.264 round trips of a share of the clips, or ``None``.
         fresh: Every epoch takes new seeds instead of the same ones again.
         seed: Seeds the order of the clips and the augmentation (initialise the model's weights
             with ``torch.manual_seed`` before building it).
@@ -66,6 +67,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float | None = 1.0
     augment: Augment | None = None
+    codec: CodecAugment | None = None
     fresh: bool = False
     seed: int = 0
     offset: int = 0
@@ -125,6 +127,7 @@ class TrainConfig:
             offset=self.offset,
             fresh=self.fresh,
             augment=self.augment,
+            codec=self.codec,
             actor_grid=model.patch_embed.grid_size if self.needs_actor_targets else None,
         )
 

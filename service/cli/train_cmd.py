@@ -20,6 +20,7 @@ from model_core.checkpoint import CheckpointError, read_bundle_config
 from model_core.data import CLASS_NAMES, ClipSpec
 from model_core.training import (
     Augment,
+    CodecAugment,
     EvalReport,
     StepInfo,
     TrainConfig,
@@ -53,6 +54,13 @@ def add_parser(subparsers: Any) -> None:
     )
     data.add_argument(
         "--augment", action="store_true", help="small translations and brightness/contrast"
+    )
+    data.add_argument(
+        "--codec-augment",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="round-trip this share of the clips through H.264 at a random quality (crf 16-32)",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--depth", type=int, default=None, help="transformer blocks (override)")
@@ -154,6 +162,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         label_smoothing=args.label_smoothing,
         grad_clip=args.grad_clip or None,
         augment=Augment() if args.augment else None,
+        codec=CodecAugment(args.codec_augment) if args.codec_augment else None,
         fresh=args.fresh_data,
         seed=args.seed,
         offset=args.seed_offset,
@@ -174,6 +183,7 @@ def command_line(args: argparse.Namespace) -> str:
         "fps",
         "clips",
         "seed_offset",
+        "codec_augment",
         "depth",
         "patch_size",
         "drop_path",

@@ -364,7 +364,7 @@ def test_stream_frame_rate_sets_the_motion_per_frame() -> None:
 
 
 def test_the_package_imports_only_numpy_and_the_standard_library_at_import_time() -> None:
-    allowed = {"__future__", "collections", "dataclasses", "fractions", "pathlib", "typing"}
+    allowed = {"__future__", "collections", "dataclasses", "fractions", "io", "pathlib", "typing"}
     allowed.add("numpy")
     package = Path(data.__file__).parent
     for source in package.glob("*.py"):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from model_core.data import ClipSpec, generate_clip, generate_stream
-from model_core.data.video_io import available_codecs, probe_video, read_video, write_video
+from model_core.data.video_io import (
+    available_codecs,
+    decode_video_bytes,
+    encode_video_bytes,
+    probe_video,
+    read_video,
+    write_video,
+)
 
 av = pytest.importorskip("av")
 
@@ -80,3 +87,17 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
         write_video(tmp_path / "a.mp4", frames, fps=10.0, codec="no-such-codec")
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "a.mp4", frames.astype(np.float32), fps=10.0)
+
+
+def test_a_video_encoded_in_memory_decodes_as_the_same_file_written_to_disk(
+    tmp_path: Path,
+) -> None:
+    clip = generate_clip(7)
+    for suffix in (".mp4", ".mkv"):
+        data = encode_video_bytes(clip.frames, clip.fps, suffix=suffix, options={"crf": "28"})
+        written = write_video(tmp_path / f"clip{suffix}", clip, options={"crf": "28"})
+        from_memory = decode_video_bytes(data)
+        assert np.array_equal(from_memory, read_video(written))
+        assert 0 < mean_abs_error(from_memory, clip.frames) < 8.0
+    with pytest.raises(ValueError, match="unknown video file type"):
+        encode_video_bytes(clip.frames, clip.fps, suffix=".xyz")

@@ -11,7 +11,13 @@ import torch
 from model_core.config import Preprocessing
 from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_batch
 from model_core.preprocess import preprocess_frames
-from model_core.training import Augment, ClipBatches, augment_batch, preprocess_batch
+from model_core.training import (
+    Augment,
+    ClipBatches,
+    CodecAugment,
+    augment_batch,
+    preprocess_batch,
+)
 
 PRE = Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), crop_pct=1.0)
 SPEC = ClipSpec(frames=4, size=32)
@@ -103,3 +109,32 @@ def test_worker_processes_make_the_same_batches() -> None:
     assert len(forked) == len(threaded) == 3
     for a, b in zip(threaded, forked, strict=True):
         assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
+
+
+def test_codec_augmentation_round_trips_a_seeded_share_of_the_clips_through_h264() -> None:
+    spec = ClipSpec(frames=4, size=48)
+    plain = ClipBatches(TRAIN_SEEDS, 12, 12, spec, PRE, actor_grid=4)
+    some = ClipBatches(TRAIN_SEEDS, 12, 12, spec, PRE, actor_grid=4, codec=CodecAugment(0.5))
+    every = ClipBatches(TRAIN_SEEDS, 12, 12, spec, PRE, codec=CodecAugment(1.0, crf=(30, 30)))
+    (clean,) = list(plain.batches(1))
+    (mixed,) = list(some.batches(1))
+    (again,) = list(some.batches(1))
+    (coded,) = list(every.batches(1))
+    assert torch.equal(mixed.inputs, again.inputs)  # the same clips, the same qualities
+    assert torch.equal(mixed.labels, clean.labels) and torch.equal(coded.labels, clean.labels)
+    # The codec moves no object: the actor targets are those of the clean clips.
+    assert mixed.states is not None and clean.states is not None
+    assert torch.equal(mixed.states, clean.states)
+
+    changed = [not torch.equal(a, b) for a, b in zip(mixed.inputs, clean.inputs, strict=True)]
+    assert 0 < sum(changed) < len(changed), changed
+    # Every clip through the codec: changed, but by codec noise (a few grey levels), not more.
+    grey_levels = (coded.inputs - clean.inputs).abs().mean(dim=(1, 2, 3, 4)) * 0.5 * 255
+    assert bool((grey_levels > 0.5).all()) and bool((grey_levels < 12).all()), grey_levels
+
+
+def test_codec_augmentation_refuses_impossible_settings() -> None:
+    with pytest.raises(ValueError, match="probability"):
+        CodecAugment(1.5)
+    with pytest.raises(ValueError, match="crf"):
+        CodecAugment(0.5, crf=(30, 60))

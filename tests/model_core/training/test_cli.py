@@ -14,7 +14,7 @@ import torch
 from model_core import load_bundle
 from model_core.checkpoint import read_bundle_config
 from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, TRAIN_SEEDS, generate_batch
-from model_core.training import preprocess_batch, train
+from model_core.training import CodecAugment, preprocess_batch, train
 from service.cli import build_parser, main, train_cmd
 
 VIDREC = shutil.which("vidrec") or str(Path(sys.executable).parent / "vidrec")
@@ -100,3 +100,16 @@ def test_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
     assert "no bundle file" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_codec_augmentation_is_asked_for_on_the_command_line_and_recorded() -> None:
+    plain = build_parser().parse_args(["train", *TRAIN_ARGS, "--output", "a.safetensors"])
+    coded = build_parser().parse_args(
+        ["train", *TRAIN_ARGS, "--output", "a.safetensors", "--codec-augment", "0.25"]
+    )
+    assert train_cmd.train_config(plain).codec is None
+    assert "--codec-augment" not in train_cmd.command_line(plain)
+    assert train_cmd.train_config(coded).codec == CodecAugment(0.25)
+    assert "--codec-augment 0.25" in train_cmd.command_line(coded)
+    recorded = train_cmd.train_config(coded).to_dict()["codec"]
+    assert recorded == {"probability": 0.25, "crf": (16, 32)}
