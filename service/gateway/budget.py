@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 _KINDS = ("fraction", "tokens", "threshold", "keep_all")
+_DENSE_WORDS = ("all", "keep_all", "dense")  # spellings of {"keep_all": true}
 
 
 def _number(value: Any) -> float | None:
@@ -24,14 +25,17 @@ def _number(value: Any) -> float | None:
 def check_budget(budget: Any) -> dict[str, Any]:
     """Returns the budget as a one-key dict, or raises ValueError saying what is accepted.
 
-    A bare number is a fraction of tokens (the query-string form ``budget=0.25``).
+    A bare number is a fraction of tokens (the query-string form ``budget=0.25``), and the words
+    ``"all"``, ``"keep_all"`` and ``"dense"`` mean every token, as in the query string.
     """
     if _number(budget) is not None:
         budget = {"fraction": budget}
+    if isinstance(budget, str) and budget.strip().lower() in _DENSE_WORDS:
+        budget = {"keep_all": True}
     if not isinstance(budget, dict) or len(budget) != 1 or next(iter(budget)) not in _KINDS:
         raise ValueError(
             "a budget is one of {'fraction': 0<f<=1}, {'tokens': n>=1}, {'threshold': t>=0}, "
-            "{'keep_all': true}, or a bare fraction"
+            f"{{'keep_all': true}}, a bare fraction, or 'all'; got {budget!r}"
         )
     ((kind, value),) = budget.items()
     number = _number(value)
@@ -51,7 +55,7 @@ def parse_budget_param(text: str | None, default: float) -> dict[str, Any]:
     if text is None or text == "":
         return check_budget(default)
     text = text.strip()
-    if text.lower() in ("all", "keep_all", "dense"):
+    if text.lower() in _DENSE_WORDS:
         return {"keep_all": True}
     try:
         value: Any = json.loads(text)

@@ -55,9 +55,9 @@ class StreamRequest(BaseModel):
 
     source: str = Field(description="rtsp:// or rtsps:// URL", max_length=4096)
     model: str | None = Field(default=None, description="Model; default: the live default")
-    budget: float | dict[str, Any] | None = Field(
+    budget: float | str | dict[str, Any] | None = Field(
         default=None,
-        description="Fraction of tokens recomputed per frame, or {'fraction'|'tokens'|"
+        description="Fraction of tokens recomputed per frame, 'all', or {'fraction'|'tokens'|"
         "'threshold'|'keep_all': ...}; default: the deployment's",
     )
     stride: int | None = Field(default=None, ge=1, le=MAX_STRIDE, description="Labels every N")

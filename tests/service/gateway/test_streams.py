@@ -238,6 +238,13 @@ def test_rtsp_refuses_denied_and_malformed_urls(
         422,
         "invalid_request",
     )
+    # A word that is not a budget is named in the answer, with the forms that are.
+    message = _error(
+        client.post("/v1/streams", json={"source": "rtsp://8.8.8.8/a", "budget": "most"}),
+        422,
+        "invalid_request",
+    )
+    assert "'most'" in message and "'all'" in message and "threshold" in message
 
 
 def test_unknown_sessions(client: TestClient) -> None:
