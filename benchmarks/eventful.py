@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from model_core import create_model
-from model_core.eventful import KEEP_ALL, Budget, EventfulEngine, TopFraction
+from model_core.eventful import KEEP_ALL, Budget, EventfulEngine, Threshold, TopFraction
 from model_core.eventful.accounting import dense_frame_macs
 from model_core.models import VideoTransformer
 
@@ -364,6 +364,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         help="top-fraction budgets for the bundle, besides keep-all (default: 0.5 0.25 0.1)",
     )
+    parser.add_argument(
+        "--bundle-thresholds",
+        type=float,
+        nargs="+",
+        default=[],
+        help="error-norm threshold budgets for the bundle, besides the fractions",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--skip", nargs="*", default=[], choices=["backbones", "batching"])
     parser.add_argument("--out", default="docs/eventful_bench.json", help="JSON output")
@@ -423,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.bundle_fractions:
             budgets = {"keep-all": KEEP_ALL}
             budgets.update({f"top {100 * f:g}%": TopFraction(f) for f in args.bundle_fractions})
+        budgets = {**budgets, **{f"threshold {t:g}": Threshold(t) for t in args.bundle_thresholds}}
         rows = bundle_rows(args.bundle, budgets, args.bundle_streams, args.bundle_frames)
         results["bundle"] = rows
         print("\n## streaming model: per-window labels on generated streams")
