@@ -3,6 +3,7 @@ well as their docs say, and they answer the same from generated frames as from a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,17 @@ def test_bundle_is_small_and_describes_itself(name: str) -> None:
 
 
 def _bar(name: str) -> float:
-    """What the bundle must score: the issue's bar for temporal models, and for any model
-    what its own training run measured (docs/MODELS.md shows that figure), less sampling noise
-    of 200 clips."""
+    """What the bundle must score on the fresh clips: what its own training run measured
+    (docs/MODELS.md shows that figure), less twice the sampling noise of the difference between
+    two top-1 figures on that many clips each (both binomial, ~4 points at 60% on 440 and 209
+    clips, so a bundle that really has the recorded accuracy passes 98% of seed draws); and for
+    temporal models that recorded the issue's bar, that bar less 2 points."""
     _, training = read_bundle_config(SHIPPED[name])
     assert training is not None
     recorded = float(training["heldout"]["top1"])
-    bar = recorded - 0.05
+    clips = int(training["heldout"]["clips"])
+    noise = math.sqrt(recorded * (1 - recorded) * (1 / clips + 1 / FRESH_CLIPS))
+    bar = recorded - 2 * noise
     if name != BASELINE and recorded >= TEMPORAL_BAR:
         bar = max(bar, TEMPORAL_BAR - 0.02)
     return bar
