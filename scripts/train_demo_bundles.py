@@ -3,18 +3,24 @@
 python scripts/train_demo_bundles.py                      # every bundle, every stage
 python scripts/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
 
-The two defaults are trained from scratch in three stages, each ``--init`` from the last: 2000
-steps with the actor supervision alone, a short stage that adds the motion supervision, then 2000
-steps with both (docs/DATASET.md, "Training"). The other families start from the second stage
-of ``tokshift_tiny_motion112`` (their blocks share its weight names; whatever a family has of its
-own starts fresh) and are fine-tuned with both supervisions. Each stage ends with a held-out
-evaluation that the bundle records, and a bundle keeps the record of its ``--init``, so
-docs/MODELS.md lists every command behind it. The result is stored in float16
-(``save_bundle(dtype=...)``), which keeps every bundle under 10 MB; ``load_bundle`` builds
-float32.
+Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last (``RECIPES``):
 
-The shipped bundles' first stage ran before the actor-state targets were centred and scaled
-(commit a99467d); with today's code that stage trains on the scaled targets.
+- tokshift (the clip default): 2000 steps from scratch with the actor supervision, then 2000
+  steps adding the motion supervision and H.264 round trips of half the clips
+  (``--codec-augment``), so that it labels an MP4 as it labels the frames;
+- factorized causal (the live default): 2000 steps from scratch, a 300-step stage that adds the
+  motion supervision, then 2000 steps with both;
+- laps, vast and vit_avg start from tokshift's first stage (their blocks share its weight names;
+  whatever a family has of its own starts fresh); xvit trains from scratch (fine-tuned from
+  tokshift, its loss stayed at its starting value for 500 steps).
+
+Each run ends with a held-out evaluation that the bundle records, and a bundle keeps the record
+of its ``--init``, so docs/MODELS.md lists every command behind it. The result is stored in
+float16 (``save_bundle(dtype=...)``), which keeps every bundle under 10 MB; ``load_bundle``
+builds float32.
+
+The shipped bundles' first stages ran before the actor-state targets were centred and scaled
+(commit a99467d); with today's code they train on the scaled targets.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 
 from model_core import load_bundle, save_bundle
 from model_core.checkpoint import read_bundle_config
-from model_core.zoo import DEFAULT_CLIP_MODEL, DEMO_MODELS, bundle_dir
+from model_core.zoo import DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL, DEMO_MODELS, bundle_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 16
@@ -43,24 +49,43 @@ class Stage:
     steps: int
     lr: str
     seed: int
-    offset: int  # first clip's index in TRAIN_SEEDS; stages never share clips
+    offset: int  # first clip's index in TRAIN_SEEDS; runs never share clips
     motion_loss: str
+    codec_augment: str | None = None
+    model: str | None = None  # another demo model's architecture (a stage borrowed from it)
 
 
-FROM_SCRATCH = (
-    Stage(2000, "1e-3", 0, 0, "0"),
-    Stage(300, "5e-4", 1, 50_000, "1.0"),
-    Stage(2000, "7e-4", 2, 60_000, "1.0"),
-)
-FINE_TUNE = (Stage(400, "5e-4", 3, 100_000, "1.0"),)
-FINE_TUNE_FROM = (DEFAULT_CLIP_MODEL, 2)  # (bundle, stage) the other families start from
+TOKSHIFT_FIRST = Stage(2000, "1e-3", 0, 0, "0")
+# (bundle whose chain's first stages are borrowed, how many of them; None: from scratch), stages
+RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
+    DEFAULT_CLIP_MODEL: (
+        None,
+        (TOKSHIFT_FIRST, Stage(2000, "7e-4", 7, 500_000, "1.0", codec_augment="0.5")),
+    ),
+    DEFAULT_LIVE_MODEL: (
+        None,
+        (
+            Stage(2000, "1e-3", 0, 0, "0"),
+            Stage(300, "5e-4", 1, 50_000, "1.0"),
+            Stage(2000, "7e-4", 2, 60_000, "1.0"),
+        ),
+    ),
+    "laps_tiny_motion112": (
+        (DEFAULT_CLIP_MODEL, 1),
+        (
+            Stage(300, "5e-4", 1, 50_000, "1.0", model=DEFAULT_CLIP_MODEL),
+            Stage(400, "5e-4", 3, 100_000, "1.0"),
+        ),
+    ),
+    "vast_tiny_motion112": ((DEFAULT_CLIP_MODEL, 1), (Stage(2000, "8e-4", 5, 300_000, "1.0"),)),
+    "vit_avg_tiny_motion112": ((DEFAULT_CLIP_MODEL, 1), (Stage(1000, "8e-4", 6, 400_000, "0"),)),
+    "xvit_tiny_motion112": (None, (Stage(2000, "1e-3", 8, 600_000, "1.0"),)),
+}
 
 
 def recipe(name: str) -> tuple[tuple[str, int] | None, tuple[Stage, ...]]:
     """Where a demo model starts (``None``: from scratch) and its stages."""
-    if name in (DEFAULT_CLIP_MODEL, "factorized_causal_tiny_motion112"):
-        return None, FROM_SCRATCH
-    return FINE_TUNE_FROM, FINE_TUNE
+    return RECIPES[name]
 
 
 def stage_path(scratch: Path, name: str, stage: int) -> Path:
@@ -71,7 +96,7 @@ def stage_path(scratch: Path, name: str, stage: int) -> Path:
 def stage_command(
     name: str, stage: Stage, output: Path, init: Path | None, threads: int
 ) -> list[str]:
-    registry_name, causal = DEMO_MODELS[name]
+    registry_name, causal = DEMO_MODELS[stage.model or name]
     words = [
         str(Path(sys.executable).with_name("vidrec")), "train", registry_name,
         "--output", str(output),
@@ -81,6 +106,8 @@ def stage_command(
         "--actor-loss", "1.0", "--motion-loss", stage.motion_loss,
         "--seed", str(stage.seed), "--eval-clips", "440", "--threads", str(threads),
     ]  # fmt: skip
+    if stage.codec_augment is not None:
+        words += ["--codec-augment", stage.codec_augment]
     if causal:
         words.append("--causal")
     if init is not None:
@@ -102,8 +129,8 @@ def main() -> int:
     for name in args.names:
         if name not in DEMO_MODELS:
             parser.error(f"unknown demo bundle {name!r}; known: {', '.join(DEMO_MODELS)}")
-    # The bundles others start from are trained first.
-    names = sorted(args.names, key=lambda n: n != FINE_TUNE_FROM[0])
+    # The bundle others start from is trained first.
+    names = sorted(args.names, key=lambda n: n != DEFAULT_CLIP_MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         for name in names:
