@@ -55,17 +55,17 @@ class Stage:
     model: str | None = None  # another demo model's architecture (a stage borrowed from it)
 
 
-TOKSHIFT_FIRST = Stage(2000, "1e-3", 0, 0, "0")
+FIRST_STAGE = Stage(2000, "1e-3", 0, 0, "0")  # from scratch, actor supervision alone
 # (bundle whose chain's first stages are borrowed, how many of them; None: from scratch), stages
 RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     DEFAULT_CLIP_MODEL: (
         None,
-        (TOKSHIFT_FIRST, Stage(2000, "7e-4", 7, 500_000, "1.0", codec_augment="0.5")),
+        (FIRST_STAGE, Stage(2000, "7e-4", 7, 500_000, "1.0", codec_augment="0.5")),
     ),
     DEFAULT_LIVE_MODEL: (
         None,
         (
-            Stage(2000, "1e-3", 0, 0, "0"),
+            FIRST_STAGE,
             Stage(300, "5e-4", 1, 50_000, "1.0"),
             Stage(2000, "7e-4", 2, 60_000, "1.0"),
         ),

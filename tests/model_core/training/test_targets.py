@@ -177,29 +177,17 @@ def test_motion_probe_reads_each_frame_after_the_temporal_operator(
     assert loss.item() > 0 and probes.motion.weight.grad is not None
 
 
-def test_training_with_motion_loss_runs_and_lowers_it(
-    make_tiny_model: MakeModel, tiny_spec: ClipSpec
+@pytest.mark.parametrize("weight", ["actor_loss", "motion_loss"])
+def test_training_with_an_auxiliary_loss_runs_and_lowers_it(
+    make_tiny_model: MakeModel, tiny_spec: ClipSpec, weight: str
 ) -> None:
     config = TrainConfig(
         clips=11, batch_size=11, epochs=6, lr=2e-3, warmup=0.0, label_smoothing=0.0,
-        motion_loss=1.0, spec=tiny_spec,
+        spec=tiny_spec, **{weight: 1.0},
     )  # fmt: skip
     assert config.needs_actor_targets
     result = train(make_tiny_model(), config)
-    assert sum(result.losses[-2:]) / 2 < result.losses[0]
-    with pytest.raises(ValueError, match="motion_loss"):
-        TrainConfig(motion_loss=-1.0)
-
-
-def test_training_with_actor_loss_runs_and_lowers_it(
-    make_tiny_model: MakeModel, tiny_spec: ClipSpec
-) -> None:
-    config = TrainConfig(
-        clips=11, batch_size=11, epochs=6, lr=2e-3, warmup=0.0, label_smoothing=0.0,
-        actor_loss=1.0, spec=tiny_spec,
-    )  # fmt: skip
-    result = train(make_tiny_model(), config)
     assert result.steps == 6
     assert sum(result.losses[-2:]) / 2 < result.losses[0]
-    with pytest.raises(ValueError, match="actor_loss"):
-        TrainConfig(actor_loss=-1.0)
+    with pytest.raises(ValueError, match=weight):
+        TrainConfig(**{weight: -1.0})
