@@ -91,6 +91,8 @@ def type_text(annotation: Any, metadata: list[Any]) -> str:
         name = f"list of {typing.get_args(annotation)[0].__name__}"
     elif annotation is Path:
         name = "path"
+    elif typing.get_origin(annotation) is dict:
+        name = "budget"
     else:
         name = getattr(annotation, "__name__", str(annotation))
     text = _bounded(name, bounds)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.budget import check_budget, parse_budget_text
 from service.ingest.settings import ClipLimits, FrameLimits, UrlPolicy
 
 MiB = 1024 * 1024
@@ -85,7 +86,9 @@ class Settings(BaseSettings):
             ``None``: torch's default (``OMP_NUM_THREADS`` or the core count).
         session_capacity: Live sessions one worker runs at once.
         stride: A live session emits labels every ``stride`` frames.
-        default_budget: Default fraction of tokens recomputed per frame, in (0, 1].
+        default_budget: The budget of a live session that names none: a fraction, ``all`` or a
+            JSON budget such as ``{"threshold": 1.0}``; unset: the budget the model's bundle
+            recommends, else the fraction 0.25.
         session_backlog: Frames of one session buffered at its worker; older ones are dropped.
         events_maxlen: Events kept per session (approximately).
         allow_private_sources: Let RTSP sources point at loopback and private addresses.
@@ -138,7 +141,7 @@ class Settings(BaseSettings):
 
     session_capacity: PositiveInt = 32
     stride: PositiveInt = 4
-    default_budget: float = Field(default=0.25, gt=0, le=1)
+    default_budget: Annotated[dict[str, Any] | None, NoDecode] = None
     session_backlog: PositiveInt = 8
     events_maxlen: PositiveInt = 1000
 
@@ -150,6 +153,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("default_budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> dict[str, Any] | None:
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None
+        return parse_budget_text(value) if isinstance(value, str) else check_budget(value)
 
     @field_validator("redis_url")
     @classmethod

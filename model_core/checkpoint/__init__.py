@@ -6,7 +6,14 @@ fits image-ViT tensors to a family, ``apply`` matches keys and loads, ``bundle``
 reads bundles, ``loader`` ties them together. docs/CHECKPOINTS.md has the formats.
 """
 
-from .bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_bundle_config, save_bundle
+from .bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    load_bundle,
+    read_bundle_config,
+    save_bundle,
+    update_bundle_training,
+)
 from .errors import CheckpointError
 from .formats import LAYOUTS
 from .loader import load_checkpoint
@@ -22,4 +29,5 @@ __all__ = [
     "load_checkpoint",
     "read_bundle_config",
     "save_bundle",
+    "update_bundle_training",
 ]

@@ -59,25 +59,55 @@ def save_bundle(
     Raises:
         TypeError: ``training`` is not JSON-serialisable.
     """
+    tensors = _standalone_tensors(model.state_dict())
+    if dtype is not None:
+        tensors = {k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}
+    return _write(Path(path), tensors, model.config.to_dict(), training)
+
+
+def update_bundle_training(
+    path: str | os.PathLike[str], updates: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merges ``updates`` into a bundle's training facts, in place; returns the new facts.
+
+    For facts measured after training (a recommended live budget, say). The tensors are written
+    back as they were stored (names, dtypes, values), and the file is replaced atomically.
+
+    Raises:
+        CheckpointError: not a readable vidrec bundle.
+        TypeError: ``updates`` is not JSON-serialisable.
+    """
     path = Path(path)
+    state, metadata = read_safetensors(path)
+    config, training = parse_bundle_metadata(metadata, path)
+    merged = {**(training or {}), **updates}
+    _write(path, _standalone_tensors(state), config.to_dict(), merged)
+    return merged
+
+
+def _write(
+    path: Path,
+    tensors: dict[str, Tensor],
+    config: dict[str, Any],
+    training: Mapping[str, Any] | None,
+) -> Path:
+    """Writes a bundle beside ``path`` and renames it into place."""
     header = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
-        "config": model.config.to_dict(),
+        "config": config,
         "training": dict(training) if training is not None else None,
     }
     try:
         metadata = {METADATA_KEY: json.dumps(header, sort_keys=True)}
     except (TypeError, ValueError) as err:
         raise TypeError(f"bundle metadata must be JSON-serialisable: {err}") from err
-    tensors = _standalone_tensors(model.state_dict())
-    if dtype is not None:
-        tensors = {k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp_name, metadata=metadata)
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the model from a service user
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -28,6 +28,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from service.budget import parse_budget_text
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 JPEG_QUALITY = 90
 # After the last frame is sent, the stream ends once no event came for this long.
@@ -77,8 +79,7 @@ def add_parser(subparsers: Any) -> None:
     stream.add_argument("--model", help="live model (default: the server's live default)")
     stream.add_argument(
         "--budget",
-        default="0.25",
-        help="tokens recomputed per frame: a fraction, 'all', or a JSON budget (default 0.25)",
+        help="tokens recomputed per frame: a fraction, 'all', or a JSON budget (default: server's)",
     )
     stream.add_argument(
         "--fps", type=float, default=10.0, help="frames sent per second; 0: as fast as possible"
@@ -431,7 +432,9 @@ def run_stream(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    query = {"budget": args.budget}
+    query = {}
+    if args.budget is not None:
+        query["budget"] = json.dumps(_budget_value(args.budget))
     if args.model:
         query["model"] = args.model
     if args.stride:
@@ -548,15 +551,12 @@ async def _receive(ws: Any, as_json: bool, tally: StreamTally, last_event: async
                 return
 
 
-def _budget_value(text: str) -> Any:
-    """``0.25`` -> 0.25, ``all`` -> {"keep_all": true}, JSON -> as given (the server checks)."""
-    text = text.strip()
-    if text.lower() in ("all", "keep_all", "dense"):
-        return {"keep_all": True}
+def _budget_value(text: str) -> dict[str, Any]:
+    """``--budget`` in its JSON form, checked here so a typo fails before connecting."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError(f"--budget {text!r}: give a fraction, 'all' or a JSON object") from None
+        return parse_budget_text(text)
+    except ValueError as err:
+        raise ValueError(f"--budget: {err}") from None
 
 
 def run_rtsp(args: argparse.Namespace) -> int:

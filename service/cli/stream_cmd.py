@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model_core.eventful import Budget
+from service.budget import default_budget, parse_budget_text
 from service.inference import (
     LIVE_RULE,
     LiveEvent,
@@ -68,10 +69,10 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--budget",
-        default="0.25",
         help=(
-            "tokens recomputed per frame: a fraction in (0, 1], 'keep_all', or JSON such as "
-            "'{\"tokens\": 20}' or '{\"threshold\": 0.1}' (default: 0.25)"
+            "tokens recomputed per frame: a fraction in (0, 1], 'all', or JSON such as "
+            "'{\"tokens\": 20}' or '{\"threshold\": 0.1}' (default: the budget the model's "
+            "bundle recommends, else 0.25)"
         ),
     )
     parser.add_argument("--stride", type=int, default=4, help="labels every N frames (default 4)")
@@ -93,23 +94,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def parse_budget_arg(text: str) -> Budget:
-    """``0.25``, ``keep_all`` or a JSON budget object, as :func:`parse_budget` takes it."""
-    text = text.strip()
-    if text in ("keep_all", "all", "dense"):
-        return parse_budget({"keep_all": True})
-    if text.startswith("{"):
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--budget is not valid JSON: {err}") from err
-        return parse_budget(spec)
+    """``0.25``, ``all`` / ``keep_all`` or a JSON budget object, as the service takes them."""
     try:
-        fraction = float(text)
-    except ValueError:
-        raise ValueError(
-            f"--budget {text!r}: give a fraction in (0, 1], 'keep_all', or a JSON object"
-        ) from None
-    return parse_budget({"fraction": fraction})
+        return parse_budget(parse_budget_text(text))
+    except ValueError as err:
+        raise ValueError(f"--budget: {err}") from None
 
 
 def is_rtsp(source: str) -> bool:
@@ -117,7 +106,7 @@ def is_rtsp(source: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    budget = parse_budget_arg(args.budget)
+    budget = parse_budget_arg(args.budget) if args.budget is not None else None
     if args.stride < 1:
         raise ValueError(f"--stride must be at least 1, got {args.stride}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -145,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _stream(
-    args: argparse.Namespace, budget: Budget, policy: UrlPolicy | None, video: VideoFile | None
+    args: argparse.Namespace,
+    budget: Budget | None,
+    policy: UrlPolicy | None,
+    video: VideoFile | None,
 ) -> int:
     configs = read_configs(args.models_dir)
     live = [n for n, config in configs.items() if is_live(config)]
@@ -155,6 +147,8 @@ def _stream(
         raise ValueError(f"{which} ({LIVE_RULE}); live models: {', '.join(live) or 'none'}")
     catalog = ModelCatalog.load(args.models_dir, [name], args.device)
     entry = catalog.resolve(name, "live")
+    if budget is None:
+        budget = parse_budget(default_budget(None, entry.recommended_budget))
     runner = LiveRunner(entry, capacity=1, stride=args.stride, top_k=args.top_k)
     runner.open(SESSION, budget)
     short_side = entry.config.preprocessing.resize_size

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
-from service.gateway.budget import check_budget, parse_budget_param
+from service.budget import check_budget, default_budget, parse_budget_text
 from service.gateway.catalog import LiveCatalog, Role
 from service.gateway.clips import ErrorResponse
 from service.gateway.errors import ApiError, error_event
@@ -99,11 +99,14 @@ async def _open_session(
     gw: Gateway,
     kind: str,
     model: str | None,
-    budget: dict[str, Any],
+    budget: dict[str, Any] | None,
     stride: int,
     source: str | None = None,
 ) -> tuple[SessionInfo, dict[str, Any]]:
     """Resolves the model, creates the session, records its stride; returns it and its model row.
+
+    ``budget`` None (the client named none) takes the default: ``VIDREC_DEFAULT_BUDGET``, else
+    what the model's bundle recommends as its workers advertise it, else a quarter of the tokens.
 
     Raises:
         ApiError: No worker, unknown model.
@@ -112,6 +115,10 @@ async def _open_session(
     role: Role = "live"
     catalog = LiveCatalog.of(await gw.workers.live())
     name = catalog.resolve(model or None, role, gw.settings.live_model)
+    if budget is None:
+        budget = default_budget(
+            gw.settings.default_budget, catalog.row(name).get("recommended_budget")
+        )
     # The stride is recorded with the session, before its owner hears of it, for the worker
     # to honour and for GET /v1/streams/{id}.
     info = await gw.sessions.create(kind, name, budget, source=source, stride=stride)
@@ -199,7 +206,7 @@ def router(settings: Settings) -> APIRouter:
         Text messages: ``{"budget": ...}`` changes the budget, ``{"type": "close"}`` ends.
         """
         try:
-            spec = parse_budget_param(budget, gw.settings.default_budget)
+            spec = parse_budget_text(budget) if budget else None
             every = _parse_stride(stride, gw.settings.stride)
         except ValueError as exc:
             await _refuse(ws, "invalid_request", str(exc))
@@ -250,9 +257,7 @@ def router(settings: Settings) -> APIRouter:
         """Creates a session whose owner worker reads the RTSP source."""
         checked = await run_in_threadpool(check_source_url, body.source, url_policy)
         try:
-            spec = check_budget(
-                body.budget if body.budget is not None else gw.settings.default_budget
-            )
+            spec = check_budget(body.budget) if body.budget is not None else None
         except ValueError as exc:
             raise ApiError(422, "invalid_request", f"budget: {exc}") from exc
         every = body.stride or gw.settings.stride

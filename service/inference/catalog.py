@@ -20,6 +20,7 @@ from model_core.flops import count_flops
 from model_core.models import VideoTransformer
 from model_core.training import resolve_device
 from model_core.zoo import DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL, bundle_dir, list_bundles
+from service.budget import check_budget
 
 Role = Literal["clip", "live"]
 ROLES: tuple[Role, ...] = ("clip", "live")
@@ -136,6 +137,19 @@ class ModelEntry:
     @property
     def device(self) -> torch.device:
         return self.model.cls_token.device
+
+    @property
+    def recommended_budget(self) -> dict[str, Any] | None:
+        """The live budget the bundle recommends (``training["live_budget"]["budget"]``, written
+        by ``scripts/recommend_live_budget.py`` from a measurement), or None: none, not live,
+        or not a valid budget."""
+        facts = (self.training or {}).get("live_budget")
+        if not self.live or not isinstance(facts, Mapping):
+            return None
+        try:
+            return check_budget(facts.get("budget"))
+        except ValueError:
+            return None
 
 
 class ModelCatalog:
@@ -283,6 +297,7 @@ class ModelCatalog:
                 "gmacs_per_frame": round(e.gmacs_per_frame, 4),
                 "parameters": e.parameters,
                 "live": e.live,
+                "recommended_budget": e.recommended_budget,
                 "default_for": self.default_for(e.name),
             }
             for e in self._entries.values()

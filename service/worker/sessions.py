@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from service.budget import default_budget
 from service.inference import (
     CapacityError,
     LiveEvent,
@@ -257,12 +258,15 @@ class SessionManager:
                 f"worker {self.worker_id} has no free session slot for model {info.model!r}",
             )
             return None
-        budget = info.budget or {"fraction": self.settings.default_budget}
+        fallback = default_budget(
+            self.settings.default_budget, self.catalog.get(info.model).recommended_budget
+        )
+        budget = info.budget or fallback
         try:
             parse_budget(budget)
         except ValueError as exc:
             self._error(session_id, "invalid_budget", f"{exc}; the default budget is used")
-            budget = {"fraction": self.settings.default_budget}
+            budget = fallback
         last = info.last_event or {}
         first_index = max(info.frames_processed, int(last.get("frame_index") or 0))
         stride = _stride(self.inbox.redis.hget(self.inbox.keys.session(session_id), "stride"))

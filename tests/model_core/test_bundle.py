@@ -18,7 +18,7 @@ from model_core import (
     load_checkpoint,
     save_bundle,
 )
-from model_core.checkpoint import read_bundle_config
+from model_core.checkpoint import read_bundle_config, update_bundle_training
 from model_core.models import VideoTransformer
 
 TINY = {"img_size": 32, "depth": 2, "num_frames": 4}
@@ -51,6 +51,7 @@ def test_round_trip_gives_the_same_model(tmp_path: Path) -> None:
         assert torch.equal(loaded.forward_per_frame(x), model.forward_per_frame(x))
     assert read_bundle_config(path) == (model.config, training)
     assert [p.name for p in tmp_path.iterdir()] == ["gestures.safetensors"]  # no temp file left
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the user a service runs as
 
 
 def test_half_precision_bundle_is_half_the_size_and_loads_as_float32(tmp_path: Path) -> None:
@@ -65,6 +66,28 @@ def test_half_precision_bundle_is_half_the_size_and_loads_as_float32(tmp_path: P
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
+
+
+def test_training_facts_are_updated_in_place_and_the_tensors_kept(tmp_path: Path) -> None:
+    model = tiny("factorized", causal=True)
+    path = save_bundle(model, tmp_path / "live.safetensors", {"steps": 9}, dtype=torch.float16)
+    with safe_open(str(path), framework="pt") as f:
+        before = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+
+    facts = update_bundle_training(path, {"live_budget": {"budget": {"threshold": 1.0}}})
+
+    assert facts == {"steps": 9, "live_budget": {"budget": {"threshold": 1.0}}}
+    assert read_bundle_config(path) == (model.config, facts)
+    with safe_open(str(path), framework="pt") as f:
+        after = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    assert after.keys() == before.keys()
+    for key, tensor in before.items():
+        assert after[key].dtype == tensor.dtype == torch.float16
+        assert torch.equal(after[key], tensor), key
+    assert [p.name for p in tmp_path.iterdir()] == ["live.safetensors"]  # no temp file left
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        update_bundle_training(path, {"bad": object()})
+    assert read_bundle_config(path)[1] == facts  # a refused update leaves the file as it was
 
 
 def test_header_is_the_documented_json(tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ def test_list_variables_accept_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("port", 70000),
         ("default_budget", 1.5),
         ("default_budget", 0),
+        ("default_budget", "most"),
+        ("default_budget", '{"threshold": -1}'),
         ("max_deliveries", 0),
         ("reclaim_idle_ms", 0),
         ("redis_url", "http://localhost:6379"),
@@ -70,6 +72,26 @@ def test_list_variables_accept_json(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_values_raise(name: str, value: object) -> None:
     with pytest.raises(ValidationError, match=name):
         Settings(**{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("0.1", {"fraction": 0.1}),
+        ("all", {"keep_all": True}),
+        ('{"threshold": 1.0}', {"threshold": 1.0}),
+        ("", None),  # unset: each model's recommendation
+    ],
+)
+def test_default_budget_variable(
+    monkeypatch: pytest.MonkeyPatch, text: str, budget: dict[str, object] | None
+) -> None:
+    monkeypatch.setenv("VIDREC_DEFAULT_BUDGET", text)
+    assert Settings().default_budget == budget
+
+
+def test_default_budget_is_unset_by_default() -> None:
+    assert Settings().default_budget is None
 
 
 def test_bad_environment_value_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:

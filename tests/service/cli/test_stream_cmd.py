@@ -137,9 +137,9 @@ def test_budget_argument(text: str, budget: object) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--budget", "lots"], "--budget 'lots'"),
-        (["--budget", "1.5"], "bad budget value fraction=1.5"),
-        (["--budget", "{nope"], "--budget is not valid JSON"),
+        (["--budget", "lots"], "--budget: budget 'lots' is not a number, 'all' or a JSON"),
+        (["--budget", "1.5"], "--budget: budget fraction must be a number in (0, 1]"),
+        (["--budget", "{nope"], "budget '{nope' is not a number, 'all' or a JSON object"),
         (["--stride", "0"], "--stride must be at least 1"),
         (["--max-frames", "0"], "--max-frames must be at least 1"),
         (

@@ -34,8 +34,17 @@ from service.settings import Settings
 CLIP_MODEL = "demo_clip"
 LIVE_MODEL = "demo_live"
 LABELS = ["waving", "clapping", "jumping"]
+LIVE_RECOMMENDED_BUDGET = {"threshold": 0.5}  # what the live model's bundle recommends
 
-__all__ = ["CLIP_MODEL", "LABELS", "LIVE_MODEL", "StandInWorker", "TestClient", "encode_mp4"]
+__all__ = [
+    "CLIP_MODEL",
+    "LABELS",
+    "LIVE_MODEL",
+    "LIVE_RECOMMENDED_BUDGET",
+    "StandInWorker",
+    "TestClient",
+    "encode_mp4",
+]
 
 
 def catalog_rows() -> list[dict[str, Any]]:
@@ -49,6 +58,7 @@ def catalog_rows() -> list[dict[str, Any]]:
             "frames": 8,
             "gmacs_per_clip": 0.8,
             "live": False,
+            "recommended_budget": None,
             "default_for": ["clip"],
         },
         {
@@ -58,6 +68,7 @@ def catalog_rows() -> list[dict[str, Any]]:
             "frames": 4,
             "gmacs_per_clip": 0.4,
             "live": True,
+            "recommended_budget": LIVE_RECOMMENDED_BUDGET,
             "default_for": ["live"],
         },
     ]

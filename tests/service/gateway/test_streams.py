@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gateway_support import LIVE_MODEL, StandInWorker, TestClient
+from gateway_support import LIVE_MODEL, LIVE_RECOMMENDED_BUDGET, StandInWorker, TestClient
 from PIL import Image
 
 from service.keys import Keys
@@ -96,7 +96,8 @@ def test_live_stream_refuses_bad_frames_without_ending(
     with client.websocket_connect("/v1/streams/live") as ws:
         session = ws.receive_json()
         assert session["model"] == LIVE_MODEL  # the catalog's live default
-        assert session["budget"] == {"fraction": settings.default_budget}
+        # No budget asked for and none configured: the one the model's bundle recommends.
+        assert session["budget"] == LIVE_RECOMMENDED_BUDGET
         ws.send_bytes(b"\0" * (settings.frame_max_bytes + 1))
         error = _until(ws, "error")
         assert error["code"] == "frame_too_large"
@@ -149,6 +150,30 @@ def test_live_stream_refuses_bad_parameters(
     with client.websocket_connect(f"/v1/streams/live?{query}") as ws:
         event = ws.receive_json()
         assert event["type"] == "error" and event["code"] == code, event
+
+
+def test_the_deployments_default_budget_wins_over_the_models(
+    redis_url: str, key_prefix: str, make_worker: Callable[..., StandInWorker]
+) -> None:
+    from service.gateway import create_app
+
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        allow_private_sources=True,
+        default_budget='{"tokens": 7}',  # as VIDREC_DEFAULT_BUDGET gives it
+    )
+    make_worker(settings=settings)
+    with TestClient(create_app(settings)) as client:
+        with client.websocket_connect("/v1/streams/live") as ws:
+            assert ws.receive_json()["budget"] == {"tokens": 7}
+        created = client.post("/v1/streams", json={"source": "rtsp://127.0.0.1:8554/cam"})
+        assert created.status_code == 201, created.text
+        assert created.json()["budget"] == {"tokens": 7}
+        # A budget the client names still wins over both.
+        with client.websocket_connect("/v1/streams/live?budget=all") as ws:
+            assert ws.receive_json()["budget"] == {"keep_all": True}
+    assert LIVE_RECOMMENDED_BUDGET != {"tokens": 7}
 
 
 def test_rtsp_session_created_read_and_deleted(

@@ -1,15 +1,20 @@
-"""Shape checks of a compute budget, so a bad one is refused at the door.
+"""A live session's compute budget in its JSON form: shape checks, text forms, the default.
 
-The worker parses the budget for real (``service.inference.parse_budget``, which needs the engine
-and therefore torch); the gateway holds no model, so it checks only the JSON shape the plan
-defines: exactly one of ``{"fraction": 0 < f <= 1}``, ``{"tokens": n >= 1}``,
+The worker turns a budget into the engine's policy (``service.inference.parse_budget``, which
+needs torch); the gateway, the settings and the CLI hold no model, so they share these checks of
+the JSON shape: exactly one of ``{"fraction": 0 < f <= 1}``, ``{"tokens": n >= 1}``,
 ``{"threshold": t >= 0}``, ``{"keep_all": true}``.
+
+Which budget a session gets when its client names none: the deployment's
+``VIDREC_DEFAULT_BUDGET`` when set, else the budget the model's bundle recommends (measured for
+that model: a threshold is on the scale of its own features), else ``FALLBACK_BUDGET``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 _KINDS = ("fraction", "tokens", "threshold", "keep_all")
@@ -50,15 +55,37 @@ def check_budget(budget: Any) -> dict[str, Any]:
     return {kind: value}
 
 
-def parse_budget_param(text: str | None, default: float) -> dict[str, Any]:
-    """A budget from a query parameter: a fraction (``0.25``), ``all``, or a JSON object."""
-    if text is None or text == "":
-        return check_budget(default)
+# A quarter of the tokens: means the same on every model, so it is the default of a model whose
+# bundle recommends nothing.
+FALLBACK_BUDGET: dict[str, Any] = {"fraction": 0.25}
+
+
+def parse_budget_text(text: str) -> dict[str, Any]:
+    """A budget written as text (query string, environment, command line): a fraction
+    (``0.25``), ``all`` / ``dense``, or a JSON object (``{"threshold": 1.0}``)."""
     text = text.strip()
     if text.lower() in _DENSE_WORDS:
         return {"keep_all": True}
     try:
         value: Any = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"budget {text!r} is not a number or a JSON object") from exc
+        raise ValueError(f"budget {text!r} is not a number, 'all' or a JSON object") from exc
     return check_budget(value)
+
+
+def default_budget(
+    configured: Mapping[str, Any] | None, recommended: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The budget of a session whose client named none (see the module docstring).
+
+    A recommendation that is not a valid budget is passed over, so a hand-edited bundle cannot
+    break its sessions.
+    """
+    if configured is not None:
+        return check_budget(dict(configured))
+    if recommended is not None:
+        try:
+            return check_budget(dict(recommended))
+        except ValueError:
+            pass
+    return dict(FALLBACK_BUDGET)
