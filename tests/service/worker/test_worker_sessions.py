@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from worker_support import (
     worker_settings,
 )
 
+from model_core.checkpoint import update_bundle_training
 from model_core.data import ClipSpec, generate_stream
 from service.inference import LiveRunner
 from service.keys import INBOX_MAXLEN, Keys
@@ -113,6 +115,33 @@ def test_a_budget_message_lowers_the_compute(
     assert cheap["gmacs"] < 0.8 * dense["gmacs"]
     assert cheap["dense_gmacs"] == pytest.approx(dense["dense_gmacs"])
     assert cheap["recompute_fraction"] < 0.5
+
+
+def test_a_bad_budget_falls_back_to_the_one_the_bundle_recommends(
+    redis_url: str,
+    key_prefix: str,
+    models_dir: Path,
+    client: redis.Redis,
+    frames: np.ndarray,
+    tmp_path: Path,
+) -> None:
+    recommending = tmp_path / "models"
+    shutil.copytree(models_dir, recommending)
+    bundle = recommending / f"{LIVE_MODEL}.safetensors"
+    update_bundle_training(bundle, {"live_budget": {"budget": {"keep_all": True}}})
+    settings = worker_settings(redis_url, key_prefix, recommending, worker_id="w-fallback")
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    with ThreadWorker(settings):
+        # Written past the gateway's checks (an older gateway, a hand-made record).
+        info = gw.create(LIVE_MODEL, {"fraction": 7})
+        gw.send_frames(info.session_id, [png_bytes(f) for f in frames[:8]])
+        events = wait_labels(client, keys, info.session_id, 2)
+        errors = [e for e in events_of(client, keys, info.session_id) if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["invalid_budget"]
+    assert "the default budget is used" in errors[0]["message"]
+    # The bundle's recommendation (every token), not the quarter a bare default would take.
+    assert [e["compute"]["recompute_fraction"] for e in events] == pytest.approx([1.0, 1.0])
 
 
 def test_a_full_backlog_drops_the_oldest_frames_and_counts_them(
