@@ -7,7 +7,7 @@ from .drop import DropPath
 from .grouping import FrameGrouping, JointGrouping, LeapPairGrouping, TokenGrouping
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
-from .pos_embed import resample_pos_embed
+from .pos_embed import resample_pos_embed, sincos_2d
 from .shift import ShiftSegment, TemporalShift, shift_along, shift_frames
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "resample_pos_embed",
     "shift_along",
     "shift_frames",
+    "sincos_2d",
 ]

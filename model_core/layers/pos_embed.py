@@ -1,4 +1,4 @@
-"""Resampling learned position embeddings to another patch grid."""
+"""Position embeddings: resampling to another patch grid, and a 2-D sine-cosine starting point."""
 
 from __future__ import annotations
 
@@ -28,3 +28,22 @@ def resample_pos_embed(pos_embed: Tensor, new_grid: int, num_prefix_tokens: int 
     )
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, channels).to(pos_embed.dtype)
     return torch.cat([prefix, grid], dim=1)
+
+
+def sincos_2d(grid: int, dim: int) -> Tensor:
+    """``(grid·grid, dim)`` fixed 2-D sine-cosine embeddings of a patch grid, raster order.
+
+    A quarter of the channels each: sin and cos of the column, then of the row, at geometric
+    frequencies from 1 to 1/10000 (MAE's layout). ``dim`` must be divisible by 4.
+    """
+    if dim % 4:
+        raise ValueError(f"a 2-D sine-cosine embedding needs channels divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    steps = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(steps, steps, indexing="ij")
+    parts = []
+    for coord in (cols.reshape(-1), rows.reshape(-1)):
+        angle = coord[:, None] * omega[None]  # (grid·grid, dim / 4)
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=1).float()

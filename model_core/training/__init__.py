@@ -2,7 +2,8 @@
 
 One job per module: ``batches`` plans and makes batches of generated clips (on a background
 thread or in worker processes), ``augment`` changes them without changing their meaning,
-``optim`` holds the optimiser and schedule, ``loop`` trains, ``evaluate`` scores held-out clips.
+``optim`` holds the optimiser and schedule, ``init`` starting weights, ``loop`` trains,
+``evaluate`` scores held-out clips.
 """
 
 from .augment import Augment, CodecAugment, augment_batch
@@ -15,10 +16,13 @@ from .evaluate import (
     predict,
     report_from_predictions,
 )
+from .init import POS_INITS, SINCOS_SCALE, add_sincos_positions
 from .loop import StepInfo, TrainConfig, TrainResult, resolve_device, train
 from .optim import cosine_with_warmup, param_groups
 
 __all__ = [
+    "POS_INITS",
+    "SINCOS_SCALE",
     "Augment",
     "Batch",
     "ClassResult",
@@ -29,6 +33,7 @@ __all__ = [
     "StepInfo",
     "TrainConfig",
     "TrainResult",
+    "add_sincos_positions",
     "augment_batch",
     "cosine_with_warmup",
     "evaluate",

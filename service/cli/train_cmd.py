@@ -19,11 +19,13 @@ from model_core import VideoTransformer, create_model, list_models, load_checkpo
 from model_core.checkpoint import CheckpointError, read_bundle_config
 from model_core.data import CLASS_NAMES, ClipSpec
 from model_core.training import (
+    POS_INITS,
     Augment,
     CodecAugment,
     EvalReport,
     StepInfo,
     TrainConfig,
+    add_sincos_positions,
     evaluate,
     resolve_device,
     train,
@@ -67,6 +69,14 @@ def add_parser(subparsers: Any) -> None:
     model.add_argument("--patch-size", type=int, default=None, help="patch side (override)")
     model.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     model.add_argument("--causal", action="store_true", help="the causal (streaming) variant")
+    model.add_argument(
+        "--pos-init",
+        choices=POS_INITS,
+        default="trunc_normal",
+        help="starting position embedding for weights trained from scratch: timm's small noise, "
+        "or a 2-D sine-cosine grid added to it (sincos: the models learn where things are; see "
+        "docs/DATASET.md)",
+    )
     model.add_argument(
         "--crop-pct",
         type=float,
@@ -143,6 +153,10 @@ def build_model(args: argparse.Namespace) -> VideoTransformer:
         raise ValueError(f"unknown model {args.model!r}; see `vidrec models`")
     torch.manual_seed(args.seed)
     model = create_model(args.model, **model_overrides(args))
+    if args.pos_init == "sincos":
+        if args.init is not None:
+            raise ValueError("--pos-init sincos starts weights from scratch; --init replaces them")
+        add_sincos_positions(model)
     if args.init is not None:
         loaded = load_checkpoint(model, args.init, strict=False)
         print(f"init from {args.init}: {loaded}", file=sys.stderr)
@@ -186,6 +200,7 @@ def command_line(args: argparse.Namespace) -> str:
         "codec_augment",
         "depth",
         "patch_size",
+        "pos_init",
         "drop_path",
         "crop_pct",
         "epochs",

@@ -12,6 +12,7 @@ from model_core.layers import (
     ShiftSegment,
     TemporalShift,
     resample_pos_embed,
+    sincos_2d,
 )
 
 
@@ -114,3 +115,17 @@ def test_pos_embed_resample_keeps_cls_and_grid_shape() -> None:
     assert out.shape == (1, 50, 8)
     torch.testing.assert_close(out[:, 0], pos[:, 0])
     assert resample_pos_embed(pos, 14) is pos
+
+
+def test_sincos_grid_codes_column_and_row_apart() -> None:
+    table = sincos_2d(7, 192)  # (49, 192), raster order
+    assert table.shape == (49, 192)
+    column, row = table[:, :96], table[:, 96:]
+    # Patches in one column share the column half and differ in the row half, and back.
+    assert torch.equal(column[0], column[7]) and not torch.equal(row[0], row[7])
+    assert torch.equal(row[0], row[1]) and not torch.equal(column[0], column[1])
+    # Every patch has its own code, and the lowest frequency is sin/cos of the index itself.
+    assert len({tuple(r.tolist()) for r in table}) == 49
+    assert torch.allclose(table[3, 0], torch.tensor(3.0).sin())
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_2d(7, 190)

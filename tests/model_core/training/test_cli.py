@@ -14,6 +14,7 @@ import torch
 from model_core import load_bundle
 from model_core.checkpoint import read_bundle_config
 from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, TRAIN_SEEDS, generate_batch
+from model_core.layers import sincos_2d
 from model_core.training import CodecAugment, preprocess_batch, train
 from service.cli import build_parser, main, train_cmd
 
@@ -113,3 +114,20 @@ def test_codec_augmentation_is_asked_for_on_the_command_line_and_recorded() -> N
     assert "--codec-augment 0.25" in train_cmd.command_line(coded)
     recorded = train_cmd.train_config(coded).to_dict()["codec"]
     assert recorded == {"probability": 0.25, "crf": (16, 32)}
+
+
+def test_a_sincos_position_start_is_asked_for_and_recorded(tmp_path: Path) -> None:
+    argv = ["train", *TRAIN_ARGS, "--output", str(tmp_path / "a.safetensors")]
+    plain = train_cmd.build_model(build_parser().parse_args(argv))
+    gridded_args = build_parser().parse_args([*argv, "--pos-init", "sincos"])
+    gridded = train_cmd.build_model(gridded_args)
+    assert "--pos-init sincos" in train_cmd.command_line(gridded_args)
+    # Same seed, same noise; the grid is added to the patch rows only.
+    added = gridded.pos_embed - plain.pos_embed
+    assert torch.equal(added[0, 0], torch.zeros_like(added[0, 0]))
+    grid = plain.patch_embed.grid_size
+    assert torch.allclose(added[0, 1:], 0.5 * sincos_2d(grid, plain.config.embed_dim))
+    with pytest.raises(ValueError, match="--init replaces them"):
+        train_cmd.build_model(
+            build_parser().parse_args([*argv, "--pos-init", "sincos", "--init", "x.safetensors"])
+        )
