@@ -53,6 +53,7 @@ class Stage:
     motion_loss: str
     codec_augment: str | None = None
     model: str | None = None  # another demo model's architecture (a stage borrowed from it)
+    pos_init: str | None = None  # "sincos" for a first stage from scratch (docs/DATASET.md)
 
 
 FIRST_STAGE = Stage(2000, "1e-3", 0, 0, "0")  # from scratch, actor supervision alone
@@ -108,6 +109,8 @@ def stage_command(
     ]  # fmt: skip
     if stage.codec_augment is not None:
         words += ["--codec-augment", stage.codec_augment]
+    if stage.pos_init is not None:
+        words += ["--pos-init", stage.pos_init]
     if causal:
         words.append("--causal")
     if init is not None:
