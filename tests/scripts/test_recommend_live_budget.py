@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model_core import create_model, save_bundle
-from model_core.checkpoint import read_bundle_config
+from model_core.checkpoint import read_bundle_config, update_bundle_training
 from service.inference import ModelCatalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,16 +98,12 @@ def test_written_into_the_bundle_and_served_as_its_default(tmp_path: Path) -> No
     assert facts["budget"] == {"threshold": 1.0}
     assert facts["gmac_ratio"] == 4.0 and facts["top1_lost_points"] == 2.3
     assert (read_bundle_config(bundle)[1] or {})["steps"] == 1  # the other facts kept
-    entry = ModelCatalog.load(models, device="cpu").get("live")
-    assert entry.recommended_budget == {"threshold": 1.0}
-    assert ModelCatalog.load(models, device="cpu").describe()[0]["recommended_budget"] == {
-        "threshold": 1.0
-    }
+    catalog = ModelCatalog.load(models, device="cpu")
+    assert catalog.get("live").recommended_budget == {"threshold": 1.0}
+    assert catalog.describe()[0]["recommended_budget"] == {"threshold": 1.0}
 
 
 def test_only_a_live_model_with_a_valid_budget_recommends_one(tmp_path: Path) -> None:
-    from model_core.checkpoint import update_bundle_training
-
     models = tmp_path / "models"
     update_bundle_training(
         _live_bundle(models, "whole_clip", causal=False),
