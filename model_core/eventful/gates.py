@@ -25,8 +25,30 @@ def expand_index(index: Tensor, shape: torch.Size | tuple[int, ...], dim: int) -
     return index.view(view).expand(size)
 
 
+def token_indexer(
+    index: Tensor, shape: torch.Size | tuple[int, ...], dim: int
+) -> tuple[Tensor, ...]:
+    """Advanced-indexing tuple that picks token ids ``index`` ``(S, M)`` along ``dim`` of a
+    tensor of ``shape``, for every position of the dims before it.
+
+    ``x[token_indexer(index, x.shape, dim)]`` equals ``x.gather(dim, ...)`` with the index
+    expanded, but copies whole rows of the dims after ``dim`` instead of looking up one index
+    per element: several times faster for the ``(S, N, C)`` references and buffers and the
+    ``(S, H, N, N)`` logit rows, which move the most bytes. ``dim`` must not be the last dim.
+    """
+    picks = []
+    for axis in range(dim):  # sessions, then e.g. heads: each broadcast along its own axis
+        view = [1] * (dim + 1)
+        view[axis] = shape[axis]
+        picks.append(torch.arange(shape[axis], device=index.device).view(view))
+    picks.append(index.view([index.shape[0]] + [1] * (dim - 1) + [index.shape[1]]))
+    return tuple(picks)
+
+
 def gather_tokens(x: Tensor, index: Tensor, dim: int = 1) -> Tensor:
     """Rows ``index`` ``(S, M)`` of ``x`` along its token axis ``dim``."""
+    if dim < x.ndim - 1:
+        return x[token_indexer(index, x.shape, dim)]
     return x.gather(dim, expand_index(index, x.shape, dim))
 
 
@@ -35,7 +57,10 @@ def scatter_tokens_(buffer: Tensor, index: Tensor, rows: Tensor, dim: int = 1) -
 
     Padded selections repeat an index with identical rows, so the duplicate write is harmless.
     """
-    buffer.scatter_(dim, expand_index(index, buffer.shape, dim), rows)
+    if dim < buffer.ndim - 1:
+        buffer.index_put_(token_indexer(index, buffer.shape, dim), rows)
+    else:  # columns: no row to copy whole
+        buffer.scatter_(dim, expand_index(index, buffer.shape, dim), rows)
 
 
 def gate_(c: Tensor, reference: Tensor, plan: BatchPlan) -> tuple[Selection, Tensor]:
