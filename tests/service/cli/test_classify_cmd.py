@@ -7,11 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 # The bundle helper lives beside the inference tests (--import-mode=importlib keeps test
 # directories off sys.path).
@@ -30,13 +28,7 @@ from service.ingest import Sampling, decode_clip  # noqa: E402
 VIDREC = shutil.which("vidrec") or str(Path(sys.executable).parent / "vidrec")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny models on two shared cores go faster without hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 # --import-mode=importlib keeps test directories off sys.path; the helper beside this file is
 # imported by name (the CLI tests import it too).
@@ -21,12 +19,8 @@ from service.inference import ModelCatalog  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny ops on two shared cores go faster without thread hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs tiny models in-process (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import torch
 
 # --import-mode=importlib keeps test directories off sys.path; worker_support is imported by name.
 _HERE = str(Path(__file__).resolve().parent)
@@ -21,12 +20,8 @@ from service.redis_conn import sync_client  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny models on two shared cores go faster without hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs tiny models in-process (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
