@@ -112,6 +112,10 @@ class CodecAugment:
         crf = int(rng.integers(self.crf[0], self.crf[1] + 1))
         if not chosen:
             return frames
-        options = {"crf": str(crf), "threads": "1"}  # the batch thread shares the cores
+        # One thread: the batch thread shares the cores. No macroblock tree: on clips this short
+        # x264's mbtree read something left over from earlier encodes (same frames, same
+        # options, a different bitstream now and then under load), and a batch must be a pure
+        # function of its seeds; the quality it adds does not matter to an augmentation.
+        options = {"crf": str(crf), "threads": "1", "x264-params": "mbtree=0"}
         decoded = decode_video_bytes(encode_video_bytes(frames, fps, options=options))
         return decoded[:, : frames.shape[1], : frames.shape[2]]  # odd sides were padded
