@@ -203,6 +203,29 @@ def window_truth(labels: np.ndarray) -> int:
     return int(next(c for c in labels[::-1] if counts[c] == counts.max()))
 
 
+def paired_loss_interval(
+    dense_correct: np.ndarray,
+    eventful_correct: np.ndarray,
+    stream_of: np.ndarray,
+    rounds: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% bootstrap interval of the top-1 points lost (dense minus eventful).
+
+    Windows of one stream overlap and share its actor and scene, so they are not independent:
+    the bootstrap resamples whole streams, with their windows, and keeps each window's dense and
+    eventful outcome together (a paired difference).
+    """
+    streams = int(stream_of.max()) + 1
+    dense = np.bincount(stream_of, weights=dense_correct, minlength=streams)
+    eventful = np.bincount(stream_of, weights=eventful_correct, minlength=streams)
+    windows = np.bincount(stream_of, minlength=streams)
+    picks = np.random.default_rng(seed).integers(0, streams, size=(rounds, streams))
+    lost = 100 * (dense[picks].sum(1) - eventful[picks].sum(1)) / windows[picks].sum(1)
+    low, high = np.percentile(lost, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def bundle_rows(
     path: str, budgets: dict[str, Budget], streams: int, frames: int
 ) -> list[dict[str, Any]]:
@@ -218,6 +241,7 @@ def bundle_rows(
     clips = bundle_streams(model, streams, frames)
     engines = {label: EventfulEngine(model, capacity=1, stride=stride) for label in budgets}
     truth: list[int] = []
+    stream_of: list[int] = []  # the stream each window belongs to
     pure: list[bool] = []  # every frame of the window has the same class
     dense_labels: list[int] = []
     dense_s = 0.0
@@ -226,10 +250,11 @@ def bundle_rows(
     dense_macs = dict.fromkeys(budgets, 0.0)
     seconds = dict.fromkeys(budgets, 0.0)
     with torch.no_grad():
-        for clip, frame_labels in clips:
+        for index, (clip, frame_labels) in enumerate(clips):
             for end in range(stride, frames + 1, stride):
                 in_window = frame_labels[max(0, end - window) : end]
                 truth.append(window_truth(in_window))
+                stream_of.append(index)
                 pure.append(len(in_window) == window and bool((in_window == in_window[0]).all()))
             start = time.perf_counter()
             # Frame by frame, as a dense streaming server would run.
@@ -262,6 +287,9 @@ def bundle_rows(
     for label in budgets:
         agree = sum(a == b for a, b in zip(labels[label], dense_labels, strict=True))
         dense_top1, eventful_top1 = top1(dense_labels) or 0.0, top1(labels[label]) or 0.0
+        low, high = paired_loss_interval(
+            np.equal(dense_labels, truth), np.equal(labels[label], truth), np.array(stream_of)
+        )
         rows.append(
             {
                 "bundle": path,
@@ -272,6 +300,7 @@ def bundle_rows(
                 "dense_top1": dense_top1,
                 "eventful_top1": eventful_top1,
                 "top1_lost_points": 100 * (dense_top1 - eventful_top1),
+                "top1_lost_ci95": [low, high],
                 "dense_top1_pure": top1(dense_labels, only_pure=True),
                 "eventful_top1_pure": top1(labels[label], only_pure=True),
                 "dense_gmacs_per_frame": dense_macs[label] / 1e9 / (len(clips) * frames),
@@ -293,6 +322,8 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
+        if isinstance(value, list):
+            return "[" + ", ".join(cell(v) for v in value) + "]"
         return str(value)
 
     body = [[cell(row[c]) for c in columns] for row in rows]
@@ -444,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "dense_top1",
                     "eventful_top1",
                     "top1_lost_points",
+                    "top1_lost_ci95",
                     "gmacs_per_frame",
                     "gmac_ratio",
                     "wall_clock_ratio",

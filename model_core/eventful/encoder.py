@@ -28,9 +28,13 @@ class EventfulEncoder:
     Args:
         model: the video model; put in eval mode here.
         window: frames of per-frame features the state keeps for the temporal head.
+        pin_class_token: select the class token at every gate whatever its error (see
+            ``policy``); off, it competes with the patch tokens like any other.
     """
 
-    def __init__(self, model: VideoTransformer, window: int | None = None) -> None:
+    def __init__(
+        self, model: VideoTransformer, window: int | None = None, pin_class_token: bool = True
+    ) -> None:
         if model.temporal_embed is not None:
             raise ValueError(f"family {model.family.name!r} adds a temporal embedding per frame")
         blocks = [cast(Block, block) for block in model.blocks]
@@ -47,6 +51,7 @@ class EventfulEncoder:
             cls_shift=any(block.residual_shift is not None for block in blocks),
         )
         self.dense_macs: Counter[str] = dense_frame_macs(model)
+        self.pinned = 1 if pin_class_token else 0  # the class token is token 0
 
     @property
     def device(self) -> torch.device:

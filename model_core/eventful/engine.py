@@ -31,6 +31,8 @@ class EventfulEngine:
         window: frames the temporal head sees (the model's ``num_frames`` by default).
         stride: emit labels every ``stride`` frames of a session.
         device: where the state lives (the model's device by default).
+        pin_class_token: recompute the class token (the per-frame feature the head reads) at
+            every gate whatever the budget; see ``policy``.
     """
 
     def __init__(
@@ -40,10 +42,11 @@ class EventfulEngine:
         window: int | None = None,
         stride: int = 1,
         device: torch.device | str | None = None,
+        pin_class_token: bool = True,
     ) -> None:
         if stride < 1:
             raise ValueError(f"stride must be positive, got {stride}")
-        self.encoder = EventfulEncoder(model, window)
+        self.encoder = EventfulEncoder(model, window, pin_class_token)
         if self.encoder.spec.window > model.config.num_frames:
             raise ValueError(
                 f"window {self.encoder.spec.window} exceeds the model's {model.config.num_frames}"

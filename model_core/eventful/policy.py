@@ -8,6 +8,11 @@ new input minus the gate's reference) and keeps:
 - ``TopFraction(f)``: the ``ceil(f·N)`` tokens with the largest error;
 - ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one).
 
+The first ``pinned`` tokens of a plan (the class token, by default) are selected whatever their
+error: a top-r or top-fraction budget spends one of its slots on each, a threshold adds them.
+The class token is what the temporal head reads from every frame, so a stale one is a stale
+feature; it is one token of ``N``.
+
 Top-r and top-fraction make every session of a batch select a known number of tokens, so a batch
 of equal budgets runs densely. Otherwise the batch is padded to the largest selection: padding
 repeats a selected index (so scatters write the same row twice, harmlessly) and a mask removes
@@ -81,12 +86,14 @@ class BatchPlan:
         fixed: per session, the count its budget fixes, or None (threshold).
         thresholds: ``(S,)`` error-norm thresholds; ``inf`` for sessions with a fixed count.
         fresh: per session, True on its first frame (everything recomputed).
+        pinned: the first ``pinned`` tokens are selected at every gate, whatever their error.
     """
 
     tokens: int
     fixed: tuple[int | None, ...]
     thresholds: Tensor
     fresh: tuple[bool, ...]
+    pinned: int = 0
 
     @classmethod
     def build(
@@ -95,9 +102,12 @@ class BatchPlan:
         fresh: Sequence[bool],
         tokens: int,
         device: torch.device | None = None,
+        pinned: int = 0,
     ) -> BatchPlan:
         if len(budgets) != len(fresh):
             raise ValueError(f"{len(budgets)} budgets for {len(fresh)} sessions")
+        if not 0 <= pinned <= tokens:
+            raise ValueError(f"pinned must lie in [0, {tokens}], got {pinned}")
         fixed = tuple(
             tokens if first else fixed_count(b, tokens)
             for b, first in zip(budgets, fresh, strict=True)
@@ -106,7 +116,7 @@ class BatchPlan:
             [b.threshold if isinstance(b, Threshold) else math.inf for b in budgets],
             device=device,
         )
-        return cls(tokens, fixed, thresholds, tuple(fresh))
+        return cls(tokens, fixed, thresholds, tuple(fresh), pinned)
 
     @property
     def sessions(self) -> int:
@@ -149,6 +159,9 @@ def full_selection(sessions: int, tokens: int) -> Selection:
 def select_tokens(norms: Tensor, plan: BatchPlan) -> Selection:
     """Applies ``plan`` to error norms ``(S, N)``: the largest errors first, padded if needed."""
     sessions, tokens = norms.shape
+    if plan.pinned:
+        norms = norms.clone()
+        norms[:, : plan.pinned] = math.inf  # ranked first, and above any threshold
     fixed = torch.tensor([-1 if c is None else c for c in plan.fixed], device=norms.device)
     counts_t = fixed
     if any(c is None for c in plan.fixed):

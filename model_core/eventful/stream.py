@@ -73,7 +73,9 @@ def stream_step(
         The step's outputs and the updated state.
     """
     fresh = (state.frames == 0).tolist()
-    plan = BatchPlan.build(budgets, fresh, encoder.spec.tokens, device=frames.device)
+    plan = BatchPlan.build(
+        budgets, fresh, encoder.spec.tokens, device=frames.device, pinned=encoder.pinned
+    )
     tokens, meter = encoder.forward_frame(frames, state, plan)
     features = tokens[:, 0]  # (sessions, dim)
 

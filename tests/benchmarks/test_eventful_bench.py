@@ -60,8 +60,12 @@ def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> Non
         assert row["dense_top1"] == keep["dense_top1"]  # one dense run for every budget
         assert row["dense_gmacs_per_frame"] == pytest.approx(keep["dense_gmacs_per_frame"])
         assert row["wall_clock_ratio"] > 0
+        # The bootstrap interval (over whole streams) holds the point estimate.
+        low, high = row["top1_lost_ci95"]
+        assert low <= row["top1_lost_points"] + 1e-9 and row["top1_lost_points"] <= high + 1e-9
     # Keep-all is the dense model: the same labels at the same compute.
     assert keep["top1_agreement"] == 1.0 and keep["eventful_top1"] == keep["dense_top1"]
+    assert keep["top1_lost_ci95"] == [0.0, 0.0]
     assert keep["gmac_ratio"] == pytest.approx(1.0, rel=1e-6)
     assert quarter["gmac_ratio"] > 1.5
     assert quarter["gmacs_per_frame"] < keep["gmacs_per_frame"]

@@ -10,8 +10,19 @@ import torch
 from torch import nn
 
 from model_core import create_model
-from model_core.eventful import KEEP_ALL, Budget, EventfulEngine, Threshold, TopFraction, TopR
+from model_core.eventful import (
+    KEEP_ALL,
+    BatchPlan,
+    Budget,
+    EventfulEngine,
+    Selection,
+    Threshold,
+    TopFraction,
+    TopR,
+    gates,
+)
 from model_core.eventful.accounting import dense_frame_macs
+from model_core.eventful.policy import select_tokens
 from model_core.flops import count_flops
 from model_core.models import VideoTransformer
 
@@ -145,3 +156,34 @@ def test_padding_is_reported_not_charged(shallow: VideoTransformer, stream: Stre
     assert large.tokens == [(6, 6, 6)] * 4
     assert result.padded == 4 * 3 * (6 - 2)
     assert small.macs["mlp"] < large.macs["mlp"]
+
+
+@pytest.mark.parametrize("pin", [True, False])
+def test_the_class_token_is_recomputed_at_every_gate_when_pinned(
+    shallow: VideoTransformer, stream: StreamFn, pin: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinned, the class token is one of the r tokens of every gate. Unpinned, the first gate
+    never picks it: its input there (class embedding plus position) never changes, while the
+    moving square's patches do."""
+    picked: list[list[int]] = []
+
+    def spy(norms: torch.Tensor, plan: BatchPlan) -> Selection:
+        selection = select_tokens(norms, plan)
+        if selection.index is not None:
+            picked.append(selection.index[0].tolist())
+        return selection
+
+    monkeypatch.setattr(gates, "select_tokens", spy)
+    frames = stream(5, 64, seed=3, square=16)
+    engine = EventfulEngine(shallow, capacity=1, pin_class_token=pin)
+    slot = engine.open(TopR(2))
+    for t in range(frames.shape[0]):
+        cost = engine.step(frames[t : t + 1], [slot]).costs[0]
+        if t > 0:
+            assert all(rows == (2, 2, 2) for rows in cost.tokens)  # r tokens a gate, pinned or not
+    gates_per_frame = 3 * shallow.config.depth
+    assert len(picked) == 4 * gates_per_frame  # every gate of every frame after the first
+    if pin:
+        assert all(0 in index for index in picked)
+    else:
+        assert not any(0 in index for index in picked[::gates_per_frame])

@@ -68,3 +68,25 @@ def test_mixed_policies_in_one_batch() -> None:
 def test_all_tokens_above_threshold_is_a_full_selection() -> None:
     plan = BatchPlan.build([Threshold(0.0)], [False], tokens=4)
     assert select_tokens(torch.ones(1, 4), plan).full
+
+
+def test_a_pinned_token_is_selected_whatever_its_error() -> None:
+    # Token 0 (the class token) has the smallest error in both sessions.
+    norms = torch.tensor([[0.0, 5.0, 1.0, 3.0], [0.0, 0.1, 0.2, 0.0]])
+    plan = BatchPlan.build([TopR(2), Threshold(0.5)], [False, False], tokens=4, pinned=1)
+    selection = select_tokens(norms, plan)
+    assert selection.index is not None and selection.mask is not None
+    # Top-r spends one of its r slots on it; a threshold adds it to what crossed the line.
+    assert selection.counts == (2, 1)
+    assert selection.index.tolist()[0] == [0, 1]
+    assert selection.index.tolist()[1][0] == 0
+    assert selection.mask.tolist() == [[True, True], [True, False]]
+    # The caller's norms are left as they were.
+    assert norms[0, 0] == 0.0
+    unpinned = select_tokens(norms, BatchPlan.build([TopR(2)] * 2, [False, False], tokens=4))
+    assert unpinned.index is not None and 0 not in unpinned.index.tolist()[0]
+
+
+def test_pinning_more_tokens_than_a_frame_has_is_refused() -> None:
+    with pytest.raises(ValueError, match="pinned"):
+        BatchPlan.build([TopR(2)], [False], tokens=4, pinned=5)
