@@ -40,29 +40,45 @@ def merge_heads(x: Tensor) -> Tensor:
 
 
 def update_logits_(
-    state: LayerState, q: Tensor, k: Tensor, selection: Selection
+    state: LayerState,
+    q: Tensor,
+    k: Tensor,
+    selection: Selection,
+    new_rows: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, bool]:
     """Brings the query-key buffer up to date with q, k ``(S, H, N, d)``.
+
+    Args:
+        new_rows: the selected tokens' q and k ``(S, H, M, d)`` when the caller has them (the
+            qkv projection just made them); gathered from ``q`` and ``k`` otherwise.
 
     Returns:
         The updated logits ``(S, H, N, N)`` and whether the product was recomputed in full.
     """
-    # Scale the small input, not the large product.
-    q = q * q.shape[-1] ** -0.5
+    scale = q.shape[-1] ** -0.5
     tokens = q.shape[2]
     index = selection.index
     if index is None or 2 * index.shape[1] >= tokens:
-        torch.matmul(q, k.transpose(-2, -1), out=state.logits)
+        # Scale the small input, not the large product.
+        torch.matmul(q * scale, k.transpose(-2, -1), out=state.logits)
         return state.logits, True
-    q_rows = gather_tokens(q, index, dim=2)  # (sessions, heads, selected, dim / heads)
-    k_rows = gather_tokens(k, index, dim=2)  # (sessions, heads, selected, dim / heads)
+    if new_rows is None:
+        new_rows = gather_tokens(q, index, dim=2), gather_tokens(k, index, dim=2)
+    q_rows, k_rows = new_rows  # each (sessions, heads, selected, dim / heads)
+    q_rows = q_rows * scale
     scatter_tokens_(state.logits, index, q_rows @ k.transpose(-2, -1), dim=2)
-    scatter_tokens_(state.logits, index, q @ k_rows.transpose(-2, -1), dim=3)
+    # Columns: every query against the new keys; scale the (S, H, M, d) keys, not q.
+    scatter_tokens_(state.logits, index, q @ (k_rows * scale).transpose(-2, -1), dim=3)
     return state.logits, False
 
 
 def update_av_(
-    state: LayerState, attn: Tensor, v: Tensor, v_old_rows: Tensor | None, selection: Selection
+    state: LayerState,
+    attn: Tensor,
+    v: Tensor,
+    v_old_rows: Tensor | None,
+    selection: Selection,
+    v_new_rows: Tensor | None = None,
 ) -> Tensor:
     """Updates the attention-value accumulator from the new attention ``(S, H, N, N)``.
 
@@ -73,6 +89,8 @@ def update_av_(
         v_old_rows: values of the selected rows before this step ``(S, H, M, d)``; None when
             the selection is full (the product is then recomputed from scratch).
         selection: the qkv gate's selection.
+        v_new_rows: the selected rows of ``v`` ``(S, H, M, d)`` when the caller has them;
+            gathered from ``v`` otherwise.
 
     Returns:
         The accumulator ``(S, H, N, d)``.
@@ -84,7 +102,9 @@ def update_av_(
         return state.av
     attn_cols = gather_tokens(attn, index, dim=3)  # (sessions, heads, tokens, selected)
     ref_cols = gather_tokens(state.attn_ref, index, dim=3)  # (sessions, heads, tokens, selected)
-    v_delta = gather_tokens(v, index, dim=2) - v_old_rows  # (sessions, heads, selected, d)
+    if v_new_rows is None:
+        v_new_rows = gather_tokens(v, index, dim=2)
+    v_delta = v_new_rows - v_old_rows  # (sessions, heads, selected, d)
     attn_delta = attn_cols - ref_cols
     if selection.mask is not None:
         # Padding repeats a selected index: its deltas must not count twice.

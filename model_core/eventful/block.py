@@ -68,19 +68,21 @@ def block_step(
     if selection.index is not None:
         v_old = split_heads(state.qkv[..., 2 * dim :], heads)  # (sessions, heads, tokens, d)
         v_old_rows = gather_tokens(v_old, selection.index, dim=2)  # (S, heads, selected, d)
-    qkv = buffer_(state.qkv, selection, attn.qkv(rows))
+    fresh = attn.qkv(rows)  # (sessions, selected, 3 · dim)
+    qkv = buffer_(state.qkv, selection, fresh)
     q, k, v = (split_heads(t, heads) for t in qkv.chunk(3, dim=-1))
-    # each (sessions, heads, tokens, dim / heads)
+    # each (sessions, heads, tokens, dim / heads); the selected rows straight from the projection
+    q_new, k_new, v_new = (split_heads(t, heads) for t in fresh.chunk(3, dim=-1))
     meter.add("gate", gate_cost)
     meter.add("qkv", [m * dim * 3 * dim for m in counts])
     meter.add_tokens(counts, rows.shape[1])
 
-    logits, dense_qk = update_logits_(state, q, k, selection)
+    logits, dense_qk = update_logits_(state, q, k, selection, (q_new, k_new))
     if dense_qk:
         meter.add("attention", [tokens * tokens * dim] * len(counts))
     else:
         meter.add("attention", [2 * tokens * m * dim for m in counts])
-    av = update_av_(state, logits.softmax(dim=-1), v, v_old_rows, selection)
+    av = update_av_(state, logits.softmax(dim=-1), v, v_old_rows, selection, v_new)
     if v_old_rows is None:
         meter.add("attention", [tokens * tokens * dim] * len(counts))
     else:

@@ -10,6 +10,8 @@ All tensors are session-major: ``(S, N, ...)`` with tokens on dim 1, unless a ``
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -36,12 +38,20 @@ def token_indexer(
     per element: several times faster for the ``(S, N, C)`` references and buffers and the
     ``(S, H, N, N)`` logit rows, which move the most bytes. ``dim`` must not be the last dim.
     """
+    leading = _leading_aranges(tuple(shape[:dim]), index.device)
+    return (*leading, index.view([index.shape[0]] + [1] * (dim - 1) + [index.shape[1]]))
+
+
+@functools.lru_cache(maxsize=64)
+def _leading_aranges(sizes: tuple[int, ...], device: torch.device) -> tuple[Tensor, ...]:
+    """``arange`` of each leading dim (sessions, then e.g. heads), shaped to broadcast along its
+    own axis of ``len(sizes) + 1``; cached, as every gate of every block asks for the same few.
+    The tensors are only ever read."""
     picks = []
-    for axis in range(dim):  # sessions, then e.g. heads: each broadcast along its own axis
-        view = [1] * (dim + 1)
-        view[axis] = shape[axis]
-        picks.append(torch.arange(shape[axis], device=index.device).view(view))
-    picks.append(index.view([index.shape[0]] + [1] * (dim - 1) + [index.shape[1]]))
+    for axis, size in enumerate(sizes):
+        view = [1] * (len(sizes) + 1)
+        view[axis] = size
+        picks.append(torch.arange(size, device=device).view(view))
     return tuple(picks)
 
 
