@@ -8,10 +8,10 @@ new input minus the gate's reference) and keeps:
 - ``TopFraction(f)``: the ``ceil(f·N)`` tokens with the largest error;
 - ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one).
 
-The first ``pinned`` tokens of a plan (the class token, by default) are selected whatever their
-error: a top-r or top-fraction budget spends one of its slots on each, a threshold adds them.
-The class token is what the temporal head reads from every frame, so a stale one is a stale
-feature; it is one token of ``N``.
+The first ``pinned`` tokens of a plan (the engine pins the class token unless told not to) are
+selected whatever their error: a top-r or top-fraction budget spends one of its slots on each,
+a threshold adds them. The class token is what the temporal head reads from every frame, so a
+stale one is a stale feature; it is one token of ``N``.
 
 Top-r and top-fraction make every session of a batch select a known number of tokens, so a batch
 of equal budgets runs densely. Otherwise the batch is padded to the largest selection: padding
