@@ -146,8 +146,10 @@ def test_sigkill_moves_jobs_and_sessions_to_the_other_worker(
     gw.send_frames(sid, [png_bytes(f) for f in frames[:4]])
     wait_for(lambda: labels_of(events_of(client, keys, sid)), what="labels from w-a")
 
-    # Jobs for both; w-a is killed while it holds some.
+    # Jobs for both; w-a is killed while it holds some. w-b is held (SIGSTOP) until w-a has taken
+    # one: left to race, w-b could take all eight first (CI saw it once on loaded cores).
     data = mp4_bytes(9)
+    worker_b.signal(signal.SIGSTOP)
     jobs = [gw.submit(data, CLIP_MODEL, HEAVY) for _ in range(8)]
 
     def a_running() -> bool:
@@ -155,7 +157,10 @@ def test_sigkill_moves_jobs_and_sessions_to_the_other_worker(
             client.hmget(keys.job(j), ["state", "worker"]) == [b"running", b"w-a"] for j in jobs
         )
 
-    wait_for(a_running, interval_s=0.002, what="w-a to take a job")
+    try:
+        wait_for(a_running, interval_s=0.002, what="w-a to take a job")
+    finally:
+        worker_b.signal(signal.SIGCONT)
     worker_a.signal(signal.SIGKILL)
     assert worker_a.wait(10) == -signal.SIGKILL
 
