@@ -1,0 +1,113 @@
+"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote.
+
+``vidrec bench eventful`` writes docs/eventful_bench.json (backbones and batching) and, with
+``--bundle``, docs/eventful_stream_bench.json (the streaming model); the tables in the doc are
+rendered from those files, so no figure is typed in by hand.
+
+python scripts/render_bench_docs.py          # rewrite the tables in place
+python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from doc_sections import Section, update_doc
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOC = DOCS / "BENCHMARKS.md"
+MiB = 1024 * 1024
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DOCS / name).read_text())
+    return data
+
+
+def _signed(value: float) -> str:
+    return f"{value:.1f}".replace("-", "−")  # a typographic minus, as the prose writes it
+
+
+def _memory(size: int) -> str:
+    return f"{size / 1024 / MiB:.2f} GiB" if size >= 1024 * MiB else f"{size / MiB:.1f} MiB"
+
+
+def backbone_table() -> list[str]:
+    lines = [
+        "| model | budget | dense ms/frame | eventful ms/frame | wall-clock speed-up "
+        "| GMACs/frame | GMAC ratio | feature error |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in _load("eventful_bench.json")["backbones"]:
+        model = "ViT-S/16" if "small" in r["model"] else "ViT-B/16"
+        lines.append(
+            f"| {model} | {r['budget']} | {r['dense_ms']:.0f} | {r['eventful_ms']:.0f} "
+            f"| {r['speedup']:.2f}× | {r['gmacs']:.2f} | {r['gmac_ratio']:.2f}× "
+            f"| {r['final_rel_err']:.2g} |"
+        )
+    return lines
+
+
+def batching_table() -> list[str]:
+    lines = [
+        "| sessions | batched frames/s | one by one frames/s | speed-up | pool memory |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in _load("eventful_bench.json")["batching"]:
+        lines.append(
+            f"| {r['sessions']} | {r['batched_fps']:.1f} | {r['one_by_one_fps']:.1f} "
+            f"| {r['speedup']:.2f}× | {_memory(r['pool_bytes'])} |"
+        )
+    return lines
+
+
+def stream_table() -> list[str]:
+    rows = _load("eventful_stream_bench.json")["bundle"]
+    dense = rows[0]
+    lines = [
+        f"Dense: {dense['dense_gmacs_per_frame']:.4f} GMACs/frame, "
+        f"{dense['dense_ms_per_frame']:.1f} ms/frame, **{100 * dense['dense_top1']:.1f}%** "
+        f"per-window top-1 against the ground truth ({100 * dense['dense_top1_pure']:.1f}% on "
+        f"pure windows; {dense['windows']} windows, {dense['pure_windows']} pure).",
+        "",
+        "| budget | GMACs/frame | GMAC ratio | eventful ms/frame | wall-clock ratio "
+        "| agreement with dense | eventful top-1 | top-1 lost (points) | 95% interval "
+        "| top-1, pure windows |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        low, high = r["top1_lost_ci95"]
+        lines.append(
+            f"| {r['budget']} | {r['gmacs_per_frame']:.4f} | {r['gmac_ratio']:.2f}× "
+            f"| {r['eventful_ms_per_frame']:.2f} | {r['wall_clock_ratio']:.2f}× "
+            f"| {100 * r['top1_agreement']:.1f}% | {100 * r['eventful_top1']:.1f}% "
+            f"| {_signed(r['top1_lost_points'])} | {_signed(low)} to {_signed(high)} "
+            f"| {100 * r['eventful_top1_pure']:.1f}% |"
+        )
+    return lines
+
+
+def _section(name: str, render: Any) -> Section:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return start, end, lambda: "\n".join([start, *render(), end])
+
+
+SECTIONS = [
+    _section("eventful-backbones", backbone_table),
+    _section("eventful-batching", batching_table),
+    _section("eventful-stream", stream_table),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
+    args = parser.parse_args()
+    return update_doc(DOC, SECTIONS, check=args.check, script="scripts/render_bench_docs.py")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
