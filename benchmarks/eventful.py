@@ -28,6 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +82,72 @@ def build(name: str, img_size: int = 224) -> VideoTransformer:
     return create_model(name, causal=True, img_size=img_size).eval()
 
 
-def backbone_rows(name: str, frames: Tensor, budgets: dict[str, Budget]) -> list[dict[str, Any]]:
-    """Dense and eventful per-frame wall clock, GMAC ratio and feature error on one stream."""
+def backbone_rows(
+    name: str, frames: Tensor, budgets: dict[str, Budget], repeats: int = 1
+) -> list[dict[str, Any]]:
+    """Dense and eventful per-frame wall clock, GMAC ratio and feature error on one stream.
+
+    The stream is played ``repeats`` times, each time from a fresh session: the times are the
+    median over the repeats and ``speedup_range`` the lowest and highest speed-up of one
+    repeat, which shows how much the machine moves between passes.
+    """
     model = build(name, frames.shape[-1])
     # A stride past the stream keeps the temporal head out of the per-frame figures.
     engines = {
         label: EventfulEngine(model, capacity=1, stride=frames.shape[0] + 1) for label in budgets
     }
-    slots = {label: engines[label].open(budget) for label, budget in budgets.items()}
-    dense_s = 0.0
-    spent = dict.fromkeys(budgets, 0.0)
-    seconds = dict.fromkeys(budgets, 0.0)
-    errors: dict[str, list[float]] = {label: [] for label in budgets}
     dense_gmacs = sum(dense_frame_macs(model).values()) / 1e9
-    timed = 0
+    passes = [_time_backbone(model, engines, frames, budgets) for _ in range(repeats)]
+    dense_s = float(np.median([p.dense_s for p in passes]))
+    timed = frames.shape[0] - 1  # the first frame is a full compute for every session
+    rows = []
+    for label in budgets:
+        seconds = float(np.median([p.seconds[label] for p in passes]))
+        speedups = [p.dense_s / p.seconds[label] for p in passes]
+        gmacs = passes[0].spent[label] / timed
+        errors = passes[0].errors[label]
+        rows.append(
+            {
+                "model": name,
+                "budget": label,
+                "repeats": repeats,
+                "dense_ms": 1000 * dense_s / timed,
+                "eventful_ms": 1000 * seconds / timed,
+                "speedup": float(np.median(speedups)),
+                "speedup_range": [min(speedups), max(speedups)],
+                "dense_gmacs": dense_gmacs,
+                "gmacs": gmacs,
+                "gmac_ratio": dense_gmacs / gmacs,
+                "final_rel_err": errors[-1],
+                "mean_rel_err": sum(errors) / len(errors),
+                "bytes_per_slot": engines[label].bytes_per_slot,
+            }
+        )
+    return rows
+
+
+@dataclass
+class _BackbonePass:
+    """One pass over the stream: seconds of the timed frames, GMACs spent, feature errors."""
+
+    dense_s: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    spent: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _time_backbone(
+    model: VideoTransformer,
+    engines: dict[str, EventfulEngine],
+    frames: Tensor,
+    budgets: dict[str, Budget],
+) -> _BackbonePass:
+    result = _BackbonePass(
+        seconds=dict.fromkeys(budgets, 0.0),
+        spent=dict.fromkeys(budgets, 0.0),
+        errors={label: [] for label in budgets},
+    )
+    slots = {label: engines[label].open(budget) for label, budget in budgets.items()}
     with torch.no_grad():
         for t in range(frames.shape[0]):
             start = time.perf_counter()
@@ -102,35 +155,18 @@ def backbone_rows(name: str, frames: Tensor, budgets: dict[str, Budget]) -> list
             elapsed = time.perf_counter() - start
             # The first frame is a full compute for every session: time the steady state.
             if t > 0:
-                dense_s += elapsed
-                timed += 1
+                result.dense_s += elapsed
             for label, engine in engines.items():
                 start = time.perf_counter()
-                result = engine.step(frames[t : t + 1], [slots[label]])
+                step = engine.step(frames[t : t + 1], [slots[label]])
                 elapsed = time.perf_counter() - start
                 if t > 0:
-                    seconds[label] += elapsed
-                    spent[label] += result.costs[0].gmacs
-                errors[label].append(rel_err(result.tokens[0], dense))
-    rows = []
-    for label in budgets:
-        gmacs = spent[label] / timed
-        rows.append(
-            {
-                "model": name,
-                "budget": label,
-                "dense_ms": 1000 * dense_s / timed,
-                "eventful_ms": 1000 * seconds[label] / timed,
-                "speedup": dense_s / seconds[label],
-                "dense_gmacs": dense_gmacs,
-                "gmacs": gmacs,
-                "gmac_ratio": dense_gmacs / gmacs,
-                "final_rel_err": errors[label][-1],
-                "mean_rel_err": sum(errors[label]) / len(errors[label]),
-                "bytes_per_slot": engines[label].bytes_per_slot,
-            }
-        )
-    return rows
+                    result.seconds[label] += elapsed
+                    result.spent[label] += step.costs[0].gmacs
+                result.errors[label].append(rel_err(step.tokens[0], dense))
+    for label, engine in engines.items():
+        engine.close(slots[label])
+    return result
 
 
 def batching_rows(
@@ -227,18 +263,18 @@ def paired_loss_interval(
 
 
 def bundle_rows(
-    path: str, budgets: dict[str, Budget], streams: int, frames: int
+    path: str, budgets: dict[str, Budget], streams: int, frames: int, seed: int = 100
 ) -> list[dict[str, Any]]:
     """Per-window top-1 of a trained streaming model on generated long streams, dense and
     eventful: against the ground truth and agreement with the dense labels, with the GMAC and
     wall-clock ratios. Dense and every budget run on each stream in turn, so load changes hit
-    them alike."""
+    them alike. The streams are ``generate_stream`` seeds ``seed`` to ``seed + streams - 1``."""
     from model_core import load_bundle
 
     model = load_bundle(path).eval()
     window = model.config.num_frames
     stride = max(1, window // 2)
-    clips = bundle_streams(model, streams, frames)
+    clips = bundle_streams(model, streams, frames, seed)
     engines = {label: EventfulEngine(model, capacity=1, stride=stride) for label in budgets}
     truth: list[int] = []
     stream_of: list[int] = []  # the stream each window belongs to
@@ -314,6 +350,28 @@ def bundle_rows(
     return rows
 
 
+def threshold_arg(text: str) -> Threshold:
+    """A ``--bundle-thresholds`` value: ``1`` (every gate) or ``0.75/1.5/1.5`` (qkv/proj/mlp)."""
+    try:
+        values = tuple(float(part) for part in text.split("/"))
+        if len(values) == 1:
+            return Threshold(values[0])
+        if len(values) == 3:
+            return Threshold((values[0], values[1], values[2]))
+        raise ValueError(f"{len(values)} numbers")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"a threshold is a number >= 0 or three of them as QKV/PROJ/MLP, got {text!r} ({exc})"
+        ) from exc
+
+
+def threshold_label(budget: Threshold) -> str:
+    """``threshold 1``, or ``threshold 0.75/1.5/1.5`` for one threshold per gate."""
+    if isinstance(budget.threshold, tuple):
+        return "threshold " + "/".join(f"{t:g}" for t in budget.threshold)
+    return f"threshold {budget.threshold:g}"
+
+
 def _label(budget: Budget) -> str:
     return next((k for k, v in BUDGETS.items() if v == budget), repr(budget))
 
@@ -380,6 +438,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=["factorized_vit_small_patch16_224", "factorized_vit_base_patch16_224"],
     )
     parser.add_argument("--frames", type=int, default=16, help="frames per backbone stream")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="passes over the backbone stream (median, range)"
+    )
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-model", default="factorized_vit_small_patch16_224")
     parser.add_argument("--batch-img-size", type=int, default=224)
@@ -397,10 +458,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--bundle-thresholds",
-        type=float,
+        type=threshold_arg,
         nargs="+",
         default=[],
-        help="error-norm threshold budgets for the bundle, besides the fractions",
+        help="error-norm threshold budgets for the bundle, besides the fractions: one number "
+        "for every gate, or QKV/PROJ/MLP (e.g. 0.75/1.5/1.5) for one per gate",
+    )
+    parser.add_argument(
+        "--bundle-seed",
+        type=int,
+        default=100,
+        help="stream seed of the first generated stream (the next ones follow)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--skip", nargs="*", default=[], choices=["backbones", "batching"])
@@ -421,11 +489,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch": torch.__version__,
             "device": "cpu",
         },
-        "config": vars(args),
+        "config": {
+            **vars(args),
+            "bundle_thresholds": [threshold_label(t) for t in args.bundle_thresholds],
+        },
     }
     if "backbones" not in args.skip:
         stream = synthetic_stream(args.frames, args.img_size)
-        rows = [r for name in args.models for r in backbone_rows(name, stream, BUDGETS)]
+        rows = [
+            r for name in args.models for r in backbone_rows(name, stream, BUDGETS, args.repeats)
+        ]
         results["backbones"] = rows
         print("## backbones: dense vs eventful per frame (steady state, random weights)")
         print(
@@ -437,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "dense_ms",
                     "eventful_ms",
                     "speedup",
+                    "speedup_range",
                     "gmacs",
                     "gmac_ratio",
                     "final_rel_err",
@@ -461,8 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.bundle_fractions:
             budgets = {"keep-all": KEEP_ALL}
             budgets.update({f"top {100 * f:g}%": TopFraction(f) for f in args.bundle_fractions})
-        budgets = {**budgets, **{f"threshold {t:g}": Threshold(t) for t in args.bundle_thresholds}}
-        rows = bundle_rows(args.bundle, budgets, args.bundle_streams, args.bundle_frames)
+        budgets = {**budgets, **{threshold_label(t): t for t in args.bundle_thresholds}}
+        rows = bundle_rows(
+            args.bundle, budgets, args.bundle_streams, args.bundle_frames, args.bundle_seed
+        )
         results["bundle"] = rows
         print("\n## streaming model: per-window labels on generated streams")
         print(

@@ -31,18 +31,22 @@ BENCH = ROOT / "docs" / "eventful_stream_bench.json"
 MAX_LOST_POINTS = 2.5
 
 _FRACTION = re.compile(r"^top ([0-9.]+)%$")
-_THRESHOLD = re.compile(r"^threshold ([0-9.eE+-]+)$")
+_NUMBER = r"[0-9.eE+-]+"
+_THRESHOLD = re.compile(rf"^threshold ({_NUMBER})$")
+_GATE_THRESHOLDS = re.compile(rf"^threshold ({_NUMBER})/({_NUMBER})/({_NUMBER})$")
 
 
 def budget_of_label(label: str) -> dict[str, Any]:
     """The JSON budget a row of ``vidrec bench eventful`` names: ``keep-all``, ``top 25%``,
-    ``threshold 1``."""
+    ``threshold 1``, ``threshold 0.75/1.5/1.5`` (one per gate: qkv, proj, mlp)."""
     if label == "keep-all":
         return {"keep_all": True}
     if match := _FRACTION.match(label):
         return {"fraction": float(match.group(1)) / 100}
     if match := _THRESHOLD.match(label):
         return {"threshold": float(match.group(1))}
+    if match := _GATE_THRESHOLDS.match(label):
+        return {"threshold": [float(g) for g in match.groups()]}
     raise ValueError(f"not a budget label of the eventful benchmark: {label!r}")
 
 

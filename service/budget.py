@@ -3,7 +3,7 @@
 The worker turns a budget into the engine's policy (``service.inference.parse_budget``, which
 needs torch); the gateway, the settings and the CLI hold no model, so they share these checks of
 the JSON shape: exactly one of ``{"fraction": 0 < f <= 1}``, ``{"tokens": n >= 1}``,
-``{"threshold": t >= 0}``, ``{"keep_all": true}``.
+``{"threshold": t >= 0}`` (or ``[t_qkv, t_proj, t_mlp]``, one per gate), ``{"keep_all": true}``.
 
 Which budget a session gets when its client names none: the deployment's
 ``VIDREC_DEFAULT_BUDGET`` when set, else the budget the model's bundle recommends (measured for
@@ -27,6 +27,12 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def valid_threshold(value: Any) -> bool:
+    """One threshold >= 0, or a list of three: the qkv, projection and MLP gates'."""
+    values = value if isinstance(value, list) and len(value) == 3 else [value]
+    return all((n := _number(v)) is not None and n >= 0.0 for v in values)
+
+
 def check_budget(budget: Any) -> dict[str, Any]:
     """Returns the budget as a one-key dict, or raises ValueError saying what is accepted.
 
@@ -39,8 +45,9 @@ def check_budget(budget: Any) -> dict[str, Any]:
         budget = {"keep_all": True}
     if not isinstance(budget, dict) or len(budget) != 1 or next(iter(budget)) not in _KINDS:
         raise ValueError(
-            "a budget is one of {'fraction': 0<f<=1}, {'tokens': n>=1}, {'threshold': t>=0}, "
-            f"{{'keep_all': true}}, a bare fraction, or 'all'; got {budget!r}"
+            "a budget is one of {'fraction': 0<f<=1}, {'tokens': n>=1}, {'threshold': t>=0} "
+            "(or [t_qkv, t_proj, t_mlp]), {'keep_all': true}, a bare fraction, or 'all'; "
+            f"got {budget!r}"
         )
     ((kind, value),) = budget.items()
     number = _number(value)
@@ -48,8 +55,10 @@ def check_budget(budget: Any) -> dict[str, Any]:
         raise ValueError("budget fraction must be a number in (0, 1]")
     if kind == "tokens" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError("budget tokens must be an integer >= 1")
-    if kind == "threshold" and (number is None or number < 0.0):
-        raise ValueError("budget threshold must be a number >= 0")
+    if kind == "threshold" and not valid_threshold(value):
+        raise ValueError(
+            "budget threshold must be a number >= 0 or a list of three (qkv, proj, mlp gates)"
+        )
     if kind == "keep_all" and value is not True:
         raise ValueError("budget keep_all must be true")
     return {kind: value}

@@ -20,8 +20,7 @@ from torch import nn
 from model_core.layers import Block
 from model_core.models import VideoTransformer
 
-GATES = ("qkv", "proj", "mlp")
-"""The three gates of a block, in the order of ``SessionCost.tokens`` rows."""
+from .policy import GATES  # the order of ``SessionCost.tokens`` rows
 
 
 def dense_block_macs(tokens: int, dim: int, hidden: int) -> Counter[str]:

@@ -22,8 +22,10 @@ from model_core.layers import Attention, Block, TemporalShift
 from .accounting import CostMeter
 from .attention import merge_heads, split_heads, update_av_, update_logits_
 from .gates import buffer_, gate_, gather_tokens
-from .policy import BatchPlan
+from .policy import GATES, BatchPlan
 from .state import LayerState
+
+QKV, PROJ, MLP = (GATES.index(name) for name in ("qkv", "proj", "mlp"))
 
 
 def check_block(block: Block) -> None:
@@ -62,7 +64,7 @@ def block_step(
     gate_cost = [tokens * dim if gated else 0 for gated in plan.gated]
 
     # qkv: gate → linear on the selected rows → buffer.
-    selection, rows = gate_(block.norm1(x), state.qkv_ref, plan)
+    selection, rows = gate_(block.norm1(x), state.qkv_ref, plan, QKV)
     counts = selection.counts
     v_old_rows = None
     if selection.index is not None:
@@ -91,7 +93,7 @@ def block_step(
         meter.add("accumulator", [m * dim + heads * tokens * m + 2 * tokens * dim for m in counts])
 
     # Output projection: gate → linear → buffer, then the dense residual add.
-    selection, rows = gate_(merge_heads(av), state.proj_ref, plan)
+    selection, rows = gate_(merge_heads(av), state.proj_ref, plan, PROJ)
     x = x + buffer_(state.proj, selection, attn.proj(rows))
     meter.add("gate", gate_cost)
     meter.add("proj", [m * dim * dim for m in selection.counts])
@@ -100,7 +102,7 @@ def block_step(
     if shift is not None:
         x = shift_cls_(x, state.cls_prev, 1, shift)
     # MLP: gate on norm2 → fc1, GELU, fc2 on the selected rows → buffer → residual add.
-    selection, rows = gate_(block.norm2(x), state.mlp_ref, plan)
+    selection, rows = gate_(block.norm2(x), state.mlp_ref, plan, MLP)
     x = x + buffer_(state.mlp, selection, block.mlp.fc2(block.mlp.act(block.mlp.fc1(rows))))
     meter.add("gate", gate_cost)
     meter.add("mlp", [2 * m * dim * hidden for m in selection.counts])

@@ -73,8 +73,10 @@ def scatter_tokens_(buffer: Tensor, index: Tensor, rows: Tensor, dim: int = 1) -
         buffer.scatter_(dim, expand_index(index, buffer.shape, dim), rows)
 
 
-def gate_(c: Tensor, reference: Tensor, plan: BatchPlan) -> tuple[Selection, Tensor]:
+def gate_(c: Tensor, reference: Tensor, plan: BatchPlan, gate: int = 0) -> tuple[Selection, Tensor]:
     """Selects tokens of ``c`` ``(S, N, C)`` by accumulated error and refreshes ``reference``.
+
+    ``gate`` is the gate's index in ``GATES`` (qkv, proj, mlp): which threshold applies.
 
     Returns:
         The selection and the selected rows ``(S, M, C)`` (all of ``c`` when full).
@@ -84,7 +86,7 @@ def gate_(c: Tensor, reference: Tensor, plan: BatchPlan) -> tuple[Selection, Ten
         reference.copy_(c)
         return full_selection(sessions, tokens), c
     norms = torch.linalg.vector_norm(c - reference, dim=-1)  # (S, N)
-    selection = select_tokens(norms, plan)
+    selection = select_tokens(norms, plan, gate)
     if selection.index is None:
         reference.copy_(c)
         return selection, c

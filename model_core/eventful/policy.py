@@ -6,7 +6,15 @@ new input minus the gate's reference) and keeps:
 
 - ``TopR(r)``: the ``r`` tokens with the largest error;
 - ``TopFraction(f)``: the ``ceil(f·N)`` tokens with the largest error;
-- ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one).
+- ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one); or
+  ``Threshold((t_qkv, t_proj, t_mlp))``, one threshold per gate of a block.
+
+Why a threshold per gate: a token the qkv gate leaves stale keeps its old key and value, which
+every query of the frame reads, while a token the projection or MLP gate leaves stale affects its
+own row only. On the shipped live model, recomputing every token at the qkv gate alone (with
+threshold 1 at the others) removed most of the difference from the dense outputs, and doing so
+at the MLP gate almost none (docs/EVENTFUL.md, "Policies and batching"), so a tighter qkv
+threshold and looser projection and MLP thresholds buy more accuracy per MAC.
 
 The first ``pinned`` tokens of a plan (the engine pins the class token unless told not to) are
 selected whatever their error: a top-r or top-fraction budget spends one of its slots on each,
@@ -51,15 +59,38 @@ class TopFraction:
             raise ValueError(f"TopFraction needs 0 < fraction <= 1, got {self.fraction}")
 
 
+GATES = ("qkv", "proj", "mlp")
+"""The three gates of a block, in the order they run (and of per-gate thresholds)."""
+
+
 @dataclass(frozen=True)
 class Threshold:
-    """Keep every token whose error norm exceeds ``threshold`` (at least one token)."""
+    """Keep every token whose error norm exceeds the threshold (at least one token).
 
-    threshold: float
+    ``threshold`` is one number for every gate, or three: for the gates before the qkv
+    projection, the output projection and the MLP (``GATES`` order).
+    """
+
+    threshold: float | tuple[float, float, float]
 
     def __post_init__(self) -> None:
-        if not self.threshold >= 0.0:
-            raise ValueError(f"Threshold needs threshold >= 0, got {self.threshold}")
+        if isinstance(self.threshold, list):  # a JSON array
+            object.__setattr__(self, "threshold", tuple(self.threshold))
+        many = isinstance(self.threshold, tuple)
+        values = self.threshold if isinstance(self.threshold, tuple) else (self.threshold,)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if (many and len(values) != len(GATES)) or not numbers or not all(v >= 0 for v in values):
+            raise ValueError(
+                f"Threshold needs one threshold >= 0 or {len(GATES)} (qkv, proj, mlp), "
+                f"got {self.threshold}"
+            )
+
+    @property
+    def per_gate(self) -> tuple[float, float, float]:
+        """The threshold of each gate, in ``GATES`` order."""
+        if isinstance(self.threshold, tuple):
+            return self.threshold
+        return (self.threshold,) * 3
 
 
 Budget = TopR | TopFraction | Threshold
@@ -84,7 +115,8 @@ class BatchPlan:
     Attributes:
         tokens: tokens per frame ``N``.
         fixed: per session, the count its budget fixes, or None (threshold).
-        thresholds: ``(S,)`` error-norm thresholds; ``inf`` for sessions with a fixed count.
+        thresholds: ``(S, 3)`` error-norm thresholds per session and gate (``GATES``);
+            ``inf`` for sessions with a fixed count.
         fresh: per session, True on its first frame (everything recomputed).
         pinned: the first ``pinned`` tokens are selected at every gate, whatever their error.
     """
@@ -113,9 +145,9 @@ class BatchPlan:
             for b, first in zip(budgets, fresh, strict=True)
         )
         thresholds = torch.tensor(
-            [b.threshold if isinstance(b, Threshold) else math.inf for b in budgets],
+            [b.per_gate if isinstance(b, Threshold) else (math.inf,) * len(GATES) for b in budgets],
             device=device,
-        )
+        ).reshape(len(budgets), len(GATES))
         return cls(tokens, fixed, thresholds, tuple(fresh), pinned)
 
     @property
@@ -156,8 +188,9 @@ def full_selection(sessions: int, tokens: int) -> Selection:
     return Selection(None, None, (tokens,) * sessions)
 
 
-def select_tokens(norms: Tensor, plan: BatchPlan) -> Selection:
-    """Applies ``plan`` to error norms ``(S, N)``: the largest errors first, padded if needed."""
+def select_tokens(norms: Tensor, plan: BatchPlan, gate: int = 0) -> Selection:
+    """Applies ``plan`` to the error norms ``(S, N)`` at gate ``gate`` (an index in ``GATES``):
+    the largest errors first, padded if needed."""
     sessions, tokens = norms.shape
     if plan.pinned:
         norms = norms.clone()
@@ -165,7 +198,7 @@ def select_tokens(norms: Tensor, plan: BatchPlan) -> Selection:
     fixed = torch.tensor([-1 if c is None else c for c in plan.fixed], device=norms.device)
     counts_t = fixed
     if any(c is None for c in plan.fixed):
-        above = (norms > plan.thresholds[:, None]).sum(dim=1).clamp(min=1)
+        above = (norms > plan.thresholds[:, gate, None]).sum(dim=1).clamp(min=1)
         counts_t = torch.where(fixed < 0, above, fixed)
     counts = tuple(int(c) for c in counts_t.tolist())
     width = max(counts)

@@ -28,12 +28,14 @@ from model_core.eventful import (
     TopR,
 )
 from model_core.preprocess import preprocess_frames
+from service.budget import valid_threshold
 
 from .catalog import LIVE_RULE, ModelEntry
 
 _BUDGET_FORMS = (
     '{"fraction": f} with 0 < f <= 1, {"tokens": r} with r >= 1, '
-    '{"threshold": x} with x >= 0, or {"keep_all": true}'
+    '{"threshold": x} with x >= 0 (or [x_qkv, x_proj, x_mlp], one per gate), '
+    'or {"keep_all": true}'
 )
 
 
@@ -53,7 +55,8 @@ def parse_budget(spec: Mapping[str, Any]) -> Budget:
 
     ``{"fraction": 0.25}`` recomputes the quarter of each frame's tokens that changed most,
     ``{"tokens": 20}`` the 20 that changed most, ``{"threshold": 0.1}`` every token whose
-    accumulated change exceeds 0.1, ``{"keep_all": true}`` every token (the dense model).
+    accumulated change exceeds 0.1 (``{"threshold": [0.8, 2.2, 1.6]}``: one threshold for each
+    gate, qkv, projection and MLP), ``{"keep_all": true}`` every token (the dense model).
 
     Raises:
         ValueError: anything else, with a message that lists the accepted forms.
@@ -66,7 +69,9 @@ def parse_budget(spec: Mapping[str, Any]) -> Budget:
         return TopFraction(float(value))
     if key == "tokens" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return TopR(value)
-    if key == "threshold" and number and math.isfinite(value) and value >= 0:
+    if key == "threshold" and valid_threshold(value):
+        if isinstance(value, list):
+            return Threshold((float(value[0]), float(value[1]), float(value[2])))
         return Threshold(float(value))
     if key == "keep_all" and value is True:
         return KEEP_ALL
@@ -83,6 +88,8 @@ def budget_to_dict(budget: Budget) -> dict[str, Any]:
         return {"fraction": budget.fraction}
     if isinstance(budget, TopR):
         return {"tokens": budget.r}
+    if isinstance(budget.threshold, tuple):
+        return {"threshold": list(budget.threshold)}
     return {"threshold": budget.threshold}
 
 

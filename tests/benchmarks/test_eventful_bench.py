@@ -3,6 +3,7 @@ model on generated streams, against the ground truth and the dense model."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -35,6 +36,37 @@ def test_window_truth_is_the_most_frequent_class_ties_to_the_latest() -> None:
     assert window_truth(np.array([7])) == 7
 
 
+def test_threshold_arguments_and_their_labels() -> None:
+    script = _script()
+    from model_core.eventful import Threshold
+
+    assert script.threshold_arg("1") == Threshold(1.0)
+    assert script.threshold_arg("0.75/2/1.5") == Threshold((0.75, 2.0, 1.5))
+    assert script.threshold_label(Threshold(1.0)) == "threshold 1"
+    assert script.threshold_label(Threshold((0.75, 2.0, 1.5))) == "threshold 0.75/2/1.5"
+    for bad in ("1/2", "-1", "a/b/c"):
+        with pytest.raises(argparse.ArgumentTypeError, match="QKV/PROJ/MLP"):
+            script.threshold_arg(bad)
+
+
+def test_backbone_rows_report_the_median_and_range_of_repeated_passes() -> None:
+    script = _script()
+    from model_core.eventful import KEEP_ALL, TopFraction
+
+    stream = script.synthetic_stream(4, 64)
+    budgets = {"keep-all": KEEP_ALL, "top 25%": TopFraction(0.25)}
+    keep, quarter = script.backbone_rows("factorized_vit_tiny_patch16_224", stream, budgets, 3)
+    for row in (keep, quarter):
+        assert row["repeats"] == 3
+        low, high = row["speedup_range"]
+        assert 0 < low <= row["speedup"] <= high
+        assert row["dense_ms"] > 0 and row["eventful_ms"] > 0
+    # Every pass starts a fresh session: keep-all stays the dense model, at dense cost.
+    assert keep["gmac_ratio"] == pytest.approx(1.0, rel=1e-6)
+    assert keep["final_rel_err"] < 1e-5
+    assert quarter["gmac_ratio"] > 1.5 and quarter["final_rel_err"] > keep["final_rel_err"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not BUNDLE.is_file(), reason="the shipped streaming bundle is not there")
 def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> None:
@@ -44,7 +76,7 @@ def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> Non
     command = [
         str(VIDREC), "bench", "eventful", "--threads", "1", "--skip", "backbones", "batching",
         "--bundle", str(BUNDLE), "--bundle-streams", "2", "--bundle-frames", "24",
-        "--bundle-fractions", "0.25", "--bundle-thresholds", "1", "--out", str(out),
+        "--bundle-fractions", "0.25", "--bundle-thresholds", "1", "0.5/2/2", "--out", str(out),
     ]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env=env, check=False, cwd=ROOT
@@ -52,9 +84,12 @@ def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert "backbones" not in report and "batching" not in report
-    keep, quarter, threshold = report["bundle"]
-    assert [r["budget"] for r in report["bundle"]] == ["keep-all", "top 25%", "threshold 1"]
-    for row in (keep, quarter, threshold):
+    keep, quarter, threshold, per_gate = report["bundle"]
+    assert [r["budget"] for r in report["bundle"]] == [
+        "keep-all", "top 25%", "threshold 1", "threshold 0.5/2/2"
+    ]  # fmt: skip
+    assert report["config"]["bundle_thresholds"] == ["threshold 1", "threshold 0.5/2/2"]
+    for row in (keep, quarter, threshold, per_gate):
         assert row["windows"] == 2 * 24 // 4  # stride = half the 8-frame window
         assert 0 <= row["dense_top1"] <= 1 and 0 <= row["eventful_top1"] <= 1
         assert row["dense_top1"] == keep["dense_top1"]  # one dense run for every budget

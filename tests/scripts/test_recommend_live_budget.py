@@ -48,6 +48,7 @@ ROWS = [
         (f"top {100 * 0.1:g}%", {"fraction": 0.1}),
         (f"threshold {1.0:g}", {"threshold": 1.0}),
         (f"threshold {0.75:g}", {"threshold": 0.75}),
+        ("threshold 0.75/2/1.5", {"threshold": [0.75, 2.0, 1.5]}),  # one per gate
     ],
 )
 def test_labels_of_the_benchmark_name_their_budgets(label: str, budget: dict[str, Any]) -> None:

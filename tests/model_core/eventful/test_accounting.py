@@ -3,6 +3,7 @@ count matches the rows that really ran through the linear layers."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -167,8 +168,8 @@ def test_the_class_token_is_recomputed_at_every_gate_when_pinned(
     moving square's patches do."""
     picked: list[list[int]] = []
 
-    def spy(norms: torch.Tensor, plan: BatchPlan) -> Selection:
-        selection = select_tokens(norms, plan)
+    def spy(norms: torch.Tensor, plan: BatchPlan, gate: int = 0) -> Selection:
+        selection = select_tokens(norms, plan, gate)
         if selection.index is not None:
             picked.append(selection.index[0].tolist())
         return selection
@@ -187,3 +188,17 @@ def test_the_class_token_is_recomputed_at_every_gate_when_pinned(
         assert all(0 in index for index in picked)
     else:
         assert not any(0 in index for index in picked[::gates_per_frame])
+
+
+def test_a_threshold_per_gate_selects_per_gate(shallow: VideoTransformer, stream: StreamFn) -> None:
+    """Three equal thresholds are the one threshold; a zero qkv threshold with infinite others
+    recomputes every changed token before the qkv projection and only the pinned class token
+    at the projection and MLP gates."""
+    frames = stream(6, 64, seed=5, square=16)
+    assert run(shallow, frames, Threshold(0.5))[0] == run(shallow, frames, Threshold((0.5,) * 3))[0]
+    engine = EventfulEngine(shallow, capacity=1)
+    slot = engine.open(Threshold((0.0, math.inf, math.inf)))
+    engine.step(frames[:1], [slot])  # the first frame recomputes everything
+    for t in range(1, frames.shape[0]):
+        cost = engine.step(frames[t : t + 1], [slot]).costs[0]
+        assert all(qkv > 1 and (proj, mlp) == (1, 1) for qkv, proj, mlp in cost.tokens)

@@ -20,7 +20,17 @@ def test_fixed_counts() -> None:
     assert fixed_count(Threshold(0.1), 50) is None
 
 
-@pytest.mark.parametrize("bad", [lambda: TopR(0), lambda: TopFraction(0.0), lambda: Threshold(-1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: TopR(0),
+        lambda: TopFraction(0.0),
+        lambda: Threshold(-1),
+        lambda: Threshold((1.0, 2.0)),
+        lambda: Threshold((1.0, -2.0, 3.0)),
+        lambda: Threshold(math.nan),
+    ],
+)
 def test_invalid_budgets_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         bad()  # type: ignore[operator]
@@ -55,6 +65,19 @@ def test_thresholds_pad_with_a_selected_index_and_mask_it() -> None:
     assert selection.index.tolist()[0] == [1, 3, 2]
     assert selection.index.tolist()[1] == [2, 2, 2]
     assert selection.mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_each_gate_applies_its_own_threshold() -> None:
+    norms = torch.tensor([[0.0, 5.0, 1.0, 3.0], [0.1, 0.0, 2.5, 0.0]])
+    per_gate = Threshold((0.5, 2.0, 4.0))  # qkv, proj, mlp
+    assert per_gate.per_gate == (0.5, 2.0, 4.0) and Threshold(0.5).per_gate == (0.5,) * 3
+    assert Threshold([0.5, 2.0, 4.0]) == per_gate  # a JSON list is taken as the tuple
+    plan = BatchPlan.build([per_gate, Threshold(2.0)], [False, False], tokens=4)
+    assert plan.thresholds.shape == (2, 3)
+    counts = [select_tokens(norms, plan, gate).counts for gate in range(3)]
+    assert counts == [(3, 1), (2, 1), (1, 1)]
+    # The default gate is the first one (qkv).
+    assert select_tokens(norms, plan).counts == counts[0]
 
 
 def test_mixed_policies_in_one_batch() -> None:

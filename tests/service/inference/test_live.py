@@ -50,6 +50,7 @@ def scores(event: LiveEvent) -> dict[str, float]:
         ({"tokens": 20}, TopR(20)),
         ({"threshold": 0.1}, Threshold(0.1)),
         ({"threshold": 0}, Threshold(0.0)),
+        ({"threshold": [0.75, 2, 1.5]}, Threshold((0.75, 2.0, 1.5))),
         ({"keep_all": True}, KEEP_ALL),
     ],
 )
@@ -74,6 +75,8 @@ def test_parse_budget(spec: dict[str, Any], budget: Any) -> None:
         ({"tokens": True}, "bad budget value"),
         ({"threshold": -1}, "bad budget value"),
         ({"threshold": math.inf}, "bad budget value"),
+        ({"threshold": [1.0, 2.0]}, "bad budget value"),
+        ({"threshold": [1.0, math.nan, 2.0]}, "bad budget value"),
         ({"keep_all": False}, "bad budget value"),
         ({"keep_all": 1}, "bad budget value"),
         ({"budget": 0.5}, "unknown budget 'budget'"),
