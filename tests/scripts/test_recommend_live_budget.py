@@ -20,22 +20,25 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from recommend_live_budget import budget_of_label, main, pick  # noqa: E402
 
 
-def _row(budget: str, ratio: float, lost: float) -> dict[str, Any]:
+def _row(budget: str, ratio: float, lost: float, high: float | None = None) -> dict[str, Any]:
     return {
         "bundle": "b.safetensors",
         "budget": budget,
         "gmac_ratio": ratio,
         "top1_lost_points": lost,
+        "top1_lost_ci95": [lost - 1.0, lost + 0.1 if high is None else high],
         "dense_top1": 0.6,
         "windows": 64,
     }
 
 
 ROWS = [
-    _row("keep-all", 1.0, 0.0),
+    _row("keep-all", 1.0, 0.0, high=0.0),
     _row("top 25%", 2.8, 12.7),
     _row("threshold 0.5", 2.4, 2.3),
     _row("threshold 1", 4.0, 2.3),
+    # Lucky on this sample: a small point estimate, but an interval reaching past the bound.
+    _row("threshold 1.25", 4.5, 1.0, high=2.9),
     _row("threshold 1.5", 5.0, 7.2),
 ]
 
@@ -61,9 +64,13 @@ def test_an_unknown_label_is_refused() -> None:
 
 
 def test_the_cheapest_budget_within_the_bound_is_picked() -> None:
-    assert pick(ROWS, 2.5)["budget"] == "threshold 1"
+    assert pick(ROWS, 2.5)["budget"] == "threshold 1"  # not 1.25: its interval ends at 2.9
+    assert pick(ROWS, 3.0)["budget"] == "threshold 1.25"
     assert pick(ROWS, 8.0)["budget"] == "threshold 1.5"
     assert pick(ROWS, 1.0)["budget"] == "keep-all"
+    # A report from before the intervals: the point estimate is all there is.
+    bare = [{k: v for k, v in row.items() if k != "top1_lost_ci95"} for row in ROWS]
+    assert pick(bare, 2.5)["budget"] == "threshold 1.25"
     with pytest.raises(ValueError, match="no measured budget"):
         pick(ROWS[1:], 1.0)
 
@@ -98,6 +105,7 @@ def test_written_into_the_bundle_and_served_as_its_default(tmp_path: Path) -> No
     facts = (read_bundle_config(bundle)[1] or {})["live_budget"]
     assert facts["budget"] == {"threshold": 1.0}
     assert facts["gmac_ratio"] == 4.0 and facts["top1_lost_points"] == 2.3
+    assert facts["top1_lost_ci95_high"] == 2.4
     assert (read_bundle_config(bundle)[1] or {})["steps"] == 1  # the other facts kept
     catalog = ModelCatalog.load(models, device="cpu")
     assert catalog.get("live").recommended_budget == {"threshold": 1.0}
