@@ -12,7 +12,7 @@ from service.ingest.isolated import decode_clip_isolated
 from service.ingest.rtsp import LiveFrame, ReaderStatus, RtspReader, StreamState
 from service.ingest.sampling import FpsSampler, Sampling
 from service.ingest.settings import ClipLimits, FrameLimits, RtspSettings, UrlPolicy
-from service.ingest.url_policy import CheckedURL, check_source_url
+from service.ingest.url_policy import CheckedURL, check_source_url, precheck_source_url
 from service.ingest.ws_frames import FrameHeader, WsFrame, decode_ws_frame, split_message
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "decode_clip",
     "decode_clip_isolated",
     "decode_ws_frame",
+    "precheck_source_url",
     "probe_clip",
     "split_message",
 ]

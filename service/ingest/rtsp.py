@@ -38,7 +38,12 @@ from service.ingest.errors import (
 )
 from service.ingest.sampling import FpsSampler
 from service.ingest.settings import RtspSettings, UrlPolicy
-from service.ingest.url_policy import CheckedURL, check_source_url, redact
+from service.ingest.url_policy import (
+    CheckedURL,
+    check_source_url,
+    precheck_source_url,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +164,27 @@ class RtspReader:
         on_state: Callable[[StreamState], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        """Checks the URL and prepares the reader; nothing connects until :meth:`start`.
+        """Checks the URL and prepares the reader; nothing connects, and no name is looked up,
+        until :meth:`start`.
 
         Args:
             url: An rtsp:// or rtsps:// URL.
             settings: Transport, timeouts, backoff, buffer and sampling.
-            policy: The URL policy; checked now and again before every connection, since a
-                name may resolve differently later.
+            policy: The URL policy. Checked now as far as it needs no DNS lookup (the form,
+                the name lists, an address literal), and wholly, host resolved, by the reader
+                thread before every connection, since a name may resolve differently later:
+                a name that resolves to a refused address fails the reader (state ``failed``).
             on_state: Called from the reader thread with each new state.
             rng: Source of jitter (seeded in tests).
 
         Raises:
             InvalidSourceURLError: The URL is malformed or not rtsp/rtsps.
-            SourceURLForbiddenError: The policy refuses its host.
+            SourceURLForbiddenError: The policy refuses its host's name or address literal.
         """
         self._url = url
         self._settings = settings or RtspSettings()
         self._policy = policy or UrlPolicy()
-        check_source_url(url, self._policy)
+        precheck_source_url(url, self._policy)
         self._on_state = on_state
         self._rng = rng or random.Random()
         self._buffer: LatestBuffer[LiveFrame] = LatestBuffer(self._settings.buffer_size)

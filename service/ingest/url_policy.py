@@ -104,6 +104,27 @@ def check_source_url(url: str, policy: UrlPolicy | None = None) -> CheckedURL:
     )
 
 
+def precheck_source_url(url: str, policy: UrlPolicy | None = None) -> None:
+    """The checks of :func:`check_source_url` that need no DNS lookup: the URL's form and
+    scheme, the host name against the allow and deny lists and, when the host is an address
+    literal, the address itself. A host name is left unresolved: a lookup can block for the
+    policy's whole ``resolve_timeout_s``, which a caller on a serving loop cannot afford, and
+    it has to be resolved again before every connection anyway.
+
+    Raises:
+        InvalidSourceURLError: The URL is malformed or its scheme is not allowed.
+        SourceURLForbiddenError: The host is denied by name, or is a denied address.
+    """
+    policy = policy or UrlPolicy()
+    _, host, _ = _parse(url, policy)
+    _check_name(host, policy)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: resolved by check_source_url before each connection
+    check_source_url(url, policy)  # a literal resolves to itself, without a lookup
+
+
 def _parse(url: str, policy: UrlPolicy) -> tuple[SplitResult, str, int]:
     if len(url) > policy.max_url_length:
         raise InvalidSourceURLError(f"the source URL is longer than {policy.max_url_length}")

@@ -258,7 +258,6 @@ def test_unknown_mount_fails_with_a_source_error(
     ("template", "policy", "error"),
     [
         ("rtsp://127.0.0.1:{port}/cam", UrlPolicy(), SourceURLForbiddenError),
-        ("rtsp://localhost:{port}/cam", UrlPolicy(), SourceURLForbiddenError),
         ("rtsp://127.0.0.2:{port}/cam", LOOPBACK_ONLY, SourceURLForbiddenError),
         ("rtsp://[::ffff:127.0.0.1]:{port}/cam", UrlPolicy(), SourceURLForbiddenError),
         (
@@ -276,6 +275,23 @@ def test_denied_urls_are_refused_before_any_connection(
     url = template.format(port=silent_server.port)
     with pytest.raises(error):
         RtspReader(url, FAST, policy)
+    time.sleep(0.2)
+    assert silent_server.accepted == []
+
+
+def test_a_name_is_resolved_and_refused_by_the_reader_before_it_connects(
+    silent_server: _SilentServer, readers: list[RtspReader]
+) -> None:
+    """The constructor looks up no name (it runs on the worker's serving loop, and a lookup may
+    block for seconds): a name that resolves to a refused address fails the reader thread, with
+    the policy's error, and nothing connects."""
+    reader = RtspReader(f"rtsp://localhost:{silent_server.port}/cam", FAST, UrlPolicy())
+    readers.append(reader)
+    reader.start()
+    assert reader.wait_for(StreamState.FAILED, timeout=30)
+    error = reader.status().last_error
+    assert isinstance(error, SourceURLForbiddenError) and "loopback" in error.message
+    assert reader.status().connections == 0
     time.sleep(0.2)
     assert silent_server.accepted == []
 

@@ -8,7 +8,7 @@ import pytest
 
 from service.ingest.errors import InvalidSourceURLError, SourceURLForbiddenError
 from service.ingest.settings import UrlPolicy
-from service.ingest.url_policy import check_source_url, redact
+from service.ingest.url_policy import check_source_url, precheck_source_url, redact
 
 DEFAULT = UrlPolicy(resolve_timeout_s=3.0)
 
@@ -95,6 +95,22 @@ def test_malformed_urls_and_other_schemes_are_invalid(url: str, reason: str) -> 
     with pytest.raises(InvalidSourceURLError, match=reason) as caught:
         check_source_url(url, DEFAULT)
     assert caught.value.http_status == 400
+
+
+def test_the_precheck_refuses_what_needs_no_lookup_and_looks_up_nothing() -> None:
+    # A name is left for check_source_url: even one that cannot resolve passes the precheck.
+    precheck_source_url("rtsp://nonexistent.invalid/x", DEFAULT)
+    precheck_source_url("rtsp://localhost:8554/cam", DEFAULT)
+    with pytest.raises(SourceURLForbiddenError, match="private"):
+        precheck_source_url("rtsp://10.0.0.5/x", DEFAULT)  # an address literal is checked
+    with pytest.raises(SourceURLForbiddenError, match="loopback"):
+        precheck_source_url("rtsp://[::ffff:127.0.0.1]/x", DEFAULT)
+    with pytest.raises(SourceURLForbiddenError):
+        precheck_source_url(
+            "rtsp://cam.internal.example/x", UrlPolicy(deny_hosts=frozenset({".example"}))
+        )
+    with pytest.raises(InvalidSourceURLError, match="scheme"):
+        precheck_source_url("http://8.8.8.8/x", DEFAULT)
 
 
 def test_connect_url_is_pinned_to_the_checked_address() -> None:
