@@ -400,25 +400,18 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
     if results.get("bundle"):
-        rows = results["bundle"]
-        xs = [1 / row["gmac_ratio"] for row in rows]
-        ax.plot(xs, [100 * r["top1_agreement"] for r in rows], "o-", label="agreement with dense")
-        ax.plot(xs, [100 * r["eventful_top1"] for r in rows], "s-", label="eventful top-1")
-        ax.axhline(100 * rows[0]["dense_top1"], color="C2", ls="--", label="dense top-1")
-        for x, row in zip(xs, rows, strict=True):
-            ax.annotate(row["budget"], (x, 100 * row["eventful_top1"]), fontsize=8)
-        ax.set_ylabel("per-window labels (%)")
-        ax.legend()
-    else:
-        for i, model in enumerate(sorted({r["model"] for r in results["backbones"]})):
-            rows = [r for r in results["backbones"] if r["model"] == model]
-            xs = [1 / r["gmac_ratio"] for r in rows]
-            ys = [r["final_rel_err"] for r in rows]
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=model)
-        ax.set_ylabel("relative error of final features vs dense")
-        ax.legend()
+        _plot_bundle(plt, results["bundle"], path)
+        return True
+    # The backbones: error of the final features against compute.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, model in enumerate(sorted({r["model"] for r in results["backbones"]})):
+        rows = [r for r in results["backbones"] if r["model"] == model]
+        xs = [1 / r["gmac_ratio"] for r in rows]
+        ys = [r["final_rel_err"] for r in rows]
+        ax.plot(xs, ys, "o-", color=f"C{i}", label=model)
+    ax.set_ylabel("relative error of final features vs dense")
+    ax.legend()
     ax.set_xlabel("compute (fraction of dense GMACs)")
     ax.set_title("Eventful engine: accuracy against compute")
     ax.grid(alpha=0.3)
@@ -426,6 +419,50 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _budget_kind(label: str) -> str:
+    if label == "keep-all" or label.startswith("top "):
+        return "top fraction"
+    return "threshold per gate" if "/" in label else "threshold"
+
+
+def _plot_bundle(plt: Any, rows: list[dict[str, Any]], path: Path) -> None:
+    """Agreement with dense and points lost (with their intervals) against compute, one
+    series per kind of budget."""
+    fig, (agree, lost) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, kind in enumerate(("top fraction", "threshold", "threshold per gate")):
+        group = sorted(
+            (r for r in rows if _budget_kind(r["budget"]) == kind), key=lambda r: r["gmac_ratio"]
+        )
+        if not group:
+            continue
+        xs = [1 / r["gmac_ratio"] for r in group]
+        style = "o" if kind == "threshold per gate" else "o-"
+        agree.plot(xs, [100 * r["top1_agreement"] for r in group], style, color=f"C{i}", label=kind)
+        low = [r["top1_lost_points"] - r["top1_lost_ci95"][0] for r in group]
+        high = [r["top1_lost_ci95"][1] - r["top1_lost_points"] for r in group]
+        lost.errorbar(
+            xs,
+            [r["top1_lost_points"] for r in group],
+            yerr=[low, high],
+            fmt=style,
+            color=f"C{i}",
+            capsize=3,
+            label=kind,
+        )
+    lost.axhline(0, color="grey", lw=0.8)
+    lost.axhline(1, color="C3", ls="--", lw=0.8, label="1 point")
+    agree.set_ylabel("labels equal to the dense model's (%)")
+    lost.set_ylabel("top-1 lost against dense (points, 95% interval)")
+    for ax in (agree, lost):
+        ax.set_xlabel("compute (fraction of dense GMACs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Eventful engine: the streaming model's labels against compute")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
