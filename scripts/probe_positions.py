@@ -5,7 +5,10 @@ other half (1: perfectly decodable, 0: no better than the mean, below 0: worse) 
 
 - ``patch_position``: each final patch token to its own column and row in the patch grid;
 - ``actor_centre``: each frame's final CLS token to the actor's centre x and y;
-- ``actor_turn``: the CLS token to the sine and cosine of the actor's orientation.
+- ``actor_turn``: the CLS token to the sine and cosine of the actor's orientation;
+- ``actor_outline``: the CLS token to the sine and cosine of ``k`` times the orientation, where
+  ``k`` is the symmetry order of the actor's outline (4 for a square), on the frames of the
+  polygon actors: what the outline alone shows, without the marker disc.
 
 A model that must tell move_left from move_right through its CLS tokens needs the second; the
 first is what it can build that from. docs/DATASET.md, "Position", quotes this script.
@@ -27,6 +30,7 @@ from torch import Tensor
 
 from model_core import load_bundle
 from model_core.data import HELDOUT_SEEDS, ClipSpec, generate_clip
+from model_core.data.shapes import get_shape
 from model_core.training import preprocess_batch
 from model_core.training.targets import actor_states
 
@@ -49,12 +53,13 @@ def probe(path: Path, clips: int) -> dict[str, list[float]]:
     model = load_bundle(path)
     config = model.config
     spec = ClipSpec(frames=config.num_frames, size=config.img_size)
-    tokens, states = [], []
+    tokens, states, orders = [], [], []
     with torch.no_grad():
         for start in range(0, clips, BATCH):
             batch = [generate_clip(int(s), spec=spec) for s in HELDOUT_SEEDS[start : start + BATCH]]
             x = preprocess_batch(np.stack([c.frames for c in batch]), config.preprocessing)
             tokens.append(model.forward_features(x))  # (B, T, N, C)
+            orders += [get_shape(c.actor.shape).symmetry_order for c in batch]
             states.append(
                 torch.from_numpy(
                     np.stack([actor_states(c.track, config.preprocessing) for c in batch])
@@ -67,10 +72,16 @@ def probe(path: Path, clips: int) -> dict[str, list[float]]:
     own = torch.stack([cells % grid, cells // grid], dim=-1).float()  # (P, 2): column, row
     # One frame's patches per clip keep the patch fit to a few thousand rows.
     patches = final[:: config.num_frames, 1:]  # (clips, P, C)
+    order = torch.tensor(orders, dtype=torch.float64).repeat_interleave(config.num_frames)
+    polygon = order > 0  # a circle's outline has no orientation
+    outline = torch.atan2(state[:, 3], state[:, 4]).double()[polygon] * order[polygon]
     return {
         "patch_position": held_out_r2(patches.flatten(0, 1), own.repeat(len(patches), 1)),
         "actor_centre": held_out_r2(final[:, 0], state[:, :2]),
         "actor_turn": held_out_r2(final[:, 0], state[:, 3:5]),
+        "actor_outline": held_out_r2(
+            final[polygon, 0], torch.stack([outline.sin(), outline.cos()], dim=-1)
+        ),
     }
 
 

@@ -65,6 +65,26 @@ class Shape:
             (nxt - points).astype(np.float32),
         )
 
+    @property
+    def symmetry_order(self) -> int:
+        """How many rotations of the outline map it onto itself (1: none but the full turn; 0:
+        every rotation, a circle). The outline alone shows the orientation only modulo
+        ``360 / symmetry_order`` degrees; the marker disc shows the rest."""
+        if self.vertices is None:
+            return 0
+        count = len(self.vertices)
+        for order in range(count, 1, -1):
+            if count % order:
+                continue
+            turn = 2 * np.pi / order
+            c, s = np.cos(turn), np.sin(turn)
+            turned = self.vertices @ np.array([[c, s], [-s, c]], dtype=self.vertices.dtype)
+            # Every turned vertex must land on some vertex of the original outline.
+            gaps = np.linalg.norm(turned[:, None] - self.vertices[None], axis=-1).min(axis=1)
+            if gaps.max() < 1e-4:
+                return order
+        return 1
+
     def radius_at(self, ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
         """Distance from the centre to the outline along unit directions ``(ux, uy)``.
 

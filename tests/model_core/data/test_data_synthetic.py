@@ -379,3 +379,24 @@ def test_the_package_imports_only_numpy_and_the_standard_library_at_import_time(
             for name in names:
                 ok = name.split(".")[0] in allowed or name.startswith("model_core.data")
                 assert ok, f"{source.name} imports {name} at module level"
+
+
+def test_symmetry_order_of_each_outline() -> None:
+    from model_core.data.shapes import Shape, get_shape
+
+    orders = {name: get_shape(name).symmetry_order for name in SHAPE_NAMES}
+    assert orders == {
+        "circle": 0,
+        "ellipse": 2,
+        "square": 4,
+        "rectangle": 2,
+        "diamond": 2,
+        "triangle": 3,
+        "pentagon": 5,
+        "hexagon": 6,
+        "star": 5,
+        "cross": 4,
+    }
+    # An outline with no symmetry but the full turn.
+    kite = Shape.make("kite", np.array([[1.0, 0.0], [0.0, 0.5], [-0.4, 0.0], [0.0, -0.5]]))
+    assert kite.symmetry_order == 1
