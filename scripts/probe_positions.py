@@ -32,10 +32,13 @@ from model_core import load_bundle
 from model_core.data import HELDOUT_SEEDS, ClipSpec, generate_clip
 from model_core.data.shapes import get_shape
 from model_core.training import preprocess_batch
-from model_core.training.targets import actor_states
+from model_core.training.targets import STATE_FIELDS, actor_states
 
 RIDGE = 10.0
 BATCH = 22
+# Columns of ``actor_states``, by name rather than by position.
+CENTRE = [STATE_FIELDS.index("x"), STATE_FIELDS.index("y")]
+SIN, COS = STATE_FIELDS.index("sin_angle"), STATE_FIELDS.index("cos_angle")
 
 
 def held_out_r2(features: Tensor, targets: Tensor, ridge: float = RIDGE) -> list[float]:
@@ -74,11 +77,11 @@ def probe(path: Path, clips: int) -> dict[str, list[float]]:
     patches = final[:: config.num_frames, 1:]  # (clips, P, C)
     order = torch.tensor(orders, dtype=torch.float64).repeat_interleave(config.num_frames)
     polygon = order > 0  # a circle's outline has no orientation
-    outline = torch.atan2(state[:, 3], state[:, 4]).double()[polygon] * order[polygon]
+    outline = torch.atan2(state[:, SIN], state[:, COS]).double()[polygon] * order[polygon]
     return {
         "patch_position": held_out_r2(patches.flatten(0, 1), own.repeat(len(patches), 1)),
-        "actor_centre": held_out_r2(final[:, 0], state[:, :2]),
-        "actor_turn": held_out_r2(final[:, 0], state[:, 3:5]),
+        "actor_centre": held_out_r2(final[:, 0], state[:, CENTRE]),
+        "actor_turn": held_out_r2(final[:, 0], state[:, [SIN, COS]]),
         "actor_outline": held_out_r2(
             final[polygon, 0], torch.stack([outline.sin(), outline.cos()], dim=-1)
         ),
