@@ -10,13 +10,13 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   trips of half the clips (``--codec-augment``), so that it labels an MP4 as it labels the frames;
 - factorized causal (the live default): 1200 steps from scratch, sine-cosine start, both
   supervisions;
-- laps: 2400 steps from scratch, sine-cosine start, both supervisions (the tokshift weights are
-  no warm start for it: loaded into laps they call every clip ``stay_still``);
-- vast, vit_avg and xvit were trained before the sine-cosine start existed and keep their
-  chains: vast and vit_avg from a 2000-step tokshift stage with the actor supervision alone,
-  xvit from scratch. Retrained from the sine-cosine start on one CPU core, vast (1200 steps from
-  tokshift, and 1000 steps from scratch) and xvit (1200 steps from scratch) scored lower than the
-  bundles they would have replaced (docs/MODELS.md).
+- laps (2400 steps) and xvit (2000 steps): from scratch, sine-cosine start, both supervisions
+  (the tokshift weights are no warm start for laps: loaded into it they call every clip
+  ``stay_still``);
+- vast and vit_avg were trained before the sine-cosine start existed and keep their chains: a
+  2000-step tokshift stage with the actor supervision alone, then their own stage. Retrained from
+  the sine-cosine start on one CPU core, vast (1200 steps from tokshift, and 1000 steps from
+  scratch) scored lower than the bundle it would have replaced (docs/MODELS.md).
 
 Each run ends with a held-out evaluation that the bundle records, and a bundle keeps the record
 of its ``--init``, so docs/MODELS.md lists every command behind it. The result is stored in
@@ -87,7 +87,10 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         None,
         (NOISE_POSITION_STAGE, Stage(1000, "8e-4", 6, 400_000, "0")),
     ),
-    "xvit_tiny_motion112": (None, (Stage(2000, "1e-3", 8, 600_000, "1.0"),)),
+    "xvit_tiny_motion112": (
+        None,
+        (Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),),
+    ),
 }
 
 
