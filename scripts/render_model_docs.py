@@ -17,7 +17,7 @@ from doc_sections import update_doc
 from safetensors import safe_open
 
 from model_core import create_model, list_models
-from model_core.checkpoint import read_bundle_config
+from model_core.checkpoint import read_bundle_config, training_chain
 from model_core.flops import count_flops
 from model_core.models import FAMILIES, VIT_SIZES, VideoTransformer
 from model_core.zoo import DEMO_MODELS, list_bundles
@@ -72,20 +72,12 @@ def _demo_row(name: str, path: Path | None) -> str:
     top1 = f"{heldout['top1']:.1%} ({heldout['clips']})" if heldout else "not measured"
     swaps = heldout.get("pair_swap_rate", {})
     worst = max(swaps.values()) if swaps else None
-    command = "`; then `".join(_commands(training))
+    command = "`; then `".join(r.get("command", "") for r in training_chain(training))
     mb = path.stat().st_size / 2**20
     return (
         f"| `{name}` | {top1} | {'' if worst is None else f'{worst:.0%}'} | {params:.2f} "
         f"| {flops.gmacs:.3f} | {mb:.1f} | `{command}` |"
     )
-
-
-def _commands(training: dict | None) -> list[str]:
-    """The commands that made a bundle, first stage first (``--init`` chains them)."""
-    if not training:
-        return []
-    init = training.get("init") or {}
-    return [*_commands(init.get("training")), training.get("command", "")]
 
 
 def _tensor_shapes(path: Path) -> list[tuple[int, ...]]:

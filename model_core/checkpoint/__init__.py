@@ -12,6 +12,7 @@ from .bundle import (
     load_bundle,
     read_bundle_config,
     save_bundle,
+    training_chain,
     update_bundle_training,
 )
 from .errors import CheckpointError
@@ -29,5 +30,6 @@ __all__ = [
     "load_checkpoint",
     "read_bundle_config",
     "save_bundle",
+    "training_chain",
     "update_bundle_training",
 ]

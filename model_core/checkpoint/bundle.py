@@ -172,6 +172,16 @@ def parse_bundle_metadata(
     return config, training if isinstance(training, dict) else None
 
 
+def training_chain(training: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A bundle's training records, first stage first: each run trained ``--init`` from another
+    bundle keeps that bundle's record under ``init.training``."""
+    chain: list[dict[str, Any]] = []
+    while training:
+        chain.append(dict(training))
+        training = (training.get("init") or {}).get("training")
+    return chain[::-1]
+
+
 def read_bundle_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any] | None]:
     """The ``ModelConfig`` and training facts of a bundle, from its header only.
 

@@ -8,21 +8,12 @@ from typing import Any
 
 import pytest
 
-from model_core.checkpoint import read_bundle_config
+from model_core.checkpoint import read_bundle_config, training_chain
 from model_core.zoo import DEMO_MODELS, list_bundles
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from train_demo_bundles import BATCH, Stage, recipe  # noqa: E402
-
-
-def _recorded_chain(training: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """A bundle's training records, first stage first (each ``--init`` holds the one before)."""
-    chain = []
-    while training:
-        chain.append(training)
-        training = (training.get("init") or {}).get("training")
-    return chain[::-1]
 
 
 def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
@@ -64,4 +55,4 @@ def test_the_recipe_is_the_chain_the_shipped_bundle_records(name: str) -> None:
     if start is not None:
         borrowed, count = start
         expected = [_stage_facts(borrowed, s) for s in recipe(borrowed)[1][:count]] + expected
-    assert [_recorded_facts(r) for r in _recorded_chain(training)] == expected
+    assert [_recorded_facts(r) for r in training_chain(training)] == expected
