@@ -9,10 +9,11 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   sine-cosine grid (``--pos-init sincos``) and both supervisions, then 900 steps with H.264 round
   trips of half the clips (``--codec-augment``), so that it labels an MP4 as it labels the frames;
 - factorized causal (the live default): 1200 steps from scratch, sine-cosine start, both
-  supervisions;
+  supervisions, then 900 steps with H.264 round trips of half the clips, as tokshift;
 - laps (2400 steps) and xvit (2000 steps): from scratch, sine-cosine start, both supervisions
   (the tokshift weights are no warm start for laps: loaded into it they call every clip
-  ``stay_still``);
+  ``stay_still``); then 1000 (laps) and 1400 (xvit) steps with H.264 round trips of half
+  the clips;
 - vast and vit_avg were trained before the sine-cosine start existed and keep their chains: a
   2000-step tokshift stage with the actor supervision alone, then their own stage. Retrained from
   the sine-cosine start on one CPU core, vast (1200 steps from tokshift, and 1000 steps from
@@ -73,11 +74,17 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     ),
     DEFAULT_LIVE_MODEL: (
         None,
-        (Stage(1200, "1e-3", 12, 800_000, "1.0", pos_init="sincos"),),
+        (
+            Stage(1200, "1e-3", 12, 800_000, "1.0", pos_init="sincos"),
+            Stage(900, "5e-4", 31, 7_000_000, "1.0", codec_augment="0.5"),
+        ),
     ),
     "laps_tiny_motion112": (
         None,
-        (Stage(2400, "1e-3", 21, 2_200_000, "1.0", pos_init="sincos"),),
+        (
+            Stage(2400, "1e-3", 21, 2_200_000, "1.0", pos_init="sincos"),
+            Stage(1000, "5e-4", 33, 7_200_000, "1.0", codec_augment="0.5"),
+        ),
     ),
     "vast_tiny_motion112": (
         None,
@@ -89,7 +96,10 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     ),
     "xvit_tiny_motion112": (
         None,
-        (Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),),
+        (
+            Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),
+            Stage(1400, "5e-4", 32, 7_100_000, "1.0", codec_augment="0.5"),
+        ),
     ),
 }
 
