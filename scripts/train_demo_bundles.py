@@ -63,6 +63,12 @@ class Stage:
     pos_init: str | None = None  # "sincos" for a first stage from scratch (docs/DATASET.md)
 
 
+def codec_stage(steps: int, seed: int, offset: int, lr: str = "5e-4") -> Stage:
+    """A later stage as every temporal bundle has one: both supervisions, H.264 round trips of
+    half the clips (so that the model labels an MP4 as it labels the frames)."""
+    return Stage(steps, lr, seed, offset, "1.0", codec_augment="0.5")
+
+
 # The first stage of the bundles trained before the sine-cosine position start: tokshift from
 # scratch with the actor supervision alone. vit_avg still starts from it.
 NOISE_POSITION_STAGE = Stage(2000, "1e-3", 0, 0, "0", model=DEFAULT_CLIP_MODEL)
@@ -72,28 +78,28 @@ SINCOS_STAGE = Stage(1000, "1e-3", 11, 700_000, "1.0", pos_init="sincos")
 RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     DEFAULT_CLIP_MODEL: (
         None,
-        (SINCOS_STAGE, Stage(900, "5e-4", 14, 1_000_000, "1.0", codec_augment="0.5")),
+        (SINCOS_STAGE, codec_stage(900, 14, 1_000_000)),
     ),
     DEFAULT_LIVE_MODEL: (
         None,
         (
             Stage(1200, "1e-3", 12, 800_000, "1.0", pos_init="sincos"),
-            Stage(900, "5e-4", 31, 7_000_000, "1.0", codec_augment="0.5"),
+            codec_stage(900, 31, 7_000_000),
         ),
     ),
     "laps_tiny_motion112": (
         None,
         (
             Stage(2400, "1e-3", 21, 2_200_000, "1.0", pos_init="sincos"),
-            Stage(1000, "5e-4", 33, 7_200_000, "1.0", codec_augment="0.5"),
+            codec_stage(1000, 33, 7_200_000),
         ),
     ),
     "vast_tiny_motion112": (
         (DEFAULT_CLIP_MODEL, 2),
         (
             Stage(3000, "8e-4", 35, 7_400_000, "1.0"),
-            Stage(900, "5e-4", 37, 7_600_000, "1.0", codec_augment="0.5"),
-            Stage(1500, "8e-4", 39, 7_800_000, "1.0", codec_augment="0.5"),
+            codec_stage(900, 37, 7_600_000),
+            codec_stage(1500, 39, 7_800_000, lr="8e-4"),
         ),
     ),
     "vit_avg_tiny_motion112": (
@@ -104,7 +110,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         None,
         (
             Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),
-            Stage(1400, "5e-4", 32, 7_100_000, "1.0", codec_augment="0.5"),
+            codec_stage(1400, 32, 7_100_000),
         ),
     ),
 }
