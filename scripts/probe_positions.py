@@ -6,6 +6,9 @@ other half (1: perfectly decodable, 0: no better than the mean, below 0: worse) 
 - ``patch_position``: each final patch token to its own column and row in the patch grid;
 - ``actor_centre``: each frame's final CLS token to the actor's centre x and y;
 - ``actor_turn``: the CLS token to the sine and cosine of the actor's orientation;
+- ``actor_patch_turn``: the same from the final token of the patch under the actor's centre, on
+  the frames where the actor is fully visible: whether the orientation is anywhere in the
+  features, even where the CLS does not gather it;
 - ``actor_outline``: the CLS token to the sine and cosine of ``k`` times the orientation, where
   ``k`` is the symmetry order of the actor's outline (4 for a square), on the frames of the
   polygon actors: what the outline alone shows, without the marker disc.
@@ -32,13 +35,14 @@ from model_core import load_bundle
 from model_core.data import HELDOUT_SEEDS, ClipSpec, generate_clip
 from model_core.data.shapes import get_shape
 from model_core.training import preprocess_batch
-from model_core.training.targets import STATE_FIELDS, actor_states
+from model_core.training.targets import POSITION_SCALE, STATE_FIELDS, actor_states
 
 RIDGE = 10.0
 BATCH = 22
 # Columns of ``actor_states``, by name rather than by position.
 CENTRE = [STATE_FIELDS.index("x"), STATE_FIELDS.index("y")]
 SIN, COS = STATE_FIELDS.index("sin_angle"), STATE_FIELDS.index("cos_angle")
+OPACITY = STATE_FIELDS.index("opacity")
 
 
 def held_out_r2(features: Tensor, targets: Tensor, ridge: float = RIDGE) -> list[float]:
@@ -77,11 +81,17 @@ def probe(path: Path, clips: int) -> dict[str, list[float]]:
     patches = final[:: config.num_frames, 1:]  # (clips, P, C)
     order = torch.tensor(orders, dtype=torch.float64).repeat_interleave(config.num_frames)
     polygon = order > 0  # a circle's outline has no orientation
+    # The patch under the actor's centre: the scaled state back to fractions of the model's input.
+    centre = (state[:, CENTRE] / POSITION_SCALE + 0.5).clamp(0, 1 - 1e-6) * grid  # (clips·T, 2)
+    under = (centre[:, 1].long() * grid + centre[:, 0].long())[:, None, None]  # row-major cell
+    actor_token = final[:, 1:].gather(1, under.expand(-1, 1, final.shape[-1]))[:, 0]  # (clips·T, C)
+    shown = state[:, OPACITY] > 0.99
     outline = torch.atan2(state[:, SIN], state[:, COS]).double()[polygon] * order[polygon]
     return {
         "patch_position": held_out_r2(patches.flatten(0, 1), own.repeat(len(patches), 1)),
         "actor_centre": held_out_r2(final[:, 0], state[:, CENTRE]),
         "actor_turn": held_out_r2(final[:, 0], state[:, [SIN, COS]]),
+        "actor_patch_turn": held_out_r2(actor_token[shown], state[shown][:, [SIN, COS]]),
         "actor_outline": held_out_r2(
             final[polygon, 0], torch.stack([outline.sin(), outline.cos()], dim=-1)
         ),
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.bundle.name}, {args.clips} held-out clips, R² on the held-out half:")
         for name, values in result.items():
-            print(f"  {name:<15} " + "  ".join(f"{v:6.3f}" for v in values))
+            print(f"  {name:<17} " + "  ".join(f"{v:6.3f}" for v in values))
     return 0
 
 

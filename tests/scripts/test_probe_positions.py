@@ -40,5 +40,11 @@ def test_reports_every_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main([str(path), "--clips", "22", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["clips"] == 22
-    for probe in ("patch_position", "actor_centre", "actor_turn", "actor_outline"):
+    for probe in (
+        "patch_position",
+        "actor_centre",
+        "actor_turn",
+        "actor_patch_turn",
+        "actor_outline",
+    ):
         assert len(report[probe]) == 2 and all(v <= 1 for v in report[probe]), probe
