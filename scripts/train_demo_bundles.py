@@ -16,8 +16,8 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   the clips;
 - vast: 3000 steps from both tokshift stages (its affine-shift mixer's ``fc`` starts from the
   value rows of ``qkv``, and the patch tokens bring tokshift's sense of position), both
-  supervisions; then 900 steps at lr 5e-4 and 1500 at lr 8e-4, both with H.264 round trips of
-  half the clips;
+  supervisions; then 900 steps at lr 5e-4, 1500 and 2000 at lr 8e-4, all three with H.264
+  round trips of half the clips;
 - vit_avg was trained before the sine-cosine start existed and keeps its chain: a 2000-step
   tokshift stage with the actor supervision alone, then its own stage.
 
@@ -100,6 +100,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             Stage(3000, "8e-4", 35, 7_400_000, "1.0"),
             codec_stage(900, 37, 7_600_000),
             codec_stage(1500, 39, 7_800_000, lr="8e-4"),
+            codec_stage(2000, 41, 8_000_000, lr="8e-4"),
         ),
     ),
     "vit_avg_tiny_motion112": (
