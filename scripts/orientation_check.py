@@ -10,7 +10,10 @@ R² on frames of held-out clips (1: read exactly, 0: no better than the mean), f
   flattened map (it keeps where things are), or ``vit``, the demo bundles' backbone (ViT-Ti,
   4 blocks, 16-pixel patches, sine-cosine position start) with a linear head on the CLS token;
 - ``--views``: ``crop``, a 48-pixel square centred on the actor's true centre (the model need
-  not find the actor), or ``frame``, the whole 112-pixel frame, as the bundles see it.
+  not find the actor, and the centre always falls at the same place inside a 16-pixel patch);
+  ``shifted``, the same square moved by up to half a patch (8 pixels) each way, so that the
+  actor sits anywhere inside its patch, as in a frame; or ``frame``, the whole 112-pixel
+  frame, as the bundles see it.
 
 Only frames where the actor is fully visible count. Prints a table and writes JSON.
 
@@ -41,7 +44,8 @@ from model_core.training.init import add_sincos_positions
 CROP = 48  # pixels: an actor's circumradius is at most 0.14 of 112 (16 pixels)
 SPEC = ClipSpec(frames=2)  # two frames of every clip: twice the frames for one clip's cost
 MODELS = ("cnn", "vit")
-VIEWS = ("crop", "frame")
+VIEWS = ("crop", "shifted", "frame")
+SHIFT = 8  # pixels, half a patch: the largest move of the "shifted" crop
 
 
 def frames_and_targets(seeds: Sequence[int], view: str) -> tuple[Tensor, Tensor]:
@@ -56,13 +60,18 @@ def frames_and_targets(seeds: Sequence[int], view: str) -> tuple[Tensor, Tensor]
         for t, frame in enumerate(clip.frames):
             if clip.track.opacity[t] < 0.99:
                 continue
-            if view == "crop":
+            if view != "frame":
                 half = CROP // 2
-                padded = np.pad(frame, ((half, half), (half, half), (0, 0)), mode="edge")
-                # The actor's centre in the padded frame is (x·size + half, y·size + half).
+                pad = half + SHIFT
+                padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+                # The actor's centre in the padded frame is (x·size + pad, y·size + pad), so a
+                # crop from (cx + SHIFT, cy + SHIFT) has it in the middle.
                 cx = int(np.rint(clip.track.x[t] * SPEC.size))
                 cy = int(np.rint(clip.track.y[t] * SPEC.size))
-                frame = padded[cy : cy + CROP, cx : cx + CROP]
+                if view == "shifted":  # seeded by the clip, so the check is repeatable
+                    dx, dy = np.random.default_rng([int(seed), t]).integers(-SHIFT, SHIFT + 1, 2)
+                    cx, cy = cx + int(dx), cy + int(dy)
+                frame = padded[cy + SHIFT : cy + SHIFT + CROP, cx + SHIFT : cx + SHIFT + CROP]
             images.append(frame)
             angle = np.deg2rad(clip.track.angle[t])
             targets.append((np.sin(angle), np.cos(angle)))
@@ -135,7 +144,7 @@ def run(
     model_kind: str, view: str, steps: int, batch: int, heldout: int, offset: int, seed: int
 ) -> CheckResult:
     torch.manual_seed(seed)
-    size = CROP if view == "crop" else SPEC.size
+    size = SPEC.size if view == "frame" else CROP
     model: nn.Module = ConvRegressor(size) if model_kind == "cnn" else ViTRegressor(size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     held_x, held_y = frames_and_targets(HELDOUT_SEEDS[:heldout], view)

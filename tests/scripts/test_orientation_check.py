@@ -13,7 +13,7 @@ from model_core.data import TRAIN_SEEDS, generate_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from orientation_check import CROP, SPEC, frames_and_targets, main  # noqa: E402
+from orientation_check import CROP, SHIFT, SPEC, frames_and_targets, main  # noqa: E402
 
 
 def test_the_crop_is_centred_on_the_actor_and_targets_are_its_orientation() -> None:
@@ -34,13 +34,32 @@ def test_the_crop_is_centred_on_the_actor_and_targets_are_its_orientation() -> N
     assert frames.shape == (4, 3, SPEC.size, SPEC.size)
 
 
+def test_the_shifted_crop_is_the_centred_one_moved_by_at_most_half_a_patch() -> None:
+    seed = next(s for s in TRAIN_SEEDS if generate_clip(s, spec=SPEC).track.opacity.min() > 0.99)
+    centred, _ = frames_and_targets([seed], "crop")
+    shifted, _ = frames_and_targets([seed], "shifted")
+    inner = centred[0, :, SHIFT:-SHIFT, SHIFT:-SHIFT]  # every pixel any shift keeps in view
+    moves = [
+        (dy, dx)
+        for dy in range(-SHIFT, SHIFT + 1)
+        for dx in range(-SHIFT, SHIFT + 1)
+        if bool(
+            (
+                shifted[0, :, SHIFT - dy : CROP - SHIFT - dy, SHIFT - dx : CROP - SHIFT - dx]
+                == inner
+            ).all()
+        )
+    ]
+    assert len(moves) == 1 and moves[0] != (0, 0), moves
+
+
 def test_reports_every_model_and_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "check.json"
     assert main(["--steps", "2", "--batch-size", "2", "--heldout", "11", "--json", str(out)]) == 0
     assert "R² sin" in capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = {(r["model"], r["view"]): r for r in report["rows"]}
-    assert set(rows) == {("cnn", "crop"), ("cnn", "frame"), ("vit", "crop"), ("vit", "frame")}
+    assert set(rows) == {(m, v) for m in ("cnn", "vit") for v in ("crop", "shifted", "frame")}
     for row in rows.values():
         assert row["heldout_frames"] > 0 and len(row["r2"]) == 2
         assert all(np.isfinite(v) and v <= 1 for v in row["r2"])
