@@ -13,7 +13,7 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
 - laps (2400 steps) and xvit (2000 steps): from scratch, sine-cosine start, both supervisions
   (the tokshift weights are no warm start for laps: loaded into it they call every clip
   ``stay_still``); then 1000 (laps) and 1400 (xvit) steps with H.264 round trips of half
-  the clips;
+  the clips, and for xvit 1500 more at lr 8e-4, the same way;
 - vast: 3000 steps from both tokshift stages (its affine-shift mixer's ``fc`` starts from the
   value rows of ``qkv``, and the patch tokens bring tokshift's sense of position), both
   supervisions; then 900 steps at lr 5e-4, 1500 and 2000 at lr 8e-4, all three with H.264
@@ -112,6 +112,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         (
             Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),
             codec_stage(1400, 32, 7_100_000),
+            codec_stage(1500, 45, 8_300_000, lr="8e-4"),
         ),
     ),
 }
