@@ -13,7 +13,7 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
 - laps (2400 steps) and xvit (2000 steps): from scratch, sine-cosine start, both supervisions
   (the tokshift weights are no warm start for laps: loaded into it they call every clip
   ``stay_still``); then 1000 (laps) and 1400 (xvit) steps with H.264 round trips of half
-  the clips, and for xvit 1500 more at lr 8e-4, the same way;
+  the clips, then 1000 (laps) and 1500 (xvit) more at lr 8e-4, the same way;
 - vast: 3000 steps from both tokshift stages (its affine-shift mixer's ``fc`` starts from the
   value rows of ``qkv``, and the patch tokens bring tokshift's sense of position), both
   supervisions; then 900 steps at lr 5e-4, 1500 and 2000 at lr 8e-4, all three with H.264
@@ -92,6 +92,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         (
             Stage(2400, "1e-3", 21, 2_200_000, "1.0", pos_init="sincos"),
             codec_stage(1000, 33, 7_200_000),
+            codec_stage(1000, 47, 8_500_000, lr="8e-4"),
         ),
     ),
     "vast_tiny_motion112": (
