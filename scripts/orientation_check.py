@@ -17,7 +17,7 @@ R² on frames of held-out clips (1: read exactly, 0: no better than the mean), f
 
 Only frames where the actor is fully visible count. Prints a table and writes JSON.
 
-python scripts/orientation_check.py                            # 2 x 2, 1000 steps each
+python scripts/orientation_check.py                            # 2 models x 3 views, 1000 steps
 python scripts/orientation_check.py --models vit --views frame --steps 4000 --json out.json
 """
 
@@ -38,25 +38,35 @@ import torch
 from torch import Tensor, nn
 
 from model_core import create_model
+from model_core.config import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, Preprocessing
 from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_clip
+from model_core.preprocess import preprocess_frames
 from model_core.training.init import add_sincos_positions
+from model_core.training.targets import STATE_FIELDS, actor_states
 
 CROP = 48  # pixels: an actor's circumradius is at most 0.14 of 112 (16 pixels)
 SPEC = ClipSpec(frames=2)  # two frames of every clip: twice the frames for one clip's cost
 MODELS = ("cnn", "vit")
 VIEWS = ("crop", "shifted", "frame")
 SHIFT = 8  # pixels, half a patch: the largest move of the "shifted" crop
+TURN = [STATE_FIELDS.index("sin_angle"), STATE_FIELDS.index("cos_angle")]
+
+
+def _preprocessing(size: int) -> Preprocessing:
+    """The bundles' normalisation for a ``size``-pixel input taken whole (no resize, no crop)."""
+    return Preprocessing(size, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, crop_pct=1.0)
 
 
 def frames_and_targets(seeds: Sequence[int], view: str) -> tuple[Tensor, Tensor]:
     """The visible frames of the clips of ``seeds`` and their (sin, cos) of the orientation.
 
     Returns:
-        ``(N, 3, S, S)`` frames scaled to [-1, 1] (the bundles' normalisation) and ``(N, 2)``.
+        ``(N, 3, S, S)`` frames normalised as the bundles' input is and ``(N, 2)``.
     """
     images, targets = [], []
     for seed in seeds:
         clip = generate_clip(int(seed), spec=SPEC)
+        turn = actor_states(clip.track, _preprocessing(SPEC.size))[:, TURN]  # (T, 2)
         for t, frame in enumerate(clip.frames):
             if clip.track.opacity[t] < 0.99:
                 continue
@@ -73,10 +83,10 @@ def frames_and_targets(seeds: Sequence[int], view: str) -> tuple[Tensor, Tensor]
                     cx, cy = cx + int(dx), cy + int(dy)
                 frame = padded[cy + SHIFT : cy + SHIFT + CROP, cx + SHIFT : cx + SHIFT + CROP]
             images.append(frame)
-            angle = np.deg2rad(clip.track.angle[t])
-            targets.append((np.sin(angle), np.cos(angle)))
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return x, torch.tensor(np.array(targets), dtype=torch.float32)
+            targets.append(turn[t])
+    frames = np.stack(images)  # (N, S, S, 3) uint8
+    x = preprocess_frames(frames, _preprocessing(frames.shape[1]))
+    return x, torch.from_numpy(np.stack(targets)).float()
 
 
 class ConvRegressor(nn.Module):

@@ -1,9 +1,12 @@
-"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote.
+"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote, and
+the orientation-check table in docs/DATASET.md from the JSON ``scripts/orientation_check.py`` wrote.
 
 ``vidrec bench eventful`` writes docs/eventful_bench.json (backbones and batching) and, with
 ``--bundle``, docs/eventful_stream_bench.json (the streaming model) and
 docs/eventful_stream_bench_seed100.json (the same model on other streams); the tables in the
-doc are rendered from those files, so no figure is typed in by hand.
+doc are rendered from those files, so no figure is typed in by hand. docs/orientation_check.json
+and docs/orientation_check_shifted.json (two runs of the check, one per set of views) give the
+table in DATASET.md, "A model built to see it".
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -20,6 +23,10 @@ from doc_sections import Section, update_doc
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOC = DOCS / "BENCHMARKS.md"
+DATASET_DOC = DOCS / "DATASET.md"
+ORIENTATION_RUNS = ("orientation_check.json", "orientation_check_shifted.json")
+ORIENTATION_MODELS = {"cnn": "CNN", "vit": "ViT-Ti, 16-pixel patches"}
+ORIENTATION_VIEWS = {"crop": "centred crop", "shifted": "shifted crop", "frame": "whole frame"}
 MiB = 1024 * 1024
 
 
@@ -130,6 +137,26 @@ def first_streams_table() -> list[str]:
     return lines
 
 
+def orientation_table() -> list[str]:
+    """R² of sine / cosine per model and view, from every run of scripts/orientation_check.py."""
+    r2 = {
+        (row["model"], row["view"]): row["r2"]
+        for name in ORIENTATION_RUNS
+        for row in _load(name)["rows"]
+    }
+    lines = [
+        "| model | " + " | ".join(ORIENTATION_VIEWS.values()) + " |",
+        "|---|" + "---:|" * len(ORIENTATION_VIEWS),
+    ]
+    for model, label in ORIENTATION_MODELS.items():
+        cells = [
+            " / ".join(f"{v:.3f}".replace("-", "−") for v in r2[model, view])
+            for view in ORIENTATION_VIEWS
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _section(name: str, render: Any) -> Section:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return start, end, lambda: "\n".join([start, *render(), end])
@@ -147,7 +174,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
     args = parser.parse_args()
-    return update_doc(DOC, SECTIONS, check=args.check, script="scripts/render_bench_docs.py")
+    script = "scripts/render_bench_docs.py"
+    status = update_doc(DOC, SECTIONS, check=args.check, script=script)
+    orientation = [_section("orientation-check", orientation_table)]
+    return status or update_doc(DATASET_DOC, orientation, check=args.check, script=script)
 
 
 if __name__ == "__main__":
