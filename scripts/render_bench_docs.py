@@ -5,8 +5,10 @@ the orientation-check table in docs/DATASET.md from the JSON ``scripts/orientati
 ``--bundle``, docs/eventful_stream_bench.json (the streaming model) and
 docs/eventful_stream_bench_seed100.json (the same model on other streams); the tables in the
 doc are rendered from those files, so no figure is typed in by hand. docs/orientation_check.json
-and docs/orientation_check_shifted.json (two runs of the check, one per set of views) give the
-table in DATASET.md, "A model built to see it".
+(every model on every view), docs/orientation_check_ramp.json (the ViT on the shifted crop, with
+each head and shift curriculum), docs/orientation_check_chain.json (the ViT through the shifted
+crop, then the whole frame) and docs/orientation_check_frame_patch.json (the whole frame from
+scratch) give the three tables in DATASET.md, "A model built to see it".
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -24,8 +26,8 @@ from doc_sections import Section, update_doc
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOC = DOCS / "BENCHMARKS.md"
 DATASET_DOC = DOCS / "DATASET.md"
-ORIENTATION_RUNS = ("orientation_check.json", "orientation_check_shifted.json")
 ORIENTATION_MODELS = {"cnn": "CNN", "vit": "ViT-Ti, 16-pixel patches"}
+ORIENTATION_READOUTS = {"cls": "the CLS token", "patch": "the patch under the actor's centre"}
 ORIENTATION_VIEWS = {"crop": "centred crop", "shifted": "shifted crop", "frame": "whole frame"}
 MiB = 1024 * 1024
 
@@ -137,23 +139,62 @@ def first_streams_table() -> list[str]:
     return lines
 
 
+def _r2_cell(r2: list[float]) -> str:
+    # round first so that a tiny negative prints as 0.000, not −0.000
+    return " / ".join(f"{round(v, 3) + 0.0:.3f}".replace("-", "−") for v in r2)
+
+
 def orientation_table() -> list[str]:
-    """R² of sine / cosine per model and view, from every run of scripts/orientation_check.py."""
-    r2 = {
-        (row["model"], row["view"]): row["r2"]
-        for name in ORIENTATION_RUNS
-        for row in _load(name)["rows"]
-    }
+    """R² of sine / cosine per model and view, from docs/orientation_check.json."""
+    r2 = {(row["model"], row["view"]): row["r2"] for row in _load("orientation_check.json")["rows"]}
     lines = [
         "| model | " + " | ".join(ORIENTATION_VIEWS.values()) + " |",
         "|---|" + "---:|" * len(ORIENTATION_VIEWS),
     ]
     for model, label in ORIENTATION_MODELS.items():
-        cells = [
-            " / ".join(f"{v:.3f}".replace("-", "−") for v in r2[model, view])
-            for view in ORIENTATION_VIEWS
-        ]
+        cells = [_r2_cell(r2[model, view]) for view in ORIENTATION_VIEWS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def orientation_ramp_table() -> list[str]:
+    """R² of sine / cosine of the ViT on the shifted crop per head and shift curriculum, from
+    docs/orientation_check_ramp.json."""
+    rows = _load("orientation_check_ramp.json")["rows"]
+    r2 = {(row["readout"], row["shift_ramp"]): row["r2"] for row in rows}
+    ramps = sorted({ramp for _, ramp in r2})
+    headers = [
+        f"shift grown over the first {ramp:.0%} of the steps"
+        if ramp
+        else "full shift from the start"
+        for ramp in ramps
+    ]
+    (steps,) = {row["steps"] for row in rows}
+    first = f"ViT-Ti on the shifted crop, {steps} steps: the head reads"
+    lines = [f"| {first} | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(ramps)]
+    for readout, label in ORIENTATION_READOUTS.items():
+        cells = [_r2_cell(r2[readout, ramp]) for ramp in ramps]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def orientation_chain_table() -> list[str]:
+    """R² of the ViT with the patch head through a chain of views (each from the weights the
+    one before ended with), then on the last view from scratch, from
+    docs/orientation_check_chain.json and docs/orientation_check_frame_patch.json."""
+    chain = _load("orientation_check_chain.json")["rows"]
+    (scratch,) = _load("orientation_check_frame_patch.json")["rows"]
+    (steps,) = {row["steps"] for row in [*chain, scratch]}
+    lines = [
+        f"| ViT-Ti, the patch head, {steps} steps a view | R² sine / cosine |",
+        "|---|---:|",
+    ]
+    for row in [*chain, scratch]:
+        label = ORIENTATION_VIEWS[row["view"]]
+        if row["shift_ramp"]:
+            label += f", shift grown over the first {row['shift_ramp']:.0%} of the steps"
+        label += ", from the row above's weights" if row["started_from"] else ", from scratch"
+        lines.append(f"| {label} | {_r2_cell(row['r2'])} |")
     return lines
 
 
@@ -176,7 +217,11 @@ def main() -> int:
     args = parser.parse_args()
     script = "scripts/render_bench_docs.py"
     status = update_doc(DOC, SECTIONS, check=args.check, script=script)
-    orientation = [_section("orientation-check", orientation_table)]
+    orientation = [
+        _section("orientation-check", orientation_table),
+        _section("orientation-ramp", orientation_ramp_table),
+        _section("orientation-chain", orientation_chain_table),
+    ]
     return status or update_doc(DATASET_DOC, orientation, check=args.check, script=script)
 
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RENDERERS = [
     "render_model_docs.py",  # docs/MODELS.md: the model and demo-bundle tables
     "render_settings_docs.py",  # docs/OPERATIONS.md: the settings table
-    "render_bench_docs.py",  # docs/BENCHMARKS.md: the eventful tables, from the bench JSON
+    "render_bench_docs.py",  # BENCHMARKS.md (eventful) and DATASET.md (orientation), from JSON
 ]
 
 
