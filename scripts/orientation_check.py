@@ -51,8 +51,8 @@ from model_core import create_model
 from model_core.config import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, Preprocessing
 from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
+from model_core.training import TrainConfig, cosine_with_warmup, param_groups
 from model_core.training.init import add_sincos_positions
-from model_core.training.optim import cosine_with_warmup, param_groups
 from model_core.training.targets import STATE_FIELDS, actor_states
 
 CROP = 48  # pixels: an actor's circumradius is at most 0.14 of 112 (16 pixels)
@@ -242,12 +242,17 @@ def run(
         assert start.weights is not None and model_kind == start.model == "vit"
         weights = {k: v for k, v in start.weights.items() if not k.endswith("pos_embed")}
         model.load_state_dict(weights, strict=False)
-    # The optimisation `vidrec train` uses (AdamW without decay on norms and embeddings, 10%
-    # linear warm-up, cosine to 1%, gradient norm clipped at 1): without the warm-up and the
+    # The optimisation `vidrec train` uses, taken from its defaults (AdamW without decay on norms
+    # and embeddings, linear warm-up, cosine, gradient clipping): without the warm-up and the
     # clipping, at 1e-3, the ViT stayed near R² 0 even on the centred crop.
-    optimiser = torch.optim.AdamW(param_groups(model, 0.05), lr=settings.lr)
-    steps = settings.steps
-    schedule = cosine_with_warmup(optimiser, steps, steps // 10, min_ratio=0.01)
+    training = TrainConfig(
+        clips=settings.steps * settings.batch, batch_size=settings.batch, lr=settings.lr
+    )
+    optimiser = torch.optim.AdamW(param_groups(model, training.weight_decay), lr=training.lr)
+    steps = training.total_steps
+    schedule = cosine_with_warmup(
+        optimiser, steps, training.warmup_steps, min_ratio=training.min_lr_ratio
+    )
     held = frames_and_targets(HELDOUT_SEEDS[: settings.heldout], view)
     curve: list[dict[str, object]] = []
     last: list[float] = []
@@ -260,7 +265,8 @@ def run(
         loss = ((model(x, patch) - y) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if training.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
         optimiser.step()
         schedule.step()
         if step in checkpoints:
