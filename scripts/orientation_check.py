@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from model_core import create_model
@@ -291,6 +292,21 @@ def run(
     )
 
 
+def save_backbone(result: CheckResult, path: Path) -> None:
+    """Writes the backbone of a ViT run (``ViTRegressor.backbone``, without the orientation head
+    and the unused classifier) as a vidrec state dict; ``load_checkpoint(strict=False)`` loads its
+    blocks into any demo family and resamples the position embedding to the model's grid."""
+    assert result.weights is not None and result.model == "vit"
+    prefix = "backbone."
+    state = {
+        key.removeprefix(prefix): tensor.contiguous()
+        for key, tensor in result.weights.items()
+        if key.startswith(prefix) and not key.startswith(prefix + "head.")
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -325,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=Settings.seed, help="weights and order")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="write the last ViT's backbone (no head) here as a .safetensors state dict, a "
+        "start for `vidrec train --init`",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.heldout < 1:
         parser.error("--steps, --batch-size and --heldout must be at least 1")
@@ -332,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--lr must be positive")
     if not all(0 <= ramp <= 1 for ramp in args.shift_ramp):
         parser.error("--shift-ramp must be within [0, 1]")
+    if args.save is not None and "vit" not in args.models:
+        parser.error("--save writes a ViT's weights: add vit to --models")
     if args.chain and (args.models != ["vit"] or len(args.readout) > 1 or len(args.shift_ramp) > 1):
         parser.error("--chain trains one ViT: --models vit, one --readout, one --shift-ramp")
     torch.set_num_threads(args.threads)
@@ -372,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [r.report() for r in rows],
         }
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.save is not None:
+        last_vit = [row for row in rows if row.model == "vit"][-1]
+        save_backbone(last_vit, args.save)
+        print(f"wrote the {last_vit.label()} ViT's backbone to {args.save}")
     return 0
 
 

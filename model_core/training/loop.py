@@ -20,7 +20,14 @@ from model_core.models import VideoTransformer
 from .augment import Augment, CodecAugment
 from .batches import ClipBatches
 from .optim import cosine_with_warmup, param_groups
-from .targets import MOTION_FIELDS, STATE_FIELDS, actor_motion
+from .targets import (
+    MOTION_FIELDS,
+    STATE_FIELDS,
+    TURN_FIELDS,
+    actor_motion,
+    actor_patches,
+    actor_turn,
+)
 
 FINAL_LOSS_STEPS = 20  # the reported final loss averages this many last steps
 
@@ -54,6 +61,9 @@ class TrainConfig:
             features (``forward_frame_features``, after the temporal operator) predicts how the
             actor's state changed since the previous frame (``targets.actor_motion``). 0 turns
             it off; it uses the same generator ground truth as ``actor_loss``.
+        turn_loss: Weight of the auxiliary turn supervision: a probe on the final token of the
+            patch that holds the actor's centre predicts, in every frame, the actor's orientation
+            and its turn since the previous frame (``targets.actor_turn``). 0 turns it off.
         spec: The generated clips.
     """
 
@@ -75,6 +85,7 @@ class TrainConfig:
     amp: bool = False
     actor_loss: float = 0.0
     motion_loss: float = 0.0
+    turn_loss: float = 0.0
     spec: ClipSpec = field(default_factory=ClipSpec)
 
     def __post_init__(self) -> None:
@@ -88,11 +99,13 @@ class TrainConfig:
             raise ValueError(f"actor_loss must be non-negative, got {self.actor_loss}")
         if self.motion_loss < 0:
             raise ValueError(f"motion_loss must be non-negative, got {self.motion_loss}")
+        if self.turn_loss < 0:
+            raise ValueError(f"turn_loss must be non-negative, got {self.turn_loss}")
 
     @property
     def needs_actor_targets(self) -> bool:
         """Whether batches must carry the generator's per-frame actor ground truth."""
-        return self.actor_loss > 0 or self.motion_loss > 0
+        return self.actor_loss > 0 or self.motion_loss > 0 or self.turn_loss > 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -147,6 +160,7 @@ class ActorProbes(nn.Module):
         self.mask = nn.Linear(dim, 1)
         self.state = nn.Linear(dim, len(STATE_FIELDS))
         self.motion = nn.Linear(dim, len(MOTION_FIELDS))
+        self.turn = nn.Linear(dim, len(TURN_FIELDS))
 
     def loss(self, tokens: Tensor, states: Tensor, masks: Tensor) -> Tensor:
         """``tokens`` ``(B, T, N, C)`` final tokens, CLS first; targets from a ``Batch``."""
@@ -163,6 +177,17 @@ class ActorProbes(nn.Module):
         the change from ``t - 1`` to ``t`` (causal models see both)."""
         targets, weights = actor_motion(states)  # (B, T - 1, 5)
         error = (self.motion(frame_features[:, 1:]) - targets) ** 2
+        return (error * weights).mean()
+
+    def turn_loss(self, tokens: Tensor, states: Tensor) -> Tensor:
+        """``tokens`` ``(B, T, N, C)`` final tokens, CLS first, on a square patch grid; the token
+        of the patch under the actor's centre predicts ``targets.actor_turn``."""
+        batch, frames, count, dim = tokens.shape
+        grid = math.isqrt(count - 1)
+        index = 1 + actor_patches(states, grid)  # (B, T), past the CLS token
+        centre = tokens.gather(2, index[..., None, None].expand(batch, frames, 1, dim))
+        targets, weights = actor_turn(states)  # (B, T, 3)
+        error = (self.turn(centre[:, :, 0]) - targets) ** 2
         return (error * weights).mean()
 
 
@@ -275,6 +300,8 @@ def train(
                 loss = loss + config.motion_loss * probes.motion_loss(
                     frame_features.float(), states
                 )
+            if config.turn_loss > 0:
+                loss = loss + config.turn_loss * probes.turn_loss(tokens.float(), states)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:

@@ -14,12 +14,19 @@ CPU learns "moves sideways" long before "moves left": the direction is one bit p
 motion targets (``actor_motion``) ask, at every frame, how the state changed since the previous
 frame, read from the features *after* the model's temporal operator; that is the quantity the
 pairs differ by, given densely.
+
+The turn is the pair that still fails: one frame's orientation is a detail of a few pixels inside
+one patch, and a readout from the CLS token never learns it (docs/DATASET.md, "A model built to
+see it"). The turn targets (``actor_turn``) ask for it where it is: at the token of the patch that
+holds the actor's centre (``actor_patches``), the orientation in that frame and, for the families
+whose patch tokens see the neighbouring frames, how far it turned since the previous one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from model_core.config import Preprocessing
@@ -81,6 +88,35 @@ def actor_masks(track: ActorTrack, preprocessing: Preprocessing, grid: int) -> n
     inside = (centres[None, None, :] - x) ** 2 + (centres[None, :, None] - y) ** 2 < reach**2
     visible = (track.opacity > MASK_MIN_OPACITY)[:, None, None]
     return (inside & visible).reshape(len(track), grid * grid).astype(np.float32)
+
+
+def actor_patches(states: Tensor, grid: int) -> Tensor:
+    """``(B, T)`` long: raster index of the patch that holds the actor's centre, from ``(B, T, 6)``
+    ``actor_states`` (a centre outside the input counts as the nearest edge patch)."""
+    centre = states[..., :2] / POSITION_SCALE + 0.5  # (B, T, 2) model-input fractions, x then y
+    column, row = (centre * grid).floor().long().clamp(0, grid - 1).unbind(-1)
+    return row * grid + column
+
+
+TURN_FIELDS = ("sin_angle", "cos_angle", "dangle")
+
+
+def actor_turn(states: Tensor) -> tuple[Tensor, Tensor]:
+    """The actor's orientation and its change, from ``(B, T, 6)`` ``actor_states``.
+
+    Returns ``(targets, weights)``, both ``(B, T, 3)`` in the order of ``TURN_FIELDS``: sine and
+    cosine of the angle in every frame, weighted by how visible the actor is; the turn since the
+    previous frame scaled as in ``actor_motion``, weighted as there, and 0 with weight 0 in the
+    first frame, which has no previous one.
+    """
+    motion, motion_weights = actor_motion(states)  # (B, T - 1, 5)
+    dangle = MOTION_FIELDS.index("dangle")
+    turn = F.pad(motion[..., dangle], (1, 0))  # (B, T)
+    turn_weight = F.pad(motion_weights[..., dangle], (1, 0))
+    sin, cos, opacity = states[..., 3], states[..., 4], states[..., 5]
+    targets = torch.stack([sin, cos, turn], dim=-1)
+    weights = torch.stack([opacity, opacity, turn_weight], dim=-1)
+    return targets, weights
 
 
 def actor_motion(states: Tensor) -> tuple[Tensor, Tensor]:

@@ -105,6 +105,13 @@ def add_parser(subparsers: Any) -> None:
         "operator (0: off; see docs/DATASET.md)",
     )
     optim.add_argument(
+        "--turn-loss",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary orientation supervision on the token of the patch under "
+        "the actor's centre (0: off; see docs/DATASET.md)",
+    )
+    optim.add_argument(
         "--init", default=None, help="start from these weights (any checkpoint vidrec loads)"
     )
     optim.add_argument("--seed", type=int, default=0, help="weights, clip order, augmentation")
@@ -184,6 +191,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         amp=amp,
         actor_loss=args.actor_loss,
         motion_loss=args.motion_loss,
+        turn_loss=args.turn_loss,
         spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps),
     )
 
@@ -212,6 +220,7 @@ def command_line(args: argparse.Namespace) -> str:
         "grad_clip",
         "actor_loss",
         "motion_loss",
+        "turn_loss",
         "init",
         "seed",
         "device",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from model_core import create_model, load_checkpoint
 from model_core.data import TRAIN_SEEDS, generate_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,7 @@ from orientation_check import (  # noqa: E402
     frames_and_targets,
     main,
     run,
+    save_backbone,
 )
 
 
@@ -156,6 +158,25 @@ def test_a_chained_view_starts_from_the_weights_the_one_before_ended_with(tmp_pa
         ("frame", "crop"),
     ]
     assert all("weights" not in r for r in report["rows"])
+
+
+def test_a_saved_backbone_starts_a_clip_model_with_its_blocks(tmp_path: Path) -> None:
+    settings = Settings(steps=1, batch=2, heldout=11, readout="patch")
+    frame = run("vit", "frame", settings)
+    path = tmp_path / "backbone.safetensors"
+    save_backbone(frame, path)
+    assert frame.weights is not None
+    model = create_model(
+        "xvit_vit_tiny_patch16_224", img_size=112, depth=4, num_frames=8, crop_pct=1.0
+    )
+    loaded = load_checkpoint(model, path, strict=False)
+    state = model.state_dict()
+    for key in ("pos_embed", "patch_embed.proj.weight", "blocks.3.mlp.fc2.weight"):
+        assert key in loaded.loaded_keys
+        torch.testing.assert_close(state[key], frame.weights["backbone." + key])
+    assert not any(key.startswith("head.") for key in loaded.loaded_keys)
+    with pytest.raises(SystemExit):
+        main(["--models", "cnn", "--save", str(path)])
 
 
 def test_rejects_zero_steps_and_a_learning_rate_that_is_not_positive() -> None:

@@ -131,3 +131,16 @@ def test_a_sincos_position_start_is_asked_for_and_recorded(tmp_path: Path) -> No
         train_cmd.build_model(
             build_parser().parse_args([*argv, "--pos-init", "sincos", "--init", "x.safetensors"])
         )
+
+
+def test_the_auxiliary_loss_weights_are_asked_for_on_the_command_line_and_recorded() -> None:
+    argv = ["train", *TRAIN_ARGS, "--output", "a.safetensors"]
+    plain = build_parser().parse_args(argv)
+    weighted = build_parser().parse_args(
+        [*argv, "--actor-loss", "1", "--motion-loss", "0.5", "--turn-loss", "2"]
+    )
+    assert not train_cmd.train_config(plain).needs_actor_targets
+    config = train_cmd.train_config(weighted)
+    assert (config.actor_loss, config.motion_loss, config.turn_loss) == (1.0, 0.5, 2.0)
+    assert config.to_dict()["turn_loss"] == 2.0
+    assert "--turn-loss 2.0" in train_cmd.command_line(weighted)

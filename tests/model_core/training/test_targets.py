@@ -21,9 +21,12 @@ from model_core.training.targets import (
     RADIUS_CENTRE,
     RADIUS_SCALE,
     STATE_FIELDS,
+    TURN_FIELDS,
     actor_masks,
     actor_motion,
+    actor_patches,
     actor_states,
+    actor_turn,
 )
 
 MakeModel = Callable[..., VideoTransformer]
@@ -177,7 +180,57 @@ def test_motion_probe_reads_each_frame_after_the_temporal_operator(
     assert loss.item() > 0 and probes.motion.weight.grad is not None
 
 
-@pytest.mark.parametrize("weight", ["actor_loss", "motion_loss"])
+def test_the_actor_patch_is_the_one_its_mask_is_centred_on() -> None:
+    spec = _spec()
+    for seed in range(6):
+        clip = generate_clip(TRAIN_SEEDS[seed], spec=ClipSpec(frames=4))
+        states = torch.from_numpy(actor_states(clip.track, spec))[None]  # (1, 4, 6)
+        patches = actor_patches(states, 7)[0]
+        for t in range(4):
+            column = min(6, int(clip.track.x[t] * 7))
+            row = min(6, int(clip.track.y[t] * 7))
+            assert int(patches[t]) == row * 7 + column
+    # A centre outside the input counts as the nearest edge patch.
+    outside = torch.zeros(1, 2, 6)
+    outside[0, 0, :2] = torch.tensor([-5.0, -5.0])
+    outside[0, 1, :2] = torch.tensor([5.0, 0.0])
+    assert actor_patches(outside, 7).tolist() == [[0, 3 * 7 + 6]]
+
+
+def test_turn_targets_are_the_orientation_and_its_change_since_the_last_frame() -> None:
+    track = _track(
+        ActorState(x=0.30, y=0.5, radius=0.10, angle=170.0),
+        ActorState(x=0.35, y=0.5, radius=0.12, angle=-170.0, opacity=0.5),
+        ActorState(x=0.35, y=0.4, radius=0.12, angle=-170.0, opacity=0.0),
+    )
+    states = torch.from_numpy(actor_states(track, _spec()))[None]  # (1, 3, 6)
+    targets, weights = actor_turn(states)
+    assert targets.shape == weights.shape == (1, 3, len(TURN_FIELDS))
+    sin, cos = STATE_FIELDS.index("sin_angle"), STATE_FIELDS.index("cos_angle")
+    torch.testing.assert_close(targets[0, :, :2], states[0, :, [sin, cos]])
+    motion, _ = actor_motion(states)
+    torch.testing.assert_close(targets[0, 1:, 2], motion[0, :, MOTION_FIELDS.index("dangle")])
+    # The first frame has no turn to predict; a hidden actor has no orientation to read.
+    assert float(targets[0, 0, 2]) == 0.0
+    torch.testing.assert_close(
+        weights[0], torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    )
+
+
+def test_the_turn_probe_reads_the_token_of_the_actor_patch() -> None:
+    probes = ActorProbes(4)
+    states = torch.zeros(1, 2, len(STATE_FIELDS))
+    states[..., STATE_FIELDS.index("opacity")] = 1.0
+    states[0, :, 0] = torch.tensor([-0.4, 0.4]) * POSITION_SCALE  # left, then right half
+    tokens = torch.randn(1, 2, 1 + 3 * 3, 4, requires_grad=True)
+    probes.turn_loss(tokens, states).backward()
+    assert tokens.grad is not None
+    touched = tokens.grad.abs().sum(-1)[0] > 0  # (T, N)
+    # Frame 0 reads patch (row 1, column 0), frame 1 patch (row 1, column 2); nothing else.
+    assert touched.nonzero().tolist() == [[0, 1 + 3], [1, 1 + 5]]
+
+
+@pytest.mark.parametrize("weight", ["actor_loss", "motion_loss", "turn_loss"])
 def test_training_with_an_auxiliary_loss_runs_and_lowers_it(
     make_tiny_model: MakeModel, tiny_spec: ClipSpec, weight: str
 ) -> None:
