@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -45,10 +46,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from model_core import create_model
+from model_core.checkpoint import save_weights
 from model_core.config import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, Preprocessing
 from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
@@ -292,19 +293,19 @@ def run(
     )
 
 
-def save_backbone(result: CheckResult, path: Path) -> None:
+def save_backbone(result: CheckResult, path: Path, command: str) -> None:
     """Writes the backbone of a ViT run (``ViTRegressor.backbone``, without the orientation head
-    and the unused classifier) as a vidrec state dict; ``load_checkpoint(strict=False)`` loads its
-    blocks into any demo family and resamples the position embedding to the model's grid."""
+    and the unused classifier) as plain weights that record ``command`` and the run's R²;
+    ``load_checkpoint(strict=False)`` loads its blocks into any demo family, and a bundle trained
+    ``--init`` from it keeps the record."""
     assert result.weights is not None and result.model == "vit"
     prefix = "backbone."
     state = {
-        key.removeprefix(prefix): tensor.contiguous()
+        key.removeprefix(prefix): tensor
         for key, tensor in result.weights.items()
         if key.startswith(prefix) and not key.startswith(prefix + "head.")
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    save_weights(state, path, {"command": command, "orientation": result.report()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write the last ViT's backbone (no head) here as a .safetensors state dict, a "
         "start for `vidrec train --init`",
     )
-    args = parser.parse_args(argv)
+    raw_argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(raw_argv)
     if args.steps < 1 or args.batch_size < 1 or args.heldout < 1:
         parser.error("--steps, --batch-size and --heldout must be at least 1")
     if not args.lr > 0:
@@ -399,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.save is not None:
         last_vit = [row for row in rows if row.model == "vit"][-1]
-        save_backbone(last_vit, args.save)
+        command = shlex.join(["python", "scripts/orientation_check.py", *raw_argv])
+        save_backbone(last_vit, args.save, command)
         print(f"wrote the {last_vit.label()} ViT's backbone to {args.save}")
     return 0
 

@@ -11,7 +11,9 @@ from .bundle import (
     BUNDLE_VERSION,
     load_bundle,
     read_bundle_config,
+    read_training_record,
     save_bundle,
+    save_weights,
     training_chain,
     update_bundle_training,
 )
@@ -29,7 +31,9 @@ __all__ = [
     "load_bundle",
     "load_checkpoint",
     "read_bundle_config",
+    "read_training_record",
     "save_bundle",
+    "save_weights",
     "training_chain",
     "update_bundle_training",
 ]

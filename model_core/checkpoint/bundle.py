@@ -34,6 +34,9 @@ from .reader import read_safetensors, read_safetensors_metadata
 BUNDLE_FORMAT = "vidrec-bundle"
 BUNDLE_VERSION = 1
 METADATA_KEY = "vidrec"
+# Plain weights (not a bundle: no architecture) may carry how they were made under this key, so
+# that a bundle trained from them keeps the record (``read_training_record``).
+WEIGHTS_RECORD_KEY = "vidrec.training"
 
 
 def save_bundle(
@@ -180,6 +183,39 @@ def training_chain(training: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         chain.append(dict(training))
         training = (training.get("init") or {}).get("training")
     return chain[::-1]
+
+
+def save_weights(
+    state: Mapping[str, Tensor], path: str | os.PathLike[str], record: Mapping[str, Any]
+) -> Path:
+    """Writes a plain state dict (starting weights for ``load_checkpoint``, no architecture) with
+    ``record``, how it was made, in its header; ``read_training_record`` reads it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {key: tensor.detach().contiguous() for key, tensor in state.items()}
+    save_file(tensors, str(path), metadata={WEIGHTS_RECORD_KEY: json.dumps(dict(record))})
+    return path
+
+
+def read_training_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """How the weights in ``path`` were made: a bundle's training record, or the record
+    ``save_weights`` put in plain weights; ``None`` when the file holds neither (or is not a
+    safetensors file)."""
+    path = Path(path)
+    try:
+        metadata = read_safetensors_metadata(path)
+    except CheckpointError:
+        return None
+    if METADATA_KEY in metadata:
+        try:
+            return parse_bundle_metadata(metadata, path)[1]
+        except CheckpointError:
+            return None
+    try:
+        record = json.loads(metadata.get(WEIGHTS_RECORD_KEY, "null"))
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_bundle_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any] | None]:

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from model_core import VideoTransformer, create_model, list_models, load_checkpoint, save_bundle
-from model_core.checkpoint import CheckpointError, read_bundle_config
+from model_core.checkpoint import read_training_record
 from model_core.data import CLASS_NAMES, ClipSpec
 from model_core.training import (
     POS_INITS,
@@ -326,15 +326,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _init_record(path: str | None) -> dict[str, Any] | None:
-    """Where the starting weights came from; a vidrec bundle's own training record is kept, so a
-    bundle trained in stages lists every command that made it."""
+    """Where the starting weights came from; their own record (a vidrec bundle's training, or
+    what ``save_weights`` put in plain weights) is kept, so a bundle trained in stages lists
+    every command that made it."""
     if path is None:
         return None
-    try:
-        _, training = read_bundle_config(path)
-    except (CheckpointError, OSError):
-        training = None
-    return {"path": str(path), "training": training}
+    return {"path": str(path), "training": read_training_record(path)}
 
 
 def _heldout_summary(report: EvalReport | None) -> dict[str, Any] | None:

@@ -18,7 +18,12 @@ from model_core import (
     load_checkpoint,
     save_bundle,
 )
-from model_core.checkpoint import read_bundle_config, update_bundle_training
+from model_core.checkpoint import (
+    read_bundle_config,
+    read_training_record,
+    save_weights,
+    update_bundle_training,
+)
 from model_core.models import VideoTransformer
 
 TINY = {"img_size": 32, "depth": 2, "num_frames": 4}
@@ -152,6 +157,26 @@ def test_plain_safetensors_is_not_a_bundle(tmp_path: Path) -> None:
         load_bundle(path)
     with pytest.raises(CheckpointError, match="not a vidrec bundle"):
         read_bundle_config(path)
+
+
+def test_a_training_record_is_read_from_bundles_and_from_recorded_plain_weights(
+    tmp_path: Path,
+) -> None:
+    model = tiny()
+    bundle = save_bundle(model, tmp_path / "b.safetensors", training={"command": "vidrec train"})
+    weights = save_weights(model.state_dict(), tmp_path / "w.safetensors", {"command": "made"})
+    plain = tmp_path / "plain.safetensors"
+    save_file(model.state_dict(), plain)
+    assert read_training_record(bundle) == {"command": "vidrec train"}
+    assert read_training_record(weights) == {"command": "made"}
+    assert read_training_record(plain) is None
+    assert read_training_record(tmp_path / "missing.safetensors") is None
+    # Recorded plain weights are still plain weights: they load into a model, not as a bundle.
+    other = tiny(seed=1)
+    load_checkpoint(other, weights)
+    torch.testing.assert_close(other.state_dict(), model.state_dict())
+    with pytest.raises(CheckpointError, match="not a vidrec bundle"):
+        load_bundle(weights)
 
 
 def test_newer_version_and_broken_metadata_are_refused(tmp_path: Path) -> None:

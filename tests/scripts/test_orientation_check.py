@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from model_core import create_model, load_checkpoint
+from model_core.checkpoint import read_training_record
 from model_core.data import TRAIN_SEEDS, generate_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +165,10 @@ def test_a_saved_backbone_starts_a_clip_model_with_its_blocks(tmp_path: Path) ->
     settings = Settings(steps=1, batch=2, heldout=11, readout="patch")
     frame = run("vit", "frame", settings)
     path = tmp_path / "backbone.safetensors"
-    save_backbone(frame, path)
+    save_backbone(frame, path, "python scripts/orientation_check.py --views frame")
+    record = read_training_record(path)
+    assert record is not None and record["command"].endswith("--views frame")
+    assert record["orientation"]["r2"] == frame.r2
     assert frame.weights is not None
     model = create_model(
         "xvit_vit_tiny_patch16_224", img_size=112, depth=4, num_frames=8, crop_pct=1.0
