@@ -8,7 +8,9 @@ doc are rendered from those files, so no figure is typed in by hand. docs/orient
 (every model on every view), docs/orientation_check_ramp.json (the ViT on the shifted crop, with
 each head and shift curriculum), docs/orientation_check_chain.json (the ViT through the shifted
 crop, then the whole frame) and docs/orientation_check_frame_patch.json (the whole frame from
-scratch) give the three tables in DATASET.md, "A model built to see it".
+scratch) give the three tables in DATASET.md, "A model built to see it"; and
+docs/turn_supervision_runs.json (``scripts/training_records.py`` over the bundles of the turn
+supervision runs) its table in "The turn learned".
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -198,6 +200,25 @@ def orientation_chain_table() -> list[str]:
     return lines
 
 
+def turn_runs_table() -> list[str]:
+    """Every stage of the turn-supervision runs as its bundle recorded it, from
+    docs/turn_supervision_runs.json (``scripts/training_records.py``)."""
+    lines = [
+        "| run | family | started from | steps × batch | lr | H.264 share | trained on "
+        "| held-out top-1 | rotation clips right |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in _load("turn_supervision_runs.json")["rows"]:
+        device = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
+        codec = "" if r["codec"] is None else f"{r['codec']:.0%}"
+        lines.append(
+            f"| `{r['run']}` | {r['model']} | {r['start']} | {r['steps']} × {r['batch']} "
+            f"| {r['lr']:g} | {codec} | {device} | {r['top1']:.1%} ({r['heldout_clips']}) "
+            f"| {r['rotation_right']:.0%} |"
+        )
+    return lines
+
+
 def _section(name: str, render: Any) -> Section:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return start, end, lambda: "\n".join([start, *render(), end])
@@ -221,6 +242,7 @@ def main() -> int:
         _section("orientation-check", orientation_table),
         _section("orientation-ramp", orientation_ramp_table),
         _section("orientation-chain", orientation_chain_table),
+        _section("turn-runs", turn_runs_table),
     ]
     return status or update_doc(DATASET_DOC, orientation, check=args.check, script=script)
 

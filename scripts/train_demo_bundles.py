@@ -2,22 +2,25 @@
 
 python scripts/train_demo_bundles.py                      # every bundle, every stage
 python scripts/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
+python scripts/train_demo_bundles.py tokshift_tiny_motion112 laps_tiny_motion112 --workers 6  # GPU
 
 Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last (``RECIPES``):
 
-- tokshift (the clip default): 1000 steps from scratch with the position embedding started from a
-  sine-cosine grid (``--pos-init sincos``) and both supervisions, then 900 steps with H.264 round
-  trips of half the clips (``--codec-augment``), so that it labels an MP4 as it labels the frames;
+- tokshift (the clip default): from a ViT backbone that reads the actor's orientation from
+  whole frames (``scripts/orientation_check.py`` with ``ORIENTATION_ARGS``: single frames, a
+  crop grown from centred to shifted, then the whole frame), four stages in batches of 32 with
+  all three auxiliary supervisions (actor, motion and ``--turn-loss``): 1042 steps, 428 with H.264
+  round trips of half the clips, 1400 clean and 800 with round trips at lr 3e-4. These ran on
+  a GPU (the step counts are what a time budget there gave); on a CPU they take hours;
 - factorized causal (the live default): 1200 steps from scratch, sine-cosine start, both
   supervisions, then 900 steps with H.264 round trips of half the clips, as tokshift;
-- laps (2400 steps) and xvit (2000 steps): from scratch, sine-cosine start, both supervisions
-  (the tokshift weights are no warm start for laps: loaded into it they call every clip
-  ``stay_still``); then 1000 (laps) and 1400 (xvit) steps with H.264 round trips of half
-  the clips, then 1000 (laps) and 1500 (xvit) more at lr 8e-4, the same way;
-- vast: 3000 steps from both tokshift stages (its affine-shift mixer's ``fc`` starts from the
-  value rows of ``qkv``, and the patch tokens bring tokshift's sense of position), both
-  supervisions; then 900 steps at lr 5e-4, 1500 and 2000 at lr 8e-4, all three with H.264
-  round trips of half the clips;
+- laps: 1200 steps from tokshift's third stage, as tokshift's stages (on a GPU);
+- xvit: 2000 steps from scratch, sine-cosine start, both supervisions; then 1400 steps with H.264
+  round trips of half the clips, then 1500 more at lr 8e-4, the same way;
+- vast: 3000 steps from both stages of tokshift's earlier chain (``SINCOS_TOKSHIFT_STAGES``:
+  from scratch, sine-cosine start, then H.264 round trips; its affine-shift mixer's ``fc``
+  starts from the value rows of ``qkv``), both supervisions; then 900 steps at lr 5e-4, 1500
+  and 2000 at lr 8e-4, all three with H.264 round trips of half the clips;
 - vit_avg was trained before the sine-cosine start existed and keeps its chain: a 2000-step
   tokshift stage with the actor supervision alone, then its own stage.
 
@@ -36,7 +39,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -61,6 +64,8 @@ class Stage:
     codec_augment: str | None = None
     model: str | None = None  # another demo model's architecture (a stage borrowed from it)
     pos_init: str | None = None  # "sincos" for a first stage from scratch (docs/DATASET.md)
+    batch: int = BATCH
+    turn_loss: str | None = None  # the orientation probe's weight (--turn-loss), when used
 
 
 def codec_stage(steps: int, seed: int, offset: int, lr: str = "5e-4") -> Stage:
@@ -69,16 +74,45 @@ def codec_stage(steps: int, seed: int, offset: int, lr: str = "5e-4") -> Stage:
     return Stage(steps, lr, seed, offset, "1.0", codec_augment="0.5")
 
 
+def turn_stage(steps: int, seed: int, offset: int, lr: str = "5e-4", codec: bool = False) -> Stage:
+    """A stage of the bundles trained with the turn supervision: batches of 32, all three
+    auxiliary losses, H.264 round trips of half the clips if ``codec``."""
+    return Stage(
+        steps, lr, seed, offset, "1.0", codec_augment="0.5" if codec else None, batch=32,
+        turn_loss="1.0",
+    )  # fmt: skip
+
+
+# The ViT backbone that reads the actor's orientation from whole frames (docs/DATASET.md, "A
+# model built to see it"), trained on single frames by scripts/orientation_check.py with these
+# arguments: the start of the bundles trained with the turn supervision.
+ORIENTATION_ARGS = (
+    "--models", "vit", "--views", "shifted", "frame", "--readout", "patch",
+    "--shift-ramp", "0.5", "--chain", "--steps", "3000",
+)  # fmt: skip
+ORIENTATION = ("orientation", 0)  # a recipe's start: the backbone ORIENTATION_ARGS saves
+
+
 # The first stage of the bundles trained before the sine-cosine position start: tokshift from
 # scratch with the actor supervision alone. vit_avg still starts from it.
 NOISE_POSITION_STAGE = Stage(2000, "1e-3", 0, 0, "0", model=DEFAULT_CLIP_MODEL)
-# tokshift from scratch, position embedding started from the sine-cosine grid, both supervisions
-SINCOS_STAGE = Stage(1000, "1e-3", 11, 700_000, "1.0", pos_init="sincos")
-# (bundle whose chain's first stages are borrowed, how many of them; None: from scratch), stages
+# tokshift's chain before the turn supervision: from scratch with the position embedding started
+# from the sine-cosine grid, both supervisions, then H.264 round trips. vast still starts from it.
+SINCOS_TOKSHIFT_STAGES = (
+    Stage(1000, "1e-3", 11, 700_000, "1.0", pos_init="sincos", model=DEFAULT_CLIP_MODEL),
+    replace(codec_stage(900, 14, 1_000_000), model=DEFAULT_CLIP_MODEL),
+)
+# (where the chain starts: None from scratch, ORIENTATION from the orientation backbone, or
+# (bundle, n) from the first n stages of another bundle's chain), stages
 RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     DEFAULT_CLIP_MODEL: (
-        None,
-        (SINCOS_STAGE, codec_stage(900, 14, 1_000_000)),
+        ORIENTATION,
+        (
+            turn_stage(1042, 103, 23_000_000),
+            turn_stage(428, 203, 33_000_000, codec=True),
+            turn_stage(1400, 300, 40_000_000),
+            turn_stage(800, 400, 50_000_000, lr="3e-4", codec=True),
+        ),
     ),
     DEFAULT_LIVE_MODEL: (
         None,
@@ -88,16 +122,13 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         ),
     ),
     "laps_tiny_motion112": (
-        None,
-        (
-            Stage(2400, "1e-3", 21, 2_200_000, "1.0", pos_init="sincos"),
-            codec_stage(1000, 33, 7_200_000),
-            codec_stage(1000, 47, 8_500_000, lr="8e-4"),
-        ),
+        (DEFAULT_CLIP_MODEL, 3),
+        (turn_stage(1200, 405, 55_000_000),),
     ),
     "vast_tiny_motion112": (
-        (DEFAULT_CLIP_MODEL, 2),
+        None,
         (
+            *SINCOS_TOKSHIFT_STAGES,
             Stage(3000, "8e-4", 35, 7_400_000, "1.0"),
             codec_stage(900, 37, 7_600_000),
             codec_stage(1500, 39, 7_800_000, lr="8e-4"),
@@ -120,7 +151,8 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
 
 
 def recipe(name: str) -> tuple[tuple[str, int] | None, tuple[Stage, ...]]:
-    """Where a demo model starts (``None``: from scratch) and its stages."""
+    """Where a demo model starts (``None``: from scratch; ``ORIENTATION``: from the orientation
+    backbone; ``(bundle, n)``: from stage n of another bundle) and its stages."""
     return RECIPES[name]
 
 
@@ -130,18 +162,21 @@ def stage_path(scratch: Path, name: str, stage: int) -> Path:
 
 
 def stage_command(
-    name: str, stage: Stage, output: Path, init: Path | None, threads: int
+    name: str, stage: Stage, output: Path, init: Path | None, threads: int, workers: int = 0
 ) -> list[str]:
     registry_name, causal = DEMO_MODELS[stage.model or name]
     words = [
         str(Path(sys.executable).with_name("vidrec")), "train", registry_name,
         "--output", str(output),
         "--depth", "4", "--crop-pct", "1.0",
-        "--clips", str(stage.steps * BATCH), "--seed-offset", str(stage.offset), "--fresh-data",
-        "--batch-size", str(BATCH), "--lr", stage.lr, "--warmup", "0.03",
+        "--clips", str(stage.steps * stage.batch), "--seed-offset", str(stage.offset),
+        "--fresh-data", "--batch-size", str(stage.batch), "--lr", stage.lr, "--warmup", "0.03",
         "--actor-loss", "1.0", "--motion-loss", stage.motion_loss,
         "--seed", str(stage.seed), "--eval-clips", "440", "--threads", str(threads),
+        "--workers", str(workers),
     ]  # fmt: skip
+    if stage.turn_loss is not None:
+        words += ["--turn-loss", stage.turn_loss]
     if stage.codec_augment is not None:
         words += ["--codec-augment", stage.codec_augment]
     if stage.pos_init is not None:
@@ -151,6 +186,20 @@ def stage_command(
     if init is not None:
         words += ["--init", str(init)]
     return words
+
+
+def orientation_command(output: Path, threads: int) -> list[str]:
+    """The single-frame curriculum whose ViT backbone starts the ``ORIENTATION`` recipes."""
+    script = str(ROOT / "scripts" / "orientation_check.py")
+    return [
+        sys.executable,
+        script,
+        *ORIENTATION_ARGS,
+        "--threads",
+        str(threads),
+        "--save",
+        str(output),
+    ]
 
 
 def store_half(source: Path, target: Path) -> Path:
@@ -163,6 +212,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=list(DEMO_MODELS), help="bundles")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="clip-making processes per run (for a GPU)"
+    )
     args = parser.parse_args()
     for name in args.names:
         if name not in DEMO_MODELS:
@@ -174,13 +226,19 @@ def main() -> int:
         for name in names:
             start, stages = recipe(name)
             init = None
-            if start is not None:
+            if start == ORIENTATION:
+                init = stage_path(scratch, *start)
+                if not init.exists():
+                    words = orientation_command(init, args.threads)
+                    print("$ python", " ".join(words[1:]), flush=True)
+                    subprocess.run(words, check=True, cwd=ROOT)
+            elif start is not None:
                 init = stage_path(scratch, *start)
                 if not init.exists():
                     parser.error(f"{name} starts from {start[0]} (stage {start[1]}): train both")
             for index, stage in enumerate(stages):
                 output = stage_path(scratch, name, index + 1)
-                words = stage_command(name, stage, output, init, args.threads)
+                words = stage_command(name, stage, output, init, args.threads, args.workers)
                 print("$ vidrec", " ".join(words[1:]), flush=True)
                 subprocess.run(words, check=True, cwd=ROOT)
                 init = output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ from model_core.zoo import DEMO_MODELS, list_bundles
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from train_demo_bundles import BATCH, Stage, recipe  # noqa: E402
+from train_demo_bundles import (  # noqa: E402
+    ORIENTATION,
+    ORIENTATION_ARGS,
+    Stage,
+    orientation_command,
+    recipe,
+    stage_command,
+)
 
 
 def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
@@ -27,12 +35,22 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
         "motion_loss": float(stage.motion_loss),
         "codec": codec,
         "pos_init": stage.pos_init == "sincos",
+        "batch": stage.batch,
+        "turn_loss": 0.0 if stage.turn_loss is None else float(stage.turn_loss),
     }
 
 
+ORIENTATION_FACTS = {"orientation": " ".join(ORIENTATION_ARGS)}
+
+
 def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
+    if record["command"].startswith("python scripts/orientation_check.py"):
+        # The single-frame backbone: its arguments, less the files it wrote.
+        words = iter(shlex.split(record["command"])[2:])
+        # (next() drops the value that follows --json or --save)
+        kept = [w for w in words if w not in ("--json", "--save") or next(words) is None]
+        return {"orientation": " ".join(kept)}
     config = record["config"]
-    assert config["batch_size"] == BATCH
     codec = config.get("codec")
     return {
         "model": record["model"],
@@ -44,6 +62,9 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         "motion_loss": config.get("motion_loss", 0.0),
         "codec": None if codec is None else codec["probability"],
         "pos_init": "--pos-init sincos" in record["command"],
+        "batch": config["batch_size"],
+        # Runs from before the turn supervision existed did not record it.
+        "turn_loss": config.get("turn_loss", 0.0),
     }
 
 
@@ -52,7 +73,24 @@ def test_the_recipe_is_the_chain_the_shipped_bundle_records(name: str) -> None:
     _, training = read_bundle_config(list_bundles()[name])
     start, stages = recipe(name)
     expected = [_stage_facts(name, s) for s in stages]
-    if start is not None:
+    if start == ORIENTATION:
+        expected = [ORIENTATION_FACTS, *expected]
+    elif start is not None:
         borrowed, count = start
-        expected = [_stage_facts(borrowed, s) for s in recipe(borrowed)[1][:count]] + expected
+        borrowed_start, borrowed_stages = recipe(borrowed)
+        head = [ORIENTATION_FACTS] if borrowed_start == ORIENTATION else []
+        expected = head + [_stage_facts(borrowed, s) for s in borrowed_stages[:count]] + expected
     assert [_recorded_facts(r) for r in training_chain(training)] == expected
+
+
+def test_a_stage_command_asks_for_what_the_stage_records(tmp_path: Path) -> None:
+    stage = recipe("laps_tiny_motion112")[1][0]
+    words = stage_command("laps_tiny_motion112", stage, tmp_path / "o", tmp_path / "i", 1, 3)
+    line = " ".join(words)
+    assert f"--clips {stage.steps * stage.batch} " in line
+    assert f"--batch-size {stage.batch} " in line
+    assert "--turn-loss 1.0" in line and "--workers 3" in line
+    assert line.endswith(f"--init {tmp_path / 'i'}")
+    orientation = " ".join(orientation_command(tmp_path / "b.safetensors", 1))
+    assert " ".join(ORIENTATION_ARGS) in orientation
+    assert orientation.endswith(f"--save {tmp_path / 'b.safetensors'}")

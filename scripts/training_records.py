@@ -1,0 +1,118 @@
+"""Tabulates the training records of a set of bundles: every ``vidrec train`` stage in their
+chains (a stage shared by several chains once), with its settings and the held-out score it
+ended with. Nothing is re-run; the figures are what each run measured and recorded.
+
+python scripts/training_records.py runs/*.safetensors --json docs/turn_supervision_runs.json
+
+The JSON's rows give the DATASET.md table of the turn-supervision runs
+(``scripts/render_bench_docs.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from model_core.checkpoint import read_training_record, training_chain
+
+ROTATION = ("rotate_clockwise", "rotate_anticlockwise")
+
+
+def _output(command: str) -> str:
+    """The name of the file a ``vidrec train`` command wrote, without its suffix."""
+    return Path(command.split("--output ")[1].split()[0]).stem
+
+
+def _start(record: dict[str, Any]) -> str:
+    """Where a stage started: scratch, the orientation backbone, or another run's output."""
+    init = record.get("init")
+    if not init:
+        return "sincos" if "--pos-init sincos" in record["command"] else "scratch"
+    training = init.get("training") or {}
+    command = str(training.get("command", ""))
+    if command.startswith("python scripts/orientation_check.py"):
+        return "orientation backbone"
+    return _output(command) if command.startswith("vidrec train") else Path(init["path"]).stem
+
+
+def stage_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The facts of one ``vidrec train`` record that a comparison of runs needs."""
+    config = record["config"]
+    heldout = record.get("heldout") or {}
+    swaps = dict(heldout.get("pair_swap_rate") or {})
+    swaps.pop("/".join(ROTATION), None)
+    per_class = heldout.get("per_class") or {}
+    codec = config.get("codec")
+    return {
+        "run": _output(record["command"]),
+        "model": record["model"].split("_vit_")[0],
+        "start": _start(record),
+        "steps": record["steps"],
+        "batch": config["batch_size"],
+        "lr": config["lr"],
+        "codec": None if codec is None else codec["probability"],
+        "turn_loss": config.get("turn_loss", 0.0),
+        "device": record.get("device"),
+        "train_seconds": record.get("train_seconds"),
+        "heldout_clips": heldout.get("clips"),
+        "top1": heldout.get("top1"),
+        # the share of the rotation clips labelled with their own turn (the classes are balanced)
+        "rotation_right": (
+            sum(per_class[c] for c in ROTATION) / 2
+            if all(c in per_class for c in ROTATION)
+            else None
+        ),
+        # NaN (no clip of the pair labelled within it) is left out: JSON has no NaN
+        "worst_other_swap": max((v for v in swaps.values() if v == v), default=None),
+    }
+
+
+def collect(paths: list[Path]) -> list[dict[str, Any]]:
+    """The stages of every bundle's chain, first stage first, each once."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for path in paths:
+        for record in training_chain(read_training_record(path)):
+            if not record["command"].startswith("vidrec train") or record["command"] in seen:
+                continue
+            seen.add(record["command"])
+            rows.append(stage_row(record))
+    return rows
+
+
+def _cell(value: Any, form: str = "{}") -> str:
+    return "" if value is None else form.format(value)
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    header = "run | model | start | steps | batch | lr | codec | turn | top-1 | rotations right"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['run']} | {r['model']} | {r['start']} | {r['steps']} | {r['batch']} | "
+            f"{r['lr']:g} | {_cell(r['codec'])} | {r['turn_loss']:g} | "
+            f"{_cell(r['top1'], '{:.1%}')} | {_cell(r['rotation_right'], '{:.0%}')}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundles", nargs="+", type=Path)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.bundles if read_training_record(p) is None]
+    if missing:
+        parser.error(f"no training record in {', '.join(missing)}")
+    rows = collect(args.bundles)
+    print(render(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
