@@ -124,13 +124,19 @@ def _track(*states: ActorState) -> ActorTrack:
     return ActorTrack.concat([ActorTrack.hold(s, 1) for s in states])
 
 
-def test_motion_is_the_scaled_change_since_the_previous_frame() -> None:
+def _three_frames() -> torch.Tensor:
+    """``(1, 3, 6)`` states: moved right, grown, turned 20 degrees across 180 and half faded
+    in frame 1; moved up and hidden in frame 2."""
     track = _track(
         ActorState(x=0.30, y=0.5, radius=0.10, angle=170.0),
         ActorState(x=0.35, y=0.5, radius=0.12, angle=-170.0, opacity=0.5),
         ActorState(x=0.35, y=0.4, radius=0.12, angle=-170.0, opacity=0.0),
     )
-    states = torch.from_numpy(actor_states(track, _spec()))[None]  # (1, 3, 6)
+    return torch.from_numpy(actor_states(track, _spec()))[None]
+
+
+def test_motion_is_the_scaled_change_since_the_previous_frame() -> None:
+    states = _three_frames()  # (1, 3, 6)
     targets, weights = actor_motion(states)
     assert targets.shape == weights.shape == (1, 2, len(MOTION_FIELDS))
     scale = torch.tensor(MOTION_SCALE)
@@ -198,12 +204,7 @@ def test_the_actor_patch_is_the_one_its_mask_is_centred_on() -> None:
 
 
 def test_turn_targets_are_the_orientation_and_its_change_since_the_last_frame() -> None:
-    track = _track(
-        ActorState(x=0.30, y=0.5, radius=0.10, angle=170.0),
-        ActorState(x=0.35, y=0.5, radius=0.12, angle=-170.0, opacity=0.5),
-        ActorState(x=0.35, y=0.4, radius=0.12, angle=-170.0, opacity=0.0),
-    )
-    states = torch.from_numpy(actor_states(track, _spec()))[None]  # (1, 3, 6)
+    states = _three_frames()  # (1, 3, 6)
     targets, weights = actor_turn(states)
     assert targets.shape == weights.shape == (1, 3, len(TURN_FIELDS))
     sin, cos = STATE_FIELDS.index("sin_angle"), STATE_FIELDS.index("cos_angle")
