@@ -12,11 +12,8 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   all three auxiliary supervisions (actor, motion and ``--turn-loss``): 1042 steps, 428 with H.264
   round trips of half the clips, 1400 clean and 800 with round trips at lr 3e-4. These ran on
   a GPU (the step counts are what a time budget there gave); on a CPU they take hours;
-- factorized causal (the live default): 1200 steps from scratch, sine-cosine start, both
-  supervisions, then 900 steps with H.264 round trips of half the clips, as tokshift;
-- laps: 1200 steps from tokshift's third stage, as tokshift's stages (on a GPU);
-- xvit: 2000 steps from scratch, sine-cosine start, both supervisions; then 1400 steps with H.264
-  round trips of half the clips, then 1500 more at lr 8e-4, the same way;
+- factorized causal (the live default), laps and xvit: 1200 steps each from tokshift's third
+  stage, as tokshift's stages (laps on the GPU, the other two on one CPU core each);
 - vast: 3000 steps from both stages of tokshift's earlier chain (``SINCOS_TOKSHIFT_STAGES``:
   from scratch, sine-cosine start, then H.264 round trips; its affine-shift mixer's ``fc``
   starts from the value rows of ``qkv``), both supervisions; then 900 steps at lr 5e-4, 1500
@@ -115,11 +112,8 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         ),
     ),
     DEFAULT_LIVE_MODEL: (
-        None,
-        (
-            Stage(1200, "1e-3", 12, 800_000, "1.0", pos_init="sincos"),
-            codec_stage(900, 31, 7_000_000),
-        ),
+        (DEFAULT_CLIP_MODEL, 3),
+        (turn_stage(1200, 407, 57_000_000),),
     ),
     "laps_tiny_motion112": (
         (DEFAULT_CLIP_MODEL, 3),
@@ -140,12 +134,8 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
         (NOISE_POSITION_STAGE, Stage(1000, "8e-4", 6, 400_000, "0")),
     ),
     "xvit_tiny_motion112": (
-        None,
-        (
-            Stage(2000, "1e-3", 25, 6_600_000, "1.0", pos_init="sincos"),
-            codec_stage(1400, 32, 7_100_000),
-            codec_stage(1500, 45, 8_300_000, lr="8e-4"),
-        ),
+        (DEFAULT_CLIP_MODEL, 3),
+        (turn_stage(1200, 408, 58_000_000),),
     ),
 }
 
