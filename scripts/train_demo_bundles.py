@@ -13,7 +13,8 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   round trips of half the clips, 1400 clean and 800 with round trips at lr 3e-4. These ran on
   a GPU (the step counts are what a time budget there gave); on a CPU they take hours;
 - factorized causal (the live default), laps and xvit: 1200 steps each from tokshift's third
-  stage, as tokshift's stages (laps on the GPU, the other two on one CPU core each);
+  stage, as tokshift's stages (laps on the GPU, the other two on one CPU core each), and for
+  xvit 1200 more the same way;
 - vast: 3000 steps from both stages of tokshift's earlier chain (``SINCOS_TOKSHIFT_STAGES``:
   from scratch, sine-cosine start, then H.264 round trips; its affine-shift mixer's ``fc``
   starts from the value rows of ``qkv``), both supervisions; then 900 steps at lr 5e-4, 1500
@@ -135,7 +136,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
     ),
     "xvit_tiny_motion112": (
         (DEFAULT_CLIP_MODEL, 3),
-        (turn_stage(1200, 408, 58_000_000),),
+        (turn_stage(1200, 408, 58_000_000), turn_stage(1200, 409, 59_000_000)),
     ),
 }
 
