@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ ROTATION = ("rotate_clockwise", "rotate_anticlockwise")
 
 def _output(command: str) -> str:
     """The name of the file a ``vidrec train`` command wrote, without its suffix."""
-    return Path(command.split("--output ")[1].split()[0]).stem
+    words = shlex.split(command)
+    return Path(words[words.index("--output") + 1]).stem
 
 
 def _start(record: dict[str, Any]) -> str:

@@ -113,7 +113,7 @@ def actor_turn(states: Tensor) -> tuple[Tensor, Tensor]:
     dangle = MOTION_FIELDS.index("dangle")
     turn = F.pad(motion[..., dangle], (1, 0))  # (B, T)
     turn_weight = F.pad(motion_weights[..., dangle], (1, 0))
-    sin, cos, opacity = states[..., 3], states[..., 4], states[..., 5]
+    *_, sin, cos, opacity = states.unbind(-1)  # each (B, T), as in STATE_FIELDS
     targets = torch.stack([sin, cos, turn], dim=-1)
     weights = torch.stack([opacity, opacity, turn_weight], dim=-1)
     return targets, weights
