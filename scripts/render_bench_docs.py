@@ -10,7 +10,8 @@ each head and shift curriculum), docs/orientation_check_chain.json (the ViT thro
 crop, then the whole frame) and docs/orientation_check_frame_patch.json (the whole frame from
 scratch) give the three tables in DATASET.md, "A model built to see it"; and
 docs/turn_supervision_runs.json (``scripts/training_records.py`` over the bundles of the turn
-supervision runs) its table in "The turn learned".
+supervision runs) its table in "The turn learned"; docs/vast_readout_probe.json
+(``scripts/readout_probe.py``) and docs/vast_readout_runs.json the two tables in "VAST's readout".
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -200,23 +201,47 @@ def orientation_chain_table() -> list[str]:
     return lines
 
 
-def turn_runs_table() -> list[str]:
-    """Every stage of the turn-supervision runs as its bundle recorded it, from
-    docs/turn_supervision_runs.json (``scripts/training_records.py``)."""
+def runs_table(name: str, readout: bool = False) -> list[str]:
+    """Every stage of a set of training runs as its bundle recorded it, from docs/``name``
+    (``scripts/training_records.py``); ``readout`` adds what the head read."""
+    readout_head, readout_rule = ("| head read ", "---|") if readout else ("", "")
     lines = [
-        "| run | family | started from | steps × batch | lr | H.264 share | trained on "
-        "| held-out top-1 | rotation clips right |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|",
+        f"| run | family | started from {readout_head}| steps × batch | lr | H.264 share "
+        "| trained on | held-out top-1 | rotation clips right |",
+        f"|---|---|---|{readout_rule}---:|---:|---:|---|---:|---:|",
     ]
-    for r in _load("turn_supervision_runs.json")["rows"]:
+    for r in _load(name)["rows"]:
         device = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
         codec = "" if r["codec"] is None else f"{r['codec']:.0%}"
+        read = f"| {READOUT_WORDS[r['readout']]} " if readout else ""
         lines.append(
-            f"| `{r['run']}` | {r['model']} | {r['start']} | {r['steps']} × {r['batch']} "
+            f"| `{r['run']}` | {r['model']} | {r['start']} {read}| {r['steps']} × {r['batch']} "
             f"| {r['lr']:g} | {codec} | {device} | {r['top1']:.1%} ({r['heldout_clips']}) "
             f"| {r['rotation_right']:.0%} |"
         )
     return lines
+
+
+def readout_probe_table() -> list[str]:
+    """Ridge-probe accuracy of the turn on each block's tokens, from docs/vast_readout_probe.json
+    (``scripts/readout_probe.py``)."""
+    rows = _load("vast_readout_probe.json")["rows"]
+    lines = [
+        "| model | tokens | "
+        + " | ".join(f"block {i + 1}" for i in range(rows[0]["blocks"]))
+        + " | final norm | pooled: mean / max |",
+        "|---|---|" + "---:|" * (rows[0]["blocks"] + 2),
+    ]
+    for r in rows:
+        name = f"`{r['run']}` ({r['family']})"
+        for tokens, key in (("actor patch", "actor_patch"), ("CLS", "cls")):
+            cells = " | ".join(f"{v:.0%}" for v in r[key])
+            pooled = f"{r['patch_mean']:.0%} / {r['patch_max']:.0%}" if key == "cls" else ""
+            lines.append(f"| {name} | {tokens} | {cells} | {pooled} |")
+    return lines
+
+
+READOUT_WORDS = {"cls": "CLS token", "patch_max": "max over patches"}
 
 
 def _section(name: str, render: Any) -> Section:
@@ -242,7 +267,9 @@ def main() -> int:
         _section("orientation-check", orientation_table),
         _section("orientation-ramp", orientation_ramp_table),
         _section("orientation-chain", orientation_chain_table),
-        _section("turn-runs", turn_runs_table),
+        _section("turn-runs", lambda: runs_table("turn_supervision_runs.json")),
+        _section("vast-readout-probe", readout_probe_table),
+        _section("vast-readout-runs", lambda: runs_table("vast_readout_runs.json", readout=True)),
     ]
     return status or update_doc(DATASET_DOC, orientation, check=args.check, script=script)
 

@@ -3,8 +3,10 @@ chains (a stage shared by several chains once), with its settings and the held-o
 ended with. Nothing is re-run; the figures are what each run measured and recorded.
 
 python scripts/training_records.py runs/*.safetensors --json docs/turn_supervision_runs.json
+python scripts/training_records.py vast_runs/*.safetensors --family vast \
+    --json docs/vast_readout_runs.json
 
-The JSON's rows give the DATASET.md table of the turn-supervision runs
+The JSONs' rows give the DATASET.md tables of the turn-supervision runs and of VAST's readout
 (``scripts/render_bench_docs.py``).
 """
 
@@ -17,7 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model_core.checkpoint import read_training_record, training_chain
+from model_core.checkpoint import (
+    CheckpointError,
+    read_bundle_config,
+    read_training_record,
+    training_chain,
+)
 
 ROTATION = ("rotate_clockwise", "rotate_anticlockwise")
 
@@ -40,8 +47,19 @@ def _start(record: dict[str, Any]) -> str:
     return _output(command) if command.startswith("vidrec train") else Path(init["path"]).stem
 
 
-def stage_row(record: dict[str, Any]) -> dict[str, Any]:
-    """The facts of one ``vidrec train`` record that a comparison of runs needs."""
+def _readout(record: dict[str, Any], bundle_options: dict[str, Any] | None) -> str:
+    """What the head read: the record's options, else the bundle's own (for the bundle's own
+    record). Records from before ``vidrec train`` kept the options have neither; every family
+    read the CLS token then."""
+    options = record.get("options") or bundle_options or {}
+    return str(options.get("readout", "cls"))
+
+
+def stage_row(
+    record: dict[str, Any], bundle_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The facts of one ``vidrec train`` record that a comparison of runs needs;
+    ``bundle_options`` are the family options of the bundle that holds it as its own."""
     config = record["config"]
     heldout = record.get("heldout") or {}
     swaps = dict(heldout.get("pair_swap_rate") or {})
@@ -52,6 +70,7 @@ def stage_row(record: dict[str, Any]) -> dict[str, Any]:
         "run": _output(record["command"]),
         "model": record["model"].split("_vit_")[0],
         "start": _start(record),
+        "readout": _readout(record, bundle_options),
         "steps": record["steps"],
         "batch": config["batch_size"],
         "lr": config["lr"],
@@ -77,12 +96,23 @@ def collect(paths: list[Path]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for path in paths:
-        for record in training_chain(read_training_record(path)):
+        chain = training_chain(read_training_record(path))
+        for index, record in enumerate(chain):
             if not record["command"].startswith("vidrec train") or record["command"] in seen:
                 continue
             seen.add(record["command"])
-            rows.append(stage_row(record))
+            own = index == len(chain) - 1  # the bundle's own run, whose config the file holds
+            rows.append(stage_row(record, _bundle_options(path) if own else None))
     return rows
+
+
+def _bundle_options(path: Path) -> dict[str, Any] | None:
+    """A bundle's family options as its config stores them (``None`` for plain weights)."""
+    try:
+        config, _ = read_bundle_config(path)
+    except CheckpointError:
+        return None
+    return dict(config.options)
 
 
 def _cell(value: Any, form: str = "{}") -> str:
@@ -90,11 +120,15 @@ def _cell(value: Any, form: str = "{}") -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    header = "run | model | start | steps | batch | lr | codec | turn | top-1 | rotations right"
+    header = (
+        "run | model | start | readout | steps | batch | lr | codec | turn | top-1 "
+        "| rotations right"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r['run']} | {r['model']} | {r['start']} | {r['steps']} | {r['batch']} | "
+            f"{r['run']} | {r['model']} | {r['start']} | {r['readout']} | {r['steps']} | "
+            f"{r['batch']} | "
             f"{r['lr']:g} | {_cell(r['codec'])} | {r['turn_loss']:g} | "
             f"{_cell(r['top1'], '{:.1%}')} | {_cell(r['rotation_right'], '{:.0%}')}"
         )
@@ -105,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="+", type=Path)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument(
+        "--family", action="append", default=None, help="only this family's stages (repeatable)"
+    )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.bundles if read_training_record(p) is None]
     if missing:
         parser.error(f"no training record in {', '.join(missing)}")
     rows = collect(args.bundles)
+    if args.family:
+        rows = [r for r in rows if r["model"] in args.family]
     print(render(rows))
     if args.json is not None:
         args.json.write_text(json.dumps({"rows": rows}, indent=1) + "\n")

@@ -40,6 +40,9 @@ class EventfulEncoder:
         blocks = [cast(Block, block) for block in model.blocks]
         for block in blocks:
             check_block(block)
+        if model.readout != "cls":
+            # the state keeps each frame's class token only; a patch readout needs them all
+            raise ValueError(f"the model reads out {model.readout!r}; eventful keeps the CLS token")
         self.model = model.eval()
         cfg = model.config
         self.spec = StateSpec(

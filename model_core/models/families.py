@@ -152,6 +152,9 @@ FAMILIES: dict[str, Family] = {
             "VAST: attention-free affine-shift blocks",
             _vast,
             "frame_average",
+            # Max pooling: the CLS token's mean over 49 patches dilutes what the actor's patch
+            # knows (docs/MODELS.md, "VAST's readout").
+            default_options={"readout": "patch_max"},
         ),
         Family(
             "factorized",

@@ -1,5 +1,7 @@
 """One video transformer for every family: a ViT backbone over ``(B, T, N, C)`` tokens whose
-blocks get the family's temporal operator, and a head over the per-frame CLS features.
+blocks get the family's temporal operator, and a head over one feature per frame: the CLS
+token, or for ``readout="patch_max"`` (VAST's default) the channel-wise maximum over the patch
+tokens.
 
 State-dict names match timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``,
 ``pos_embed``, ``blocks.{i}.norm1|attn.qkv|attn.proj|norm2|mlp.fc1|mlp.fc2``, ``norm``,
@@ -20,6 +22,11 @@ from model_core.layers import Block, PatchEmbed
 from .families import BlockContext, Family, get_family
 from .heads import FrameAverageHead, TemporalAttentionHead, TemporalHead, TemporalTransformerHead
 
+# What the head reads of each frame's final tokens: the CLS token, or the maximum of every
+# channel over the patch tokens (global max pooling, for a family whose CLS token cannot single
+# the actor out: see ``families``).
+READOUTS = ("cls", "patch_max")
+
 
 class VideoTransformer(nn.Module):
     """Input ``(B, T, 3, H, W)`` normalised frames; output logits ``(B, num_classes)``.
@@ -36,6 +43,9 @@ class VideoTransformer(nn.Module):
         options = {**(family.default_options or {}), **config.options}
         config = config.replace(options=options)
         self.config = config
+        self.readout: str = options.get("readout", "cls")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         self.family: Family = family
         dim = config.embed_dim
 
@@ -158,12 +168,18 @@ class VideoTransformer(nn.Module):
         where the logits at ``t`` depend on frames ``<= t`` only."""
         if per_frame and not self.config.causal:
             raise ValueError("per-frame outputs are defined for causal models only")
-        return self.head(self.head_drop(tokens[:, :, 0]), per_frame=per_frame)
+        return self.head(self.head_drop(self.frame_readout(tokens)), per_frame=per_frame)
+
+    def frame_readout(self, tokens: Tensor) -> Tensor:
+        """``(B, T, C)``: the feature of each frame that the head reads (``READOUTS``)."""
+        if self.readout == "patch_max":
+            return tokens[:, :, 1:].amax(dim=2)
+        return tokens[:, :, 0]
 
     def forward_frame_features(self, tokens: Tensor) -> Tensor:
-        """``(B, T, C)``: what the head makes of each frame after its own temporal mixing (the CLS
-        features themselves for frame-averaging heads); training probes read it."""
-        return self.head.frame_features(tokens[:, :, 0])
+        """``(B, T, C)``: what the head makes of each frame after its own temporal mixing (the
+        readout itself for frame-averaging heads); training probes read it."""
+        return self.head.frame_features(self.frame_readout(tokens))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

@@ -290,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         "init": _init_record(args.init),
         "model": args.model,
         "overrides": model_overrides(args),
+        "options": dict(model.config.options),  # the family's settings, defaults included
         "dataset": {
             "generator": "model_core.data",
             "spec": asdict(config.spec),

@@ -173,3 +173,25 @@ def test_temporal_embedding_bounds_the_clip_length() -> None:
     model = small("xvit", num_frames=4)
     with pytest.raises(ValueError, match="4 frames of temporal embedding"):
         model(clip(frames=8))
+
+
+@pytest.mark.parametrize(("family", "readout"), [("tokshift", "cls"), ("vast", "patch_max")])
+def test_the_head_reads_the_family_readout(family: str, readout: str) -> None:
+    model = small(family)
+    assert model.readout == readout
+    tokens = torch.randn(2, 8, 5, model.config.embed_dim)  # CLS + 2x2 patches per frame
+    cls_poked, patch_poked = tokens.clone(), tokens.clone()
+    cls_poked[:, :, 0] += 5.0
+    patch_poked[:, :, 3] += 5.0  # one patch becomes every channel's maximum
+    with torch.no_grad():
+        base = model.forward_head(tokens)
+        cls_moved = not torch.allclose(model.forward_head(cls_poked), base)
+        patch_moved = not torch.allclose(model.forward_head(patch_poked), base)
+    assert (cls_moved, patch_moved) == (readout == "cls", readout == "patch_max")
+    if readout == "patch_max":
+        torch.testing.assert_close(model.frame_readout(tokens), tokens[:, :, 1:].amax(dim=2))
+
+
+def test_an_unknown_readout_is_refused() -> None:
+    with pytest.raises(ValueError, match="readout"):
+        small("vit_avg", options={"readout": "mean"})

@@ -34,7 +34,6 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
         "offset": stage.offset,
         "motion_loss": float(stage.motion_loss),
         "codec": codec,
-        "pos_init": stage.pos_init == "sincos",
         "batch": stage.batch,
         "turn_loss": 0.0 if stage.turn_loss is None else float(stage.turn_loss),
     }
@@ -61,7 +60,6 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         # Runs from before the motion supervision existed did not record it.
         "motion_loss": config.get("motion_loss", 0.0),
         "codec": None if codec is None else codec["probability"],
-        "pos_init": "--pos-init sincos" in record["command"],
         "batch": config["batch_size"],
         # Runs from before the turn supervision existed did not record it.
         "turn_loss": config.get("turn_loss", 0.0),

@@ -16,7 +16,7 @@ from service.cli import main as vidrec
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from training_records import main  # noqa: E402
+from training_records import main, stage_row  # noqa: E402
 
 TINY = (
     "tokshift_vit_tiny_patch16_224", "--img-size", "32", "--frames", "4", "--depth", "2",
@@ -52,7 +52,23 @@ def test_stages_shared_by_two_chains_are_listed_once(
     assert rows[2]["top1"] == heldout["top1"] and rows[2]["heldout_clips"] == 22
     rotation = [heldout["per_class"][c] for c in ("rotate_clockwise", "rotate_anticlockwise")]
     assert rows[2]["rotation_right"] == sum(rotation) / 2
-    assert "third | tokshift | first | 2 | 8 |" in capsys.readouterr().out
+    assert {r["readout"] for r in rows} == {"cls"}
+    assert main([str(second), "--family", "vast", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"] == []  # every stage here is tokshift's
+    assert "third | tokshift | first | cls | 2 | 8 |" in capsys.readouterr().out
+
+
+def test_the_readout_comes_from_the_record_or_else_the_bundle(tmp_path: Path) -> None:
+    vast = tmp_path / "vast.safetensors"
+    tiny_vast = ("vast_vit_tiny_patch16_224", *TINY[1:])
+    assert vidrec(["train", *tiny_vast, "--output", str(vast)]) == 0
+    record = read_training_record(vast)
+    assert record is not None and record["options"] == {"readout": "patch_max"}
+    assert stage_row(record)["readout"] == "patch_max"
+    # A record from before the options were kept: the bundle's config says, else the CLS token.
+    del record["options"]
+    assert stage_row(record, {"readout": "patch_max"})["readout"] == "patch_max"
+    assert stage_row(record)["readout"] == "cls"
 
 
 def test_a_file_without_a_record_is_refused(tmp_path: Path) -> None:

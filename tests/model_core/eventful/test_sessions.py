@@ -149,3 +149,12 @@ def test_models_with_temporal_operators_are_refused(name: str, causal: bool, mes
         model = create_model(name, causal=causal)
     with pytest.raises(ValueError, match=message):
         EventfulEngine(model, capacity=1)
+
+
+def test_a_patch_readout_is_refused() -> None:
+    from model_core import create_model
+
+    with torch.device("meta"):
+        model = create_model("vit_avg_vit_tiny_patch16_224", options={"readout": "patch_max"})
+    with pytest.raises(ValueError, match="reads out 'patch_max'"):
+        EventfulEngine(model, capacity=1)

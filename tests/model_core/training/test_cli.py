@@ -52,6 +52,7 @@ def test_the_bundle_records_how_it_was_trained(bundle: Path) -> None:
     assert training["final_loss"] > 0 and training["wall_seconds"] >= training["train_seconds"]
     assert training["heldout"]["clips"] == 22 and 0 <= training["heldout"]["top1"] <= 1
     assert training["torch"] == torch.__version__ and training["device"].startswith("cpu")
+    assert training["options"] == {"shift_div": 4} == config.options  # the family's defaults
 
 
 def test_the_bundle_gives_the_outputs_of_the_model_trained_in_memory(bundle: Path) -> None:
