@@ -26,6 +26,7 @@ from torch import Tensor
 
 from model_core.config import ModelConfig
 from model_core.models import VideoTransformer
+from model_core.models.families import get_family
 
 from .apply import apply_state_dict
 from .errors import CheckpointError
@@ -168,11 +169,21 @@ def parse_bundle_metadata(
             f"{path}: bundle version {version!r}; this vidrec reads up to {BUNDLE_VERSION}"
         )
     try:
-        config = ModelConfig.from_dict(header["config"])
+        config = _readout_of_its_time(ModelConfig.from_dict(header["config"]))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: bundle config cannot be built: {err}") from err
     training = header.get("training")
     return config, training if isinstance(training, dict) else None
+
+
+def _readout_of_its_time(config: ModelConfig) -> ModelConfig:
+    """A bundle stores its family's options with the defaults filled in, so one that names no
+    readout although its family now defaults to one (VAST's ``patch_max``, since 2026-12-04)
+    was saved before: its head read the CLS token, and is rebuilt so."""
+    defaults = get_family(config.family).default_options or {}
+    if "readout" in defaults and "readout" not in config.options:
+        return config.replace(options={"readout": "cls"})
+    return config
 
 
 def training_chain(training: Mapping[str, Any] | None) -> list[dict[str, Any]]:

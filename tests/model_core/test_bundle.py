@@ -196,3 +196,23 @@ def test_training_metadata_must_be_json(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="JSON-serialisable"):
         save_bundle(tiny("vit_avg"), tmp_path / "x.safetensors", training={"when": object()})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_vast_bundle_from_before_the_patch_readout_still_reads_its_cls_token(
+    tmp_path: Path,
+) -> None:
+    model = tiny("vast")
+    assert model.readout == "patch_max" and model.config.options == {"readout": "patch_max"}
+    # The same tensors with the header a vast bundle had before the readout option existed.
+    header = {"format": "vidrec-bundle", "version": 1, "training": None}
+    header["config"] = {**model.config.to_dict(), "options": {}}
+    old = tmp_path / "old.safetensors"
+    save_file(model.state_dict(), old, metadata={"vidrec": json.dumps(header)})
+    loaded = load_bundle(old)
+    assert loaded.readout == "cls" and read_bundle_config(old)[0].options == {"readout": "cls"}
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        torch.testing.assert_close(loaded(x), model.head(tokens[:, :, 0]))
+    # A bundle saved now names its readout, and keeps it.
+    assert load_bundle(save_bundle(model, tmp_path / "new.safetensors")).readout == "patch_max"
