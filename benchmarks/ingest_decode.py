@@ -16,7 +16,7 @@ Writes (once, then reuses) a 60 s 1280x720 30 fps H.264 MP4 with a keyframe ever
 
 Prints a table with ratios and writes JSON. Usage::
 
-    python benchmarks/ingest_decode.py [bench-results/ingest_decode.json] [--repeats 3]
+    vidrec bench ingest_decode [bench-results/ingest_decode.json] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -107,12 +107,12 @@ def run_cases(cases: dict[str, Callable[[], int]], repeats: int) -> dict[str, di
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark, prints the table and writes the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if not CLIP.exists():
         print(f"writing {CLIP.relative_to(ROOT)} ...", file=sys.stderr)
