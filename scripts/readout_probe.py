@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def probe(path: Path, clips: int, offset: int) -> dict[str, Any]:
     features, labels = turn_features(model, clips, offset)
     record = read_training_record(path) or {}
     command = str(record.get("command", ""))
-    words = command.split()
+    words = shlex.split(command)
     run = Path(words[words.index("--output") + 1]).stem if "--output" in words else path.stem
     accuracy = {key: [ridge_accuracy(f, labels) for f in fs] for key, fs in features.items()}
     return {
