@@ -1,5 +1,6 @@
-"""Regenerates the tables in docs/MODELS.md: the registry with its FLOP counts, and the demo
-bundles shipped in model_core/zoo with what their training recorded.
+"""Regenerates the tables in docs/MODELS.md: the registry with its FLOP counts, the demo
+bundles shipped in model_core/zoo with what their training recorded, and their accuracy on clips
+of other lengths and frame rates (docs/clip_lengths_bench.json, ``vidrec bench clip_lengths``).
 
 python scripts/render_model_docs.py          # rewrite the tables in place
 python scripts/render_model_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -8,6 +9,7 @@ python scripts/render_model_docs.py --check  # exit 1 if the doc is stale (the t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -25,6 +27,8 @@ from model_core.zoo import DEMO_MODELS, list_bundles
 DOC = Path(__file__).resolve().parent.parent / "docs" / "MODELS.md"
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
 DEMO_START, DEMO_END = "<!-- demo-bundles:start -->", "<!-- demo-bundles:end -->"
+LENGTHS_START, LENGTHS_END = "<!-- clip-lengths:start -->", "<!-- clip-lengths:end -->"
+LENGTHS_JSON = DOC.parent / "clip_lengths_bench.json"
 
 
 def _row(name: str) -> tuple[str, ...]:
@@ -110,11 +114,41 @@ def render_demo_table() -> str:
     return "\n".join([DEMO_START, note, "", *lines, DEMO_END])
 
 
+def render_lengths_table() -> str:
+    """Top-1 of every bundle at each (frames, fps) the clip-lengths benchmark measured."""
+    bench = json.loads(LENGTHS_JSON.read_text())
+    rows = bench["rows"]
+    kinds = list(dict.fromkeys((r["frames"], r["fps"]) for r in rows))
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    top1 = {(r["model"], r["frames"], r["fps"]): r["top1"] for r in rows}
+    clips = {r["clips"] for r in rows}
+    header = ["bundle", *(f"{t} frames @ {fps:g} fps" for t, fps in kinds)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(kinds),
+    ]
+    for name in names:
+        cells = [f"{top1[(name, t, fps)]:.1%}" for t, fps in kinds]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    machine = bench["machine"]
+    note = (
+        f"Held-out clips, {'/'.join(str(c) for c in sorted(clips))} per cell (every class alike), "
+        "written as H.264 MP4 and decoded as an upload is (the model's 8 frames spread uniformly "
+        f"over the clip). `{bench['command']}` on {machine['machine']}, torch {machine['torch']}; "
+        "rendered by `scripts/render_model_docs.py`."
+    )
+    return "\n".join([LENGTHS_START, note, "", *lines, LENGTHS_END])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if docs/MODELS.md is stale")
     args = parser.parse_args()
-    sections = [(START, END, render_table), (DEMO_START, DEMO_END, render_demo_table)]
+    sections = [
+        (START, END, render_table),
+        (DEMO_START, DEMO_END, render_demo_table),
+        (LENGTHS_START, LENGTHS_END, render_lengths_table),
+    ]
     return update_doc(DOC, sections, check=args.check, script="scripts/render_model_docs.py")
 
 
