@@ -64,6 +64,7 @@ class Stage:
     model: str | None = None  # another demo model's architecture (a stage borrowed from it)
     batch: int = BATCH
     turn_loss: str | None = None  # the orientation probe's weight (--turn-loss), when used
+    fps_range: tuple[str, str] | None = None  # each clip at its own frame rate (--fps-range)
 
 
 def turn_stage(steps: int, seed: int, offset: int, lr: str = "5e-4", codec: bool = False) -> Stage:
@@ -152,6 +153,8 @@ def stage_command(
         words += ["--turn-loss", stage.turn_loss]
     if stage.codec_augment is not None:
         words += ["--codec-augment", stage.codec_augment]
+    if stage.fps_range is not None:
+        words += ["--fps-range", *stage.fps_range]
     if causal:
         words.append("--causal")
     if init is not None:

@@ -6,7 +6,7 @@ thread or in worker processes), ``augment`` changes them without changing their 
 ``evaluate`` scores held-out clips.
 """
 
-from .augment import Augment, CodecAugment, augment_batch
+from .augment import Augment, CodecAugment, FrameRateAugment, augment_batch
 from .batches import Batch, ClipBatches, preprocess_batch
 from .evaluate import (
     ClassResult,
@@ -29,6 +29,7 @@ __all__ = [
     "ClipBatches",
     "CodecAugment",
     "EvalReport",
+    "FrameRateAugment",
     "PairResult",
     "StepInfo",
     "TrainConfig",

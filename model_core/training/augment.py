@@ -119,3 +119,31 @@ class CodecAugment:
         options = {"crf": str(crf), "threads": "1", "x264-params": "mbtree=0"}
         decoded = decode_video_bytes(encode_video_bytes(frames, fps, options=options))
         return decoded[:, : frames.shape[1], : frames.shape[2]]  # odd sides were padded
+
+
+@dataclass(frozen=True)
+class FrameRateAugment:
+    """Generates each training clip at its own frame rate, drawn log-uniformly from a range.
+
+    The generator's speeds are physical (per second) and a clip's frame rate only sets how far
+    the actor moves between two frames, so a model trained at one rate has seen one motion per
+    frame: on 8 frames at 5 fps or 20 fps, or on a longer clip sampled down to its 8 frames,
+    the shipped bundles lost up to 13 points (docs/MODELS.md, "Clips of other lengths and frame
+    rates"). Drawing the rate per clip shows the model each action at several speeds per frame.
+    Labels are unchanged: the same action at another rate is the same action.
+
+    Attributes:
+        low: Lowest frame rate (frames per second).
+        high: Highest frame rate.
+    """
+
+    low: float = 5.0
+    high: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high:
+            raise ValueError(f"frame rates need 0 < low <= high, got {self.low}, {self.high}")
+
+    def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` frame rates, log-uniform (as many clips halve the rate as double it)."""
+        return np.exp(rng.uniform(np.log(self.low), np.log(self.high), count))

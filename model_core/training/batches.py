@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -23,7 +23,7 @@ from model_core.config import Preprocessing
 from model_core.data import ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
 
-from .augment import Augment, CodecAugment, augment_batch
+from .augment import Augment, CodecAugment, FrameRateAugment, augment_batch
 from .targets import actor_masks, actor_states
 
 
@@ -84,6 +84,7 @@ class Batch:
 
 
 _CODEC_STREAM = 1  # keeps the codec's draws apart from the augmentation's
+_RATE_STREAM = 2  # and the frame rates' from both
 
 
 class ClipBatches:
@@ -105,6 +106,7 @@ class ClipBatches:
         fresh: New clips in every epoch.
         augment: Order-preserving augmentation, or ``None``.
         codec: Round-trips some clips through H.264 before preprocessing, or ``None``.
+        rates: Generates each clip at its own frame rate instead of ``spec.fps``, or ``None``.
         actor_grid: Patch grid side; when given, batches carry the actor's per-frame state and
             per-patch masks (auxiliary targets, see ``targets``). Needs ``augment`` without
             translation, which would move the actor away from its targets.
@@ -125,6 +127,7 @@ class ClipBatches:
         augment: Augment | None = None,
         actor_grid: int | None = None,
         codec: CodecAugment | None = None,
+        rates: FrameRateAugment | None = None,
     ) -> None:
         if actor_grid is not None and augment is not None and augment.max_shift > 0:
             raise ValueError("actor targets need augmentation without translation (max_shift=0)")
@@ -146,6 +149,7 @@ class ClipBatches:
         self.augment = augment
         self.actor_grid = actor_grid
         self.codec = codec
+        self.rates = rates
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -176,11 +180,15 @@ class ClipBatches:
 
     def make(self, epoch: int, index: int, seeds: np.ndarray) -> Batch:
         """Generates, preprocesses and augments one planned batch."""
-        clips = [generate_clip(int(s), spec=self.spec) for s in seeds]
+        specs = [self.spec] * len(seeds)
+        if self.rates is not None:
+            rng = np.random.default_rng([self.seed, epoch, index, _RATE_STREAM])
+            specs = [replace(self.spec, fps=float(f)) for f in self.rates.draw(rng, len(seeds))]
+        clips = [generate_clip(int(s), spec=spec) for s, spec in zip(seeds, specs, strict=True)]
         frames = np.stack([clip.frames for clip in clips])
         if self.codec is not None:
             rng = np.random.default_rng([self.seed, epoch, index, _CODEC_STREAM])
-            frames = np.stack([self.codec.apply(f, self.spec.fps, rng) for f in frames])
+            frames = np.stack([self.codec.apply(c.frames, c.spec.fps, rng) for c in clips])
         labels = np.array([clip.label for clip in clips], dtype=np.int64)
         inputs = preprocess_batch(frames, self.preprocessing)
         if self.augment is not None:

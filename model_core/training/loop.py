@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from model_core.data import TRAIN_SEEDS, ClipSpec
 from model_core.models import VideoTransformer
 
-from .augment import Augment, CodecAugment
+from .augment import Augment, CodecAugment, FrameRateAugment
 from .batches import ClipBatches
 from .optim import cosine_with_warmup, param_groups
 from .targets import (
@@ -48,6 +48,7 @@ class TrainConfig:
         grad_clip: Largest global gradient norm, or ``None``.
         augment: Order-preserving augmentation, or ``None``.
         codec: H.264 round trips of a share of the clips, or ``None``.
+        rates: Each clip at its own frame rate from a range, or ``None`` (all at ``spec.fps``).
         fresh: Every epoch takes new seeds instead of the same ones again.
         seed: Seeds the order of the clips and the augmentation (initialise the model's weights
             with ``torch.manual_seed`` before building it).
@@ -78,6 +79,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     augment: Augment | None = None
     codec: CodecAugment | None = None
+    rates: FrameRateAugment | None = None
     fresh: bool = False
     seed: int = 0
     offset: int = 0
@@ -141,6 +143,7 @@ class TrainConfig:
             fresh=self.fresh,
             augment=self.augment,
             codec=self.codec,
+            rates=self.rates,
             actor_grid=model.patch_embed.grid_size if self.needs_actor_targets else None,
         )
 

@@ -23,6 +23,7 @@ from model_core.training import (
     Augment,
     CodecAugment,
     EvalReport,
+    FrameRateAugment,
     StepInfo,
     TrainConfig,
     add_sincos_positions,
@@ -56,6 +57,15 @@ def add_parser(subparsers: Any) -> None:
     )
     data.add_argument(
         "--augment", action="store_true", help="small translations and brightness/contrast"
+    )
+    data.add_argument(
+        "--fps-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="generate each clip at its own frame rate, log-uniform in LOW..HIGH fps (the model "
+        "sees each action at several speeds per frame; --fps stays the held-out rate)",
     )
     data.add_argument(
         "--codec-augment",
@@ -184,6 +194,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         grad_clip=args.grad_clip or None,
         augment=Augment() if args.augment else None,
         codec=CodecAugment(args.codec_augment) if args.codec_augment else None,
+        rates=FrameRateAugment(*args.fps_range) if args.fps_range else None,
         fresh=args.fresh_data,
         seed=args.seed,
         offset=args.seed_offset,
@@ -230,6 +241,8 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, name)
         if value is not None:
             words += ["--" + name.replace("_", "-"), str(value)]
+    if args.fps_range is not None:
+        words += ["--fps-range", *(str(v) for v in args.fps_range)]
     for flag in ("fresh_data", "augment", "causal"):
         if getattr(args, flag):
             words.append("--" + flag.replace("_", "-"))

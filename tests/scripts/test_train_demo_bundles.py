@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
         "codec": codec,
         "batch": stage.batch,
         "turn_loss": 0.0 if stage.turn_loss is None else float(stage.turn_loss),
+        "rates": None if stage.fps_range is None else tuple(float(v) for v in stage.fps_range),
     }
 
 
@@ -63,6 +65,8 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         "batch": config["batch_size"],
         # Runs from before the turn supervision existed did not record it.
         "turn_loss": config.get("turn_loss", 0.0),
+        # Nor the frame-rate range, before it existed.
+        "rates": None if config.get("rates") is None else tuple(config["rates"].values()),
     }
 
 
@@ -89,6 +93,11 @@ def test_a_stage_command_asks_for_what_the_stage_records(tmp_path: Path) -> None
     assert f"--batch-size {stage.batch} " in line
     assert "--turn-loss 1.0" in line and "--workers 3" in line
     assert line.endswith(f"--init {tmp_path / 'i'}")
+    assert "--fps-range" not in line
+    varied = replace(stage, fps_range=("5", "20"))
+    assert "--fps-range 5 20 " in " ".join(
+        stage_command("laps_tiny_motion112", varied, tmp_path / "o", tmp_path / "i", 1)
+    )
     orientation = " ".join(orientation_command(tmp_path / "b.safetensors", 1))
     assert " ".join(ORIENTATION_ARGS) in orientation
     assert orientation.endswith(f"--save {tmp_path / 'b.safetensors'}")

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from model_core.config import Preprocessing
-from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_batch
+from model_core.data import HELDOUT_SEEDS, TRAIN_SEEDS, ClipSpec, generate_batch, generate_clip
 from model_core.preprocess import preprocess_frames
 from model_core.training import (
     Augment,
     ClipBatches,
     CodecAugment,
+    FrameRateAugment,
     augment_batch,
     preprocess_batch,
 )
@@ -138,3 +139,36 @@ def test_codec_augmentation_refuses_impossible_settings() -> None:
         CodecAugment(1.5)
     with pytest.raises(ValueError, match="crf"):
         CodecAugment(0.5, crf=(30, 60))
+
+
+def test_frame_rate_augmentation_draws_a_seeded_rate_per_clip() -> None:
+    spec = ClipSpec(frames=4, size=32)
+    rates = FrameRateAugment(5.0, 20.0)
+    plain = ClipBatches(TRAIN_SEEDS, 12, 12, spec, PRE, actor_grid=4)
+    varied = ClipBatches(TRAIN_SEEDS, 12, 12, spec, PRE, actor_grid=4, rates=rates)
+    (clean,) = list(plain.batches(1))
+    (mixed,) = list(varied.batches(1))
+    (again,) = list(varied.batches(1))
+    assert torch.equal(mixed.inputs, again.inputs)  # the same clips at the same rates
+    assert torch.equal(mixed.labels, clean.labels)  # an action at another rate is the same action
+    # Each clip is the generator's clip of its seed at the rate drawn for it, frames and targets.
+    drawn = rates.draw(np.random.default_rng([0, 0, 0, 2]), 12)
+    order = plain.epoch_seeds(0)
+    assert bool(((drawn >= 5.0) & (drawn <= 20.0)).all()) and drawn.std() > 1.0
+    for i in (0, 5):
+        clip = generate_clip(int(order[i]), spec=ClipSpec(frames=4, size=32, fps=float(drawn[i])))
+        assert torch.equal(mixed.inputs[i], preprocess_frames(clip.frames, PRE))
+        assert mixed.states is not None and clean.states is not None
+    moved = [not torch.equal(a, b) for a, b in zip(mixed.states, clean.states, strict=True)]
+    assert sum(moved) > 6, moved  # the actors moved as far as their rates make them per frame
+
+
+def test_frame_rates_are_drawn_log_uniformly_from_a_valid_range() -> None:
+    rates = FrameRateAugment(5.0, 20.0).draw(np.random.default_rng(0), 4000)
+    assert rates.min() >= 5.0 and rates.max() <= 20.0
+    # log-uniform: as many below the geometric middle (10 fps) as above it
+    assert abs(float((rates < 10.0).mean()) - 0.5) < 0.03
+    assert np.allclose(FrameRateAugment(10.0, 10.0).draw(np.random.default_rng(0), 3), 10.0)
+    for low, high in ((0.0, 5.0), (20.0, 5.0)):
+        with pytest.raises(ValueError, match="frame rates"):
+            FrameRateAugment(low, high)

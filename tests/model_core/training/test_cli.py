@@ -15,7 +15,7 @@ from model_core import load_bundle
 from model_core.checkpoint import read_bundle_config
 from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, TRAIN_SEEDS, generate_batch
 from model_core.layers import sincos_2d
-from model_core.training import CodecAugment, preprocess_batch, train
+from model_core.training import CodecAugment, FrameRateAugment, preprocess_batch, train
 from service.cli import build_parser, main, train_cmd
 
 VIDREC = shutil.which("vidrec") or str(Path(sys.executable).parent / "vidrec")
@@ -115,6 +115,22 @@ def test_codec_augmentation_is_asked_for_on_the_command_line_and_recorded() -> N
     assert "--codec-augment 0.25" in train_cmd.command_line(coded)
     recorded = train_cmd.train_config(coded).to_dict()["codec"]
     assert recorded == {"probability": 0.25, "crf": (16, 32)}
+
+
+def test_frame_rate_augmentation_is_asked_for_on_the_command_line_and_recorded() -> None:
+    plain = build_parser().parse_args(["train", *TRAIN_ARGS, "--output", "a.safetensors"])
+    varied = build_parser().parse_args(
+        ["train", *TRAIN_ARGS, "--output", "a.safetensors", "--fps-range", "5", "20"]
+    )
+    assert train_cmd.train_config(plain).rates is None
+    assert "--fps-range" not in train_cmd.command_line(plain)
+    assert train_cmd.train_config(varied).rates == FrameRateAugment(5.0, 20.0)
+    assert "--fps-range 5.0 20.0" in train_cmd.command_line(varied)
+    assert train_cmd.train_config(varied).to_dict()["rates"] == {"low": 5.0, "high": 20.0}
+    with pytest.raises(ValueError, match="frame rates"):
+        train_cmd.train_config(
+            build_parser().parse_args(["train", *TRAIN_ARGS, "-o", "a", "--fps-range", "9", "3"])
+        )
 
 
 def test_a_sincos_position_start_is_asked_for_and_recorded(tmp_path: Path) -> None:
