@@ -1,8 +1,10 @@
 """Redis clients from a URL, for the worker (sync) and the gateway (asyncio).
 
 One factory per side so every client is configured alike: raw bytes (uploads and frames are
-binary; the queue decodes text itself), a bounded connect time, and no read timeout, since the
-queue blocks on streams and lists for longer than any sensible socket timeout.
+binary; the queue decodes text itself), a bounded connect time, and a read timeout well above the
+longest blocking command the queue sends (``MAX_BLOCK_S``). redis-py's own default read timeout
+is 5 s: a ``BLPOP`` that waits its full 5 s slice then fails as a ``TimeoutError``, which the
+gateway answered as a false "Redis unavailable".
 URLs: ``redis://host:port/db``, ``rediss://...`` (TLS) and ``unix:///path/to.sock?db=0``.
 """
 
@@ -12,19 +14,30 @@ import redis
 import redis.asyncio
 
 CONNECT_TIMEOUT_S = 5.0
+# Every blocking command in service/queue (BLPOP, XREAD BLOCK) waits at most this long ...
+MAX_BLOCK_S = 5.0
+# ... and a read may take this long before the connection counts as dead (a Redis that stopped
+# answering without closing the socket must not hang a request for ever).
+READ_TIMEOUT_S = MAX_BLOCK_S * 4
 
 
 def sync_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.Redis:
     """A blocking client; close it with ``close()`` (or use it as a context manager)."""
     return redis.Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=connect_timeout_s
+        url,
+        decode_responses=False,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=READ_TIMEOUT_S,
     )
 
 
 def async_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.asyncio.Redis:
     """An asyncio client; close it with ``await aclose()`` (or ``async with``)."""
     return redis.asyncio.Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=connect_timeout_s
+        url,
+        decode_responses=False,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=READ_TIMEOUT_S,
     )
 
 

@@ -9,8 +9,10 @@ happen in the worker.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
@@ -25,6 +27,8 @@ from service.gateway.state import Gateway, get_gateway
 from service.ingest import ClipInfo, probe_clip
 from service.queue import JobView
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Scope key naming the route template for request metrics when a middleware answers before routing.
 ROUTE_SCOPE_KEY = "vidrec.route"
@@ -165,10 +169,14 @@ def router(settings: Settings) -> APIRouter:
         job_id = await gw.jobs.submit(data, name, params, file.filename or "upload")
         if not wait:
             return _accepted(job_id, "queued")
-        answer = await gw.jobs.wait(job_id, settings.wait_timeout_s)
-        if answer is None:
-            view = await gw.jobs.job(job_id)
-            return _accepted(job_id, view.state if view else "queued")
+        try:
+            answer = await gw.jobs.wait(job_id, settings.wait_timeout_s)
+            if answer is None:
+                view = await gw.jobs.job(job_id)
+                return _accepted(job_id, view.state if view else "queued")
+        except redis.RedisError as exc:
+            # The job is queued: a refusal without its id would make the client submit it again.
+            raise _lost_wait(job_id, exc) from exc
         return _answer(job_id, answer)
 
     @api.get(
@@ -245,6 +253,19 @@ def _one_or_three(value: int) -> int:
     if value not in (1, 3):
         raise ValueError("must be 1 (the full frame) or 3 (three square crops)")
     return value
+
+
+def _lost_wait(job_id: str, exc: redis.RedisError) -> ApiError:
+    log.warning("waiting for clip job %s: redis error: %s", job_id, exc)
+    return ApiError(
+        503,
+        "redis_unavailable",
+        f"the job {job_id} was queued, but waiting for its answer failed (the queue, Redis, is "
+        "not reachable); poll its status_url instead of submitting it again",
+        headers={"Retry-After": "1"},
+        job_id=job_id,
+        status_url=f"/v1/jobs/{job_id}",
+    )
 
 
 def _too_large(size: int, limit: int) -> ApiError:

@@ -19,6 +19,7 @@ import redis.asyncio
 from service.keys import Keys
 from service.queue._codec import as_float, as_int, as_json, dumps, now, text, text_hash
 from service.queue.errors import JobNotFoundError, QueueFullError
+from service.redis_conn import MAX_BLOCK_S
 from service.settings import Settings
 
 # KEYS: clips, upload, job. ARGV: max jobs, data, upload ttl, result ttl, job id, model, params,
@@ -33,8 +34,9 @@ redis.call('XADD', KEYS[1], '*', 'job', ARGV[5])
 return 1
 """
 
-# A waiting gateway re-checks the result at least this often, so an expired job cannot hang it.
-_WAIT_SLICE_S = 5.0
+# A waiting gateway re-checks the result at least this often, so an expired job cannot hang it;
+# within the client's read timeout (see service.redis_conn), so a full slice is not an error.
+_WAIT_SLICE_S = MAX_BLOCK_S
 
 
 @dataclass(frozen=True)
