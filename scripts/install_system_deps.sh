@@ -13,6 +13,8 @@ packages=(
   gstreamer1.0-plugins-bad
   # service: the Redis server the queue tests start when none listens on 127.0.0.1:6379
   redis-server
+  # gateway: the web page's browser test (Playwright drives this chromium)
+  chromium
 )
 
 missing=()

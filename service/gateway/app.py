@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.gateway.clips import FORM_OVERHEAD_BYTES, ROUTE_SCOPE_KEY, UploadLimitMiddleware
 from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
+from service.gateway.page import router as page_router
 from service.gateway.state import Gateway
 from service.gateway.streams import router as streams_router
 from service.gateway.system import router as system_router
@@ -152,7 +153,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs and /redoc are served by page.py from local assets (the defaults load a CDN).
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -161,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(clips_router(settings))
     app.include_router(streams_router(settings))
     app.include_router(system_router())
+    app.include_router(page_router(app.title))
     app.add_middleware(
         UploadLimitMiddleware,
         path="/v1/clips",
