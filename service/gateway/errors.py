@@ -7,15 +7,18 @@ a client never has to parse two formats.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketState
 
 from service.ingest import IngestError
 from service.queue import QueueError, QueueFullError
@@ -171,9 +174,30 @@ async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
     return ApiError.from_queue(exc).response()
 
 
-async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
-    body = error_body("redis_unavailable", "the queue (Redis) is not reachable; try again shortly")
+REDIS_UNAVAILABLE = "redis_unavailable"
+REDIS_UNAVAILABLE_MESSAGE = "the queue (Redis) is not reachable; try again shortly"
+# RFC 6455 / IANA: "Try Again Later", the close code of a socket refused or ended by an outage.
+WS_TRY_AGAIN = 1013
+
+
+async def close_unavailable(ws: WebSocket) -> None:
+    """Ends a WebSocket for a Redis outage: accepted if need be (a browser cannot read a refused
+    handshake), an error event, then close code 1013 with the error code as the reason."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        if ws.application_state == WebSocketState.CONNECTING:
+            await ws.accept()
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.send_json(error_event(REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_MESSAGE))
+            await ws.close(WS_TRY_AGAIN, REDIS_UNAVAILABLE)
+
+
+async def _redis_error(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    method = conn.scope.get("method", "WS")  # a WebSocket has no method
+    log.warning("redis error on %s %s: %s", method, conn.url.path, exc)
+    if isinstance(conn, WebSocket):
+        await close_unavailable(conn)
+        return None
+    body = error_body(REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_MESSAGE)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
@@ -204,6 +228,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(QueueError, _queue_error)
-    app.add_exception_handler(redis.RedisError, _redis_error)
+    # Starlette calls it with the Request, or the WebSocket on WebSocket routes (then: None).
+    app.add_exception_handler(redis.RedisError, _redis_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

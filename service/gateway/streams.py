@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketState
 from service.budget import check_budget, default_budget, parse_budget_text
 from service.gateway.catalog import LiveCatalog, Role
 from service.gateway.clips import ErrorResponse
-from service.gateway.errors import ApiError, error_event
+from service.gateway.errors import ApiError, close_unavailable, error_event
 from service.gateway.state import Gateway, get_gateway
 from service.ingest import IngestError, check_source_url, split_message
 from service.queue import FINAL_STATES, QueueError, SessionInfo
@@ -229,6 +229,9 @@ def router(settings: Settings) -> APIRouter:
                 await _send_end(gw, sock, session_id)
         except WebSocketDisconnect:
             pass
+        except redis.RedisError as exc:  # an error event and 1013, not a silent 1000
+            log.warning("live session %s: redis error: %s", session_id, exc)
+            await close_unavailable(ws)
         finally:
             # Shielded: the server cancels the handler when the client goes, and the session
             # must still be closed so its worker frees the slot.
@@ -322,6 +325,9 @@ def router(settings: Settings) -> APIRouter:
                 await _send_end(gw, sock, session_id)
         except WebSocketDisconnect:
             pass
+        except redis.RedisError as exc:
+            log.warning("events of session %s: redis error: %s", session_id, exc)
+            await close_unavailable(ws)
         finally:
             await sock.close()
 
