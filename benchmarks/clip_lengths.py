@@ -10,7 +10,6 @@ clip's 0.8 s. Prints a table and writes JSON. Usage::
 
     vidrec bench clip_lengths [docs/clip_lengths_bench.json] [--clips-per-class 20]
 
-(``python benchmarks/clip_lengths.py`` would import ``benchmarks/service.py`` as ``service``.)
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
-"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote, and
-the orientation-check table in docs/DATASET.md from the JSON ``scripts/orientation_check.py`` wrote.
+"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote.
 
 ``vidrec bench eventful`` writes docs/eventful_bench.json (backbones and batching) and, with
 ``--bundle``, docs/eventful_stream_bench.json (the streaming model) and
 docs/eventful_stream_bench_seed100.json (the same model on other streams); the tables in the
-doc are rendered from those files, so no figure is typed in by hand. docs/orientation_check.json
-(every model on every view), docs/orientation_check_ramp.json (the ViT on the shifted crop, with
-each head and shift curriculum), docs/orientation_check_chain.json (the ViT through the shifted
-crop, then the whole frame) and docs/orientation_check_frame_patch.json (the whole frame from
-scratch) give the three tables in DATASET.md, "A model built to see it"; and
-docs/turn_supervision_runs.json (``scripts/training_records.py`` over the bundles of the turn
-supervision runs) its table in "The turn learned"; docs/vast_readout_probe.json
-(``scripts/readout_probe.py``) and docs/vast_readout_runs.json the two tables in "VAST's readout".
+doc are rendered from those files, so no figure is typed in by hand. (The tables of the lab
+notes, research/NOTES.md, have their own renderer: research/render_notes.py.)
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -28,10 +21,6 @@ from doc_sections import Section, update_doc
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOC = DOCS / "BENCHMARKS.md"
-DATASET_DOC = DOCS / "DATASET.md"
-ORIENTATION_MODELS = {"cnn": "CNN", "vit": "ViT-Ti, 16-pixel patches"}
-ORIENTATION_READOUTS = {"cls": "the CLS token", "patch": "the patch under the actor's centre"}
-ORIENTATION_VIEWS = {"crop": "centred crop", "shifted": "shifted crop", "frame": "whole frame"}
 MiB = 1024 * 1024
 
 
@@ -142,108 +131,6 @@ def first_streams_table() -> list[str]:
     return lines
 
 
-def _r2_cell(r2: list[float]) -> str:
-    # round first so that a tiny negative prints as 0.000, not −0.000
-    return " / ".join(f"{round(v, 3) + 0.0:.3f}".replace("-", "−") for v in r2)
-
-
-def orientation_table() -> list[str]:
-    """R² of sine / cosine per model and view, from docs/orientation_check.json."""
-    r2 = {(row["model"], row["view"]): row["r2"] for row in _load("orientation_check.json")["rows"]}
-    lines = [
-        "| model | " + " | ".join(ORIENTATION_VIEWS.values()) + " |",
-        "|---|" + "---:|" * len(ORIENTATION_VIEWS),
-    ]
-    for model, label in ORIENTATION_MODELS.items():
-        cells = [_r2_cell(r2[model, view]) for view in ORIENTATION_VIEWS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def orientation_ramp_table() -> list[str]:
-    """R² of sine / cosine of the ViT on the shifted crop per head and shift curriculum, from
-    docs/orientation_check_ramp.json."""
-    rows = _load("orientation_check_ramp.json")["rows"]
-    r2 = {(row["readout"], row["shift_ramp"]): row["r2"] for row in rows}
-    ramps = sorted({ramp for _, ramp in r2})
-    headers = [
-        f"shift grown over the first {ramp:.0%} of the steps"
-        if ramp
-        else "full shift from the start"
-        for ramp in ramps
-    ]
-    (steps,) = {row["steps"] for row in rows}
-    first = f"ViT-Ti on the shifted crop, {steps} steps: the head reads"
-    lines = [f"| {first} | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(ramps)]
-    for readout, label in ORIENTATION_READOUTS.items():
-        cells = [_r2_cell(r2[readout, ramp]) for ramp in ramps]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def orientation_chain_table() -> list[str]:
-    """R² of the ViT with the patch head through a chain of views (each from the weights the
-    one before ended with), then on the last view from scratch, from
-    docs/orientation_check_chain.json and docs/orientation_check_frame_patch.json."""
-    chain = _load("orientation_check_chain.json")["rows"]
-    (scratch,) = _load("orientation_check_frame_patch.json")["rows"]
-    (steps,) = {row["steps"] for row in [*chain, scratch]}
-    lines = [
-        f"| ViT-Ti, the patch head, {steps} steps a view | R² sine / cosine |",
-        "|---|---:|",
-    ]
-    for row in [*chain, scratch]:
-        label = ORIENTATION_VIEWS[row["view"]]
-        if row["shift_ramp"]:
-            label += f", shift grown over the first {row['shift_ramp']:.0%} of the steps"
-        label += ", from the row above's weights" if row["started_from"] else ", from scratch"
-        lines.append(f"| {label} | {_r2_cell(row['r2'])} |")
-    return lines
-
-
-def runs_table(name: str, readout: bool = False) -> list[str]:
-    """Every stage of a set of training runs as its bundle recorded it, from docs/``name``
-    (``scripts/training_records.py``); ``readout`` adds what the head read."""
-    readout_head, readout_rule = ("| head read ", "---|") if readout else ("", "")
-    lines = [
-        f"| run | family | started from {readout_head}| steps × batch | lr | H.264 share "
-        "| trained on | held-out top-1 | rotation clips right |",
-        f"|---|---|---|{readout_rule}---:|---:|---:|---|---:|---:|",
-    ]
-    for r in _load(name)["rows"]:
-        device = "GPU" if str(r["device"]).startswith("cuda") else "CPU"
-        codec = "" if r["codec"] is None else f"{r['codec']:.0%}"
-        read = f"| {READOUT_WORDS[r['readout']]} " if readout else ""
-        lines.append(
-            f"| `{r['run']}` | {r['model']} | {r['start']} {read}| {r['steps']} × {r['batch']} "
-            f"| {r['lr']:g} | {codec} | {device} | {r['top1']:.1%} ({r['heldout_clips']}) "
-            f"| {r['rotation_right']:.0%} |"
-        )
-    return lines
-
-
-def readout_probe_table() -> list[str]:
-    """Ridge-probe accuracy of the turn on each block's tokens, from docs/vast_readout_probe.json
-    (``scripts/readout_probe.py``)."""
-    rows = _load("vast_readout_probe.json")["rows"]
-    lines = [
-        "| model | tokens | "
-        + " | ".join(f"block {i + 1}" for i in range(rows[0]["blocks"]))
-        + " | final norm | pooled: mean / max |",
-        "|---|---|" + "---:|" * (rows[0]["blocks"] + 2),
-    ]
-    for r in rows:
-        name = f"`{r['run']}` ({r['family']})"
-        for tokens, key in (("actor patch", "actor_patch"), ("CLS", "cls")):
-            cells = " | ".join(f"{v:.0%}" for v in r[key])
-            pooled = f"{r['patch_mean']:.0%} / {r['patch_max']:.0%}" if key == "cls" else ""
-            lines.append(f"| {name} | {tokens} | {cells} | {pooled} |")
-    return lines
-
-
-READOUT_WORDS = {"cls": "CLS token", "patch_max": "max over patches"}
-
-
 def _section(name: str, render: Any) -> Section:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return start, end, lambda: "\n".join([start, *render(), end])
@@ -261,17 +148,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
     args = parser.parse_args()
-    script = "scripts/render_bench_docs.py"
-    status = update_doc(DOC, SECTIONS, check=args.check, script=script)
-    orientation = [
-        _section("orientation-check", orientation_table),
-        _section("orientation-ramp", orientation_ramp_table),
-        _section("orientation-chain", orientation_chain_table),
-        _section("turn-runs", lambda: runs_table("turn_supervision_runs.json")),
-        _section("vast-readout-probe", readout_probe_table),
-        _section("vast-readout-runs", lambda: runs_table("vast_readout_runs.json", readout=True)),
-    ]
-    return status or update_doc(DATASET_DOC, orientation, check=args.check, script=script)
+    return update_doc(DOC, SECTIONS, check=args.check, script="scripts/render_bench_docs.py")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 RENDERERS = [
-    "render_model_docs.py",  # docs/MODELS.md: the model and demo-bundle tables
-    "render_settings_docs.py",  # docs/OPERATIONS.md: the settings table
-    "render_bench_docs.py",  # BENCHMARKS.md (eventful) and DATASET.md (orientation), from JSON
+    "scripts/render_model_docs.py",  # docs/MODELS.md: the model and demo-bundle tables
+    "scripts/render_settings_docs.py",  # docs/OPERATIONS.md: the settings table
+    "scripts/render_bench_docs.py",  # docs/BENCHMARKS.md: the eventful tables, from JSON
+    "research/render_notes.py",  # research/NOTES.md: the lab notes' tables, from research/data
 ]
 
 
 @pytest.mark.parametrize("script", RENDERERS)
 def test_generated_doc_sections_are_current(script: str) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--check"],
+        [sys.executable, str(ROOT / script), "--check"],
         capture_output=True,
         text=True,
         timeout=120,

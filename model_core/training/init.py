@@ -6,7 +6,7 @@ final patch tokens nor the CLS tokens said where anything was (a linear probe re
 own grid position, or the actor's centre, no better than the mean), so every model told
 "moves sideways" from "moves up" but never left from right. Starting the learned embedding from
 a 2-D sine-cosine grid gives every patch token its position from the first step; it stays a
-learned parameter, so the architecture and the bundle format do not change. docs/DATASET.md,
+learned parameter, so the architecture and the bundle format do not change. research/NOTES.md,
 "Position", has the measurements.
 """
 

@@ -16,10 +16,10 @@ frame, read from the features *after* the model's temporal operator; that is the
 pairs differ by, given densely.
 
 The turn is the pair that still fails: one frame's orientation is a detail of a few pixels inside
-one patch, and a readout from the CLS token never learns it (docs/DATASET.md, "A model built to
-see it"). The turn targets (``actor_turn``) ask for it where it is: at the token of the patch that
-holds the actor's centre (``actor_patches``), the orientation in that frame and, for the families
-whose patch tokens see the neighbouring frames, how far it turned since the previous one.
+one patch, and a readout from the CLS token never learns it (research/NOTES.md, "A model built
+to see it"). The turn targets (``actor_turn``) ask for it where it is: at the token of the patch
+that holds the actor's centre (``actor_patches``), the orientation in that frame and, for the
+families whose patch tokens see the neighbouring frames, how far it turned since the previous one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 motion dataset (``model_core.data``) at 112 px and 8 frames.
 
 A bundle's name is its file name without ``.safetensors``: the family, ``tiny``, and the data it was
-trained on (``motion112``). ``scripts/train_demo_bundles.py`` makes them; docs/MODELS.md lists
+trained on (``motion112``). ``recipes/train_demo_bundles.py`` makes them; docs/MODELS.md lists
 their held-out accuracy and the command that trained each.
 """
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("eventful", "service", "ingest_decode", "clip_lengths", "cli_startup")
+BENCHMARKS = ("eventful", "service_overhead", "ingest_decode", "clip_lengths", "cli_startup")
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

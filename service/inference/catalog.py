@@ -329,7 +329,7 @@ def _bundle_paths(models_dir: Path | str | None) -> dict[str, Path]:
     if not paths:
         raise CatalogError(
             f"no model bundles (*.safetensors) in {_dir_name(models_dir)}; "
-            "train some (scripts/train_demo_bundles.py) or point VIDREC_MODELS_DIR "
+            "train some (recipes/train_demo_bundles.py) or point VIDREC_MODELS_DIR "
             "(or --models-dir) at a directory of bundles"
         )
     return paths

@@ -1,5 +1,6 @@
-"""``vidrec bench ingest_decode`` loads: the script imports the service package, which
-``python benchmarks/ingest_decode.py`` would shadow with ``benchmarks/service.py``."""
+"""``vidrec bench ingest_decode`` loads: the script imports the service package, which no file
+in benchmarks/ may shadow (``python benchmarks/ingest_decode.py`` puts benchmarks/ first on the
+import path)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Benchmark of the running service against in-process inference (``vidrec bench service``).
+"""What the running service adds to in-process inference (``vidrec bench service_overhead``).
 
 Starts what ``vidrec serve`` starts (an embedded Redis, one worker subprocess, the gateway) on a
 free port, drives it as clients would, and runs the same work in this process with the same
@@ -54,7 +54,7 @@ START_TIMEOUT_S = 180.0
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="vidrec bench service", description=__doc__.split("\n\n")[0]
+        prog="vidrec bench service_overhead", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--models-dir", type=Path, help="directory of bundles (default: the shipped demo ones)"

@@ -1,4 +1,4 @@
-"""``vidrec bench service`` on a tiny configuration writes a complete JSON report."""
+"""``vidrec bench service_overhead`` on a tiny configuration writes a complete JSON report."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_tiny_service_benchmark_writes_json(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
     env["OMP_NUM_THREADS"] = "1"
     command = [
-        str(VIDREC), "bench", "service", "--models-dir", str(models), "--out", str(out),
+        str(VIDREC), "bench", "service_overhead", "--models-dir", str(models), "--out", str(out),
         "--clips", "2", "--concurrent-clips", "2", "--clip-concurrency", "2",
         "--clip-frames", "8", "--size", "64", "--sessions", "1", "2",
         "--stream-frames", "4", "--warmup", "1",

@@ -1,4 +1,4 @@
-"""scripts/probe_positions.py: held-out R² of linear probes on a bundle's features."""
+"""research/probe_positions.py: held-out R² of linear probes on a bundle's features."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from model_core import create_model, save_bundle
 from model_core.data import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "research"))
 from probe_positions import held_out_r2, main  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""scripts/readout_probe.py: ridge probes of the turn on a bundle's tokens, block by block."""
+"""research/readout_probe.py: ridge probes of the turn on a bundle's tokens, block by block."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from model_core import create_model, save_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "research"))
 from readout_probe import main, ridge_accuracy  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""scripts/orientation_check.py: orientation from one frame, by a CNN and by the bundles' ViT."""
+"""recipes/orientation_check.py: orientation from one frame, by a CNN and by the bundles' ViT."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from model_core.checkpoint import read_training_record
 from model_core.data import TRAIN_SEEDS, generate_clip
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "recipes"))
 from orientation_check import (  # noqa: E402
     CROP,
     SHIFT,
@@ -165,7 +165,7 @@ def test_a_saved_backbone_starts_a_clip_model_with_its_blocks(tmp_path: Path) ->
     settings = Settings(steps=1, batch=2, heldout=11, readout="patch")
     frame = run("vit", "frame", settings)
     path = tmp_path / "backbone.safetensors"
-    save_backbone(frame, path, "python scripts/orientation_check.py --views frame")
+    save_backbone(frame, path, "python recipes/orientation_check.py --views frame")
     record = read_training_record(path)
     assert record is not None and record["command"].endswith("--views frame")
     assert record["orientation"]["r2"] == frame.r2

@@ -1,13 +1,13 @@
 """Trains the demo bundles shipped in model_core/zoo/bundles and regenerates docs/MODELS.md.
 
-python scripts/train_demo_bundles.py                      # every bundle, every stage
-python scripts/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
-python scripts/train_demo_bundles.py tokshift_tiny_motion112 laps_tiny_motion112 --workers 6  # GPU
+python recipes/train_demo_bundles.py                      # every bundle, every stage
+python recipes/train_demo_bundles.py tokshift_tiny_motion112 --threads 2
+python recipes/train_demo_bundles.py tokshift_tiny_motion112 laps_tiny_motion112 --workers 6  # GPU
 
 Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last (``RECIPES``):
 
 - tokshift (the clip default): from a ViT backbone that reads the actor's orientation from
-  whole frames (``scripts/orientation_check.py`` with ``ORIENTATION_ARGS``: single frames, a
+  whole frames (``recipes/orientation_check.py`` with ``ORIENTATION_ARGS``: single frames, a
   crop grown from centred to shifted, then the whole frame), four stages in batches of 32 with
   all three auxiliary supervisions (actor, motion and ``--turn-loss``): 1042 steps, 428 with H.264
   round trips of half the clips, 1400 clean and 800 with round trips at lr 3e-4. These ran on
@@ -76,8 +76,8 @@ def turn_stage(steps: int, seed: int, offset: int, lr: str = "5e-4", codec: bool
     )  # fmt: skip
 
 
-# The ViT backbone that reads the actor's orientation from whole frames (docs/DATASET.md, "A
-# model built to see it"), trained on single frames by scripts/orientation_check.py with these
+# The ViT backbone that reads the actor's orientation from whole frames (research/NOTES.md, "A
+# model built to see it"), trained on single frames by recipes/orientation_check.py with these
 # arguments: the start of the bundles trained with the turn supervision.
 ORIENTATION_ARGS = (
     "--models", "vit", "--views", "shifted", "frame", "--readout", "patch",
@@ -164,7 +164,7 @@ def stage_command(
 
 def orientation_command(output: Path, threads: int) -> list[str]:
     """The single-frame curriculum whose ViT backbone starts the ``ORIENTATION`` recipes."""
-    script = str(ROOT / "scripts" / "orientation_check.py")
+    script = str(ROOT / "recipes" / "orientation_check.py")
     return [
         sys.executable,
         script,

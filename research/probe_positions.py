@@ -14,10 +14,10 @@ other half (1: perfectly decodable, 0: no better than the mean, below 0: worse) 
   polygon actors: what the outline alone shows, without the marker disc.
 
 A model that must tell move_left from move_right through its CLS tokens needs the second; the
-first is what it can build that from. docs/DATASET.md, "Position", quotes this script.
+first is what it can build that from. research/NOTES.md, "Position", quotes this script.
 
-python scripts/probe_positions.py model_core/zoo/bundles/tokshift_tiny_motion112.safetensors
-python scripts/probe_positions.py BUNDLE --clips 330 --json
+python research/probe_positions.py model_core/zoo/bundles/tokshift_tiny_motion112.safetensors
+python research/probe_positions.py BUNDLE --clips 330 --json
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 chains (a stage shared by several chains once), with its settings and the held-out score it
 ended with. Nothing is re-run; the figures are what each run measured and recorded.
 
-python scripts/training_records.py runs/*.safetensors --json docs/turn_supervision_runs.json
-python scripts/training_records.py vast_runs/*.safetensors --family vast \
-    --json docs/vast_readout_runs.json
+python research/training_records.py runs/*.safetensors \
+    --json research/data/turn_supervision_runs.json
+python research/training_records.py vast_runs/*.safetensors --family vast \
+    --json research/data/vast_readout_runs.json
 
-The JSONs' rows give the DATASET.md tables of the turn-supervision runs and of VAST's readout
-(``scripts/render_bench_docs.py``).
+The JSONs' rows give the research/NOTES.md tables of the turn-supervision runs and of VAST's readout
+(``research/render_notes.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from model_core.checkpoint import (
 )
 
 ROTATION = ("rotate_clockwise", "rotate_anticlockwise")
+# The orientation check's command as its backbones record it: the shipped bundles' chains ran it
+# from scripts/, where it lived until it moved to recipes/.
+ORIENTATION_COMMANDS = (
+    "python recipes/orientation_check.py",
+    "python scripts/orientation_check.py",
+)
 
 
 def _output(command: str) -> str:
@@ -42,7 +49,7 @@ def _start(record: dict[str, Any]) -> str:
         return "sincos" if "--pos-init sincos" in record["command"] else "scratch"
     training = init.get("training") or {}
     command = str(training.get("command", ""))
-    if command.startswith("python scripts/orientation_check.py"):
+    if command.startswith(ORIENTATION_COMMANDS):
         return "orientation backbone"
     return _output(command) if command.startswith("vidrec train") else Path(init["path"]).stem
 

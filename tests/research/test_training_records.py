@@ -1,4 +1,4 @@
-"""scripts/training_records.py: every stage of a set of bundles' chains, once, as recorded."""
+"""research/training_records.py: every stage of a set of bundles' chains, once, as recorded."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from model_core.checkpoint import read_training_record, save_weights
 from service.cli import main as vidrec
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "research"))
 from training_records import main, stage_row  # noqa: E402
 
 TINY = (

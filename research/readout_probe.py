@@ -8,10 +8,10 @@ a ridge classifier, cross-validated over two halves, tells the two turns apart f
 - the CLS token after every block (averaged over the frames);
 - the final patch tokens pooled over the patches by their mean, and by their maximum.
 
-It is how VAST's readout was chosen (docs/DATASET.md, "VAST's readout"): its actor patch tokens
+It is how VAST's readout was chosen (research/NOTES.md, "VAST's readout"): its actor patch tokens
 knew the turn while its CLS token, which gathers the patches by their mean, did not.
 
-python scripts/readout_probe.py runs/*.safetensors --json docs/vast_readout_probe.json
+python research/readout_probe.py runs/*.safetensors --json research/data/vast_readout_probe.json
 """
 
 from __future__ import annotations

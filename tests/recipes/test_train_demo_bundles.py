@@ -1,4 +1,4 @@
-"""scripts/train_demo_bundles.py: its recipes are the chains that made the shipped bundles."""
+"""recipes/train_demo_bundles.py: its recipes are the chains that made the shipped bundles."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from model_core.checkpoint import read_bundle_config, training_chain
 from model_core.zoo import DEMO_MODELS, list_bundles
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "recipes"))
 from train_demo_bundles import (  # noqa: E402
     ORIENTATION,
     ORIENTATION_ARGS,
@@ -45,7 +45,10 @@ ORIENTATION_FACTS = {"orientation": " ".join(ORIENTATION_ARGS)}
 
 
 def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
-    if record["command"].startswith("python scripts/orientation_check.py"):
+    # The shipped chains ran the check from scripts/, where it lived until it moved to recipes/.
+    if record["command"].startswith(
+        ("python recipes/orientation_check.py", "python scripts/orientation_check.py")
+    ):
         # The single-frame backbone: its arguments, less the files it wrote.
         words = iter(shlex.split(record["command"])[2:])
         # (next() drops the value that follows --json or --save)

@@ -1,7 +1,7 @@
 """Can a model learn the actor's orientation from one frame of the synthetic dataset?
 
-The rotation pair needs each frame's orientation first (docs/DATASET.md, "Why the turn is the
-hardest pair"), and no shipped bundle's features hold it (``scripts/probe_positions.py``). This
+The rotation pair needs each frame's orientation first (research/NOTES.md, "Why the turn is the
+hardest pair"), and no shipped bundle's features hold it (``research/probe_positions.py``). This
 check separates the data from the model: it trains a small model with the orientation as its only
 target, sine and cosine of the angle, on single frames of fresh training clips, and reports the
 R² on frames of held-out clips (1: read exactly, 0: no better than the mean), for
@@ -23,10 +23,10 @@ a curriculum from the centred crop (several values, or several ``--readout``: on
 ``--chain`` trains one ViT through the views in the order given, each from the weights the one
 before it ended with. Prints a table and writes JSON.
 
-python scripts/orientation_check.py                            # 2 models x 3 views, 1000 steps
-python scripts/orientation_check.py --models vit --views frame --steps 4000 --json out.json
-python scripts/orientation_check.py --models vit --views shifted --shift-ramp 0 0.5
-python scripts/orientation_check.py --models vit --views shifted frame --readout patch \
+python recipes/orientation_check.py                            # 2 models x 3 views, 1000 steps
+python recipes/orientation_check.py --models vit --views frame --steps 4000 --json out.json
+python recipes/orientation_check.py --models vit --views shifted --shift-ramp 0 0.5
+python recipes/orientation_check.py --models vit --views shifted frame --readout patch \
     --shift-ramp 0.5 --chain --steps 3000
 """
 
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.save is not None:
         last_vit = [row for row in rows if row.model == "vit"][-1]
-        command = shlex.join(["python", "scripts/orientation_check.py", *raw_argv])
+        command = shlex.join(["python", "recipes/orientation_check.py", *raw_argv])
         save_backbone(last_vit, args.save, command)
         print(f"wrote the {last_vit.label()} ViT's backbone to {args.save}")
     return 0
