@@ -3,7 +3,8 @@
 Nothing here loads from the internet: the page is plain HTML, CSS and JavaScript in
 ``static/page/`` (no build step), and Swagger UI and ReDoc come from the ``fastapi-offline``
 package's copies, with their licences from ``static/licenses/``. Every asset is served from a
-fixed table of names built at start-up, so no request path ever reaches the file system.
+fixed table of names built at start-up, so no request path ever reaches the file system. A
+Content-Security-Policy on each page lets the browser fetch from this server only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from service.gateway.errors import ApiError
 
@@ -32,6 +33,16 @@ PAGE_CSP = (
     "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
+# Swagger UI and ReDoc: FastAPI starts them with an inline script and they inject styles, but
+# whatever they fetch comes from this server.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "frame-ancestors 'none'"
+)
+# ReDoc's sidebar shows a logo from Redocly's CDN and offers no option to hide it; pointing it at
+# an empty data: URL makes the image fail, which ReDoc answers by leaving it out.
+REDOC_LOGO = (b'"https://cdn.redoc.ly/redoc/logo-mini.svg"', b'"data:,"')
 
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -50,6 +61,7 @@ class Asset:
     path: Path
     media_type: str
     cache_control: str
+    body: bytes | None = None  # served instead of the file when set
 
 
 def _asset(path: Path, cache_control: str) -> Asset:
@@ -79,20 +91,20 @@ def docs_assets() -> dict[str, Asset]:
     missing = [str(a.path) for a in assets.values() if not a.path.is_file()]
     if missing:
         raise RuntimeError(f"API docs assets missing (reinstall fastapi-offline): {missing}")
+    redoc = assets["redoc.standalone.js"]
+    body = redoc.path.read_bytes().replace(*REDOC_LOGO)
+    assets["redoc.standalone.js"] = Asset(redoc.path, redoc.media_type, redoc.cache_control, body)
     return assets
 
 
-def _serve(
-    assets: dict[str, Asset], name: str, headers: dict[str, str] | None = None
-) -> FileResponse:
+def _serve(assets: dict[str, Asset], name: str, headers: dict[str, str] | None = None) -> Response:
     asset = assets.get(name)
     if asset is None:
         raise ApiError(404, "not_found", f"no asset {name!r}")
-    return FileResponse(
-        asset.path,
-        media_type=asset.media_type,
-        headers={"Cache-Control": asset.cache_control, **(headers or {})},
-    )
+    headers = {"Cache-Control": asset.cache_control, **(headers or {})}
+    if asset.body is not None:
+        return Response(asset.body, media_type=asset.media_type, headers=headers)
+    return FileResponse(asset.path, media_type=asset.media_type, headers=headers)
 
 
 def _root(request: Request) -> str:
@@ -114,17 +126,17 @@ def router(title: str, openapi_url: str = "/openapi.json") -> APIRouter:
         raise RuntimeError(f"the web page is missing: no index.html in {PAGE_DIR}")
 
     @api.api_route("/", methods=["GET", "HEAD"])
-    async def index() -> FileResponse:
+    async def index() -> Response:
         """The web page."""
         return _serve(page, "index.html", {"Content-Security-Policy": PAGE_CSP})
 
     @api.api_route(PAGE_PREFIX + "/{name}", methods=["GET", "HEAD"])
-    async def page_file(name: str) -> FileResponse:
+    async def page_file(name: str) -> Response:
         """One of the page's files."""
         return _serve(page, name)
 
     @api.api_route(DOCS_PREFIX + "/{name}", methods=["GET", "HEAD"])
-    async def docs_file(name: str) -> FileResponse:
+    async def docs_file(name: str) -> Response:
         """One of Swagger UI's or ReDoc's files."""
         return _serve(docs, name)
 
@@ -132,7 +144,7 @@ def router(title: str, openapi_url: str = "/openapi.json") -> APIRouter:
     async def swagger_ui(request: Request) -> HTMLResponse:
         """Swagger UI."""
         root = _root(request)
-        return get_swagger_ui_html(
+        html = get_swagger_ui_html(
             openapi_url=root + openapi_url,
             title=f"{title} - Swagger UI",
             swagger_js_url=f"{root}{DOCS_PREFIX}/swagger-ui-bundle.js",
@@ -141,17 +153,21 @@ def router(title: str, openapi_url: str = "/openapi.json") -> APIRouter:
             # No badge image from the public validator: the docs make no outside request.
             swagger_ui_parameters={"validatorUrl": None},
         )
+        html.headers["Content-Security-Policy"] = DOCS_CSP
+        return html
 
     @api.get("/redoc")
     async def redoc(request: Request) -> HTMLResponse:
         """ReDoc."""
         root = _root(request)
-        return get_redoc_html(
+        html = get_redoc_html(
             openapi_url=root + openapi_url,
             title=f"{title} - ReDoc",
             redoc_js_url=f"{root}{DOCS_PREFIX}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{DOCS_PREFIX}/favicon.png",
             with_google_fonts=False,
         )
+        html.headers["Content-Security-Policy"] = DOCS_CSP
+        return html
 
     return api

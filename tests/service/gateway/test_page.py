@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from gateway_support import TestClient
 
-from service.gateway.page import PAGE_CSP
+from service.gateway.page import DOCS_CSP, PAGE_CSP
 
 
 class _References(HTMLParser):
@@ -124,6 +124,19 @@ def test_api_docs_load_their_assets_from_this_server(
 def test_swagger_ui_makes_no_validator_request(client: TestClient) -> None:
     # Swagger UI's default badge loads an image from the public validator.
     assert '"validatorUrl": null' in client.get("/docs").text
+
+
+def test_redoc_is_served_without_its_cdn_logo(client: TestClient) -> None:
+    bundle = client.get("/static/docs/redoc.standalone.js").content
+    assert b"cdn.redoc.ly" not in bundle
+    assert b"API docs by Redocly" in bundle  # still the whole bundle, logo slot and all
+
+
+@pytest.mark.parametrize("route", ["/docs", "/redoc"])
+def test_api_docs_may_fetch_from_this_server_only(client: TestClient, route: str) -> None:
+    policy = client.get(route).headers["content-security-policy"]
+    assert policy == DOCS_CSP
+    assert "default-src 'self'" in policy and "http" not in policy
 
 
 @pytest.mark.parametrize(

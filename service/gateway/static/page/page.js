@@ -458,7 +458,9 @@ function renderLive(live, event) {
   }
   const totals = event.totals || event.compute || {};
   const ratio = totals.dense_gmacs ? totals.gmacs / totals.dense_gmacs : 1;
-  $("gauge-fill").setAttribute("stroke-dasharray", `${Math.min(100, ratio * 100)} 100`);
+  const fill = $("gauge-fill");
+  fill.setAttribute("stroke-dasharray", `${Math.min(100, ratio * 100)} 100`);
+  fill.setAttribute("visibility", "visible");
   $("gauge-pct").textContent = pct(ratio);
   const c = event.compute || {};
   const timing = event.timing_ms;
@@ -534,7 +536,7 @@ function renderSessions(sessions) {
     tr.dataset.session = s.session_id;
     return tr;
   });
-  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "7", class: "muted", text: "No session open." })));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "7", class: "muted empty", text: "No session open." })));
   $("sessions-rows").replaceChildren(...rows);
 }
 
