@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         clip_model: Default model for clips; ``None``: the catalog's default.
         live_model: Default model for live sessions; ``None``: the catalog's default.
         max_upload_bytes: Largest clip upload.
+        max_body_bytes: Largest request body of every route but the upload (JSON bodies).
+        body_timeout_s: Longest time a request body may take to arrive, first byte to last.
+        body_idle_timeout_s: Longest pause while a request body streams in.
         max_clip_seconds: Longest clip duration.
         max_clip_width: Widest clip frame.
         max_clip_height: Tallest clip frame.
@@ -111,6 +114,9 @@ class Settings(BaseSettings):
     live_model: str | None = None
 
     max_upload_bytes: PositiveInt = 64 * MiB
+    max_body_bytes: PositiveInt = 64 * 1024
+    body_timeout_s: PositiveFloat = 120.0
+    body_idle_timeout_s: PositiveFloat = 15.0
     max_clip_seconds: PositiveFloat = 300.0
     max_clip_width: PositiveInt = 3840
     max_clip_height: PositiveInt = 3840

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.gateway.clips import FORM_OVERHEAD_BYTES, ROUTE_SCOPE_KEY, UploadLimitMiddleware
+from service.gateway.body_guard import BodyGuardMiddleware
+from service.gateway.clips import ROUTE_SCOPE_KEY
 from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
 from service.gateway.page import router as page_router
@@ -165,9 +166,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system_router())
     app.include_router(page_router(app.title))
     app.add_middleware(
-        UploadLimitMiddleware,
-        path="/v1/clips",
-        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        BodyGuardMiddleware,
+        max_bytes=settings.max_body_bytes,
+        uploads={"/v1/clips": settings.max_upload_bytes},
+        timeout_s=settings.body_timeout_s,
+        idle_s=settings.body_idle_timeout_s,
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

@@ -17,9 +17,6 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.gateway.catalog import LiveCatalog
 from service.gateway.errors import ApiError, error_body, job_error_status
@@ -192,61 +189,6 @@ def router(settings: Settings) -> APIRouter:
         return JSONResponse(_job_body(view))
 
     return api
-
-
-class BodyTooLargeError(StarletteHTTPException):
-    """Raised from ``receive`` once a streamed body passes the limit; an HTTPException, so FastAPI
-    lets it through its form parsing to the error handlers."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            413, f"the request body is too large; uploads of at most {limit} bytes are accepted"
-        )
-        self.extra = {"max_bytes": limit}  # the error's fields, as the route's own 413 has them
-
-
-class UploadLimitMiddleware:
-    """Bounds the request body of the upload route while it streams in.
-
-    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body
-    is counted and cut off at the limit, so an oversized upload never fills memory or disk. The
-    limit is ``max_upload_bytes`` plus room for the multipart framing and form fields; the route
-    then checks the file itself against ``max_upload_bytes``.
-    """
-
-    def __init__(self, app: ASGIApp, path: str, max_bytes: int) -> None:
-        self.app = app
-        self.path = path
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope[ROUTE_SCOPE_KEY] = self.path  # the route label, should it answer before routing
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            body = error_body(
-                "too_large",
-                f"the request body has {declared} bytes; uploads of at most "
-                f"{self.max_bytes - FORM_OVERHEAD_BYTES} bytes are accepted",
-                max_bytes=self.max_bytes - FORM_OVERHEAD_BYTES,
-            )
-            response = JSONResponse(body, status_code=413, headers={"Connection": "close"})
-            await response(scope, receive, send)
-            return
-        total = 0
-
-        async def limited() -> Message:
-            nonlocal total
-            message = await receive()
-            if message["type"] == "http.request":
-                total += len(message.get("body", b""))
-                if total > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes - FORM_OVERHEAD_BYTES)
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def _one_or_three(value: int) -> int:

@@ -25,6 +25,13 @@ from service.queue import QueueError, QueueFullError
 
 log = logging.getLogger(__name__)
 
+# Error messages (and the parts of a validation error's location) are cut to these lengths: some
+# quote what the client sent, which must not come back whole.
+MAX_MESSAGE_CHARS = 400
+MAX_LOC_CHARS = 64
+# Validation errors reported per request; a body can hold thousands of bad items.
+MAX_VALIDATION_ERRORS = 10
+
 # Codes for Starlette's bare HTTP exceptions (unknown route, wrong method, body limit...).
 _STATUS_CODES: dict[int, str] = {
     400: "bad_request",
@@ -32,6 +39,7 @@ _STATUS_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
@@ -63,7 +71,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
-        self.message = message
+        self.message = clip(message)
         self.headers = dict(headers or {})
         self.extra = extra
 
@@ -103,6 +111,13 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 def error_event(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """The WebSocket form of a refusal: ``{"type": "error", "code", "message"}``."""
     return {"type": "error", "code": code, "message": message, **extra}
+
+
+def clip(text: str, limit: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters (default ``MAX_MESSAGE_CHARS``) with a marker, so a
+    message that quotes what a client sent never echoes a large input back."""
+    limit = MAX_MESSAGE_CHARS if limit is None else limit
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _ingest_statuses() -> dict[str, int]:
@@ -145,8 +160,9 @@ def job_error_status(error: Mapping[str, Any]) -> int:
 
 def _validation_message(errors: Sequence[Any]) -> str:
     parts = []
-    for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    for err in errors[:MAX_VALIDATION_ERRORS]:
+        loc = [clip(str(p), MAX_LOC_CHARS) for p in err.get("loc", ())]
+        loc = [p for p in loc if p not in ("body", "query", "path", "form")]
         where = ".".join(loc) or "request"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
@@ -154,8 +170,11 @@ def _validation_message(errors: Sequence[Any]) -> str:
 
 def _details(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
-        for err in errors
+        {
+            "loc": [clip(str(p), MAX_LOC_CHARS) for p in err.get("loc", ())],
+            "msg": clip(str(err.get("msg", ""))),
+        }
+        for err in errors[:MAX_VALIDATION_ERRORS]
     ]
 
 
@@ -211,7 +230,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    message = str(exc.detail) if exc.detail else code.replace("_", " ")
+    message = clip(str(exc.detail)) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
     allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")

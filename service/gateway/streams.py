@@ -37,6 +37,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_STRIDE = 1000
+MAX_NAME_CHARS = 128
 MAX_EVENT_ID_CHARS = 64
 CLOSE_TIMEOUT_S = 5.0
 EVENT_BLOCK_MS = 1000
@@ -54,7 +55,9 @@ class StreamRequest(BaseModel):
     """An RTSP source to read."""
 
     source: str = Field(description="rtsp:// or rtsps:// URL", max_length=4096)
-    model: str | None = Field(default=None, description="Model; default: the live default")
+    model: str | None = Field(
+        default=None, max_length=MAX_NAME_CHARS, description="Model; default: the live default"
+    )
     budget: float | str | dict[str, Any] | None = Field(
         default=None,
         description="Fraction of tokens recomputed per frame, 'all', or {'fraction'|'tokens'|"
