@@ -1,4 +1,4 @@
-"""``vidrec client ...``: talk to a running vidrec server as any client would.
+"""``vidrec client ...``: talk to a running vidrec server through the Python SDK (``vidrec``).
 
 - ``clip FILE``: upload a clip (multipart ``POST /v1/clips``), print its labels, timing and compute.
 - ``job ID``: a clip job's state and answer (``GET /v1/jobs/{id}``).
@@ -7,37 +7,41 @@
 - ``rtsp URL``: register an RTSP camera (``POST /v1/streams``) and follow its events.
 - ``models``: the models the live workers serve (``GET /v1/models``).
 
-A refusal is printed with the server's code and message and makes the exit status 1.
+The server is ``--url``, else ``$VIDREC_URL``, else http://127.0.0.1:8000; the API key
+``--api-key``, else ``$VIDREC_API_KEY``. Answers of 429 and 503 are retried (``--retries``)
+after the server's ``Retry-After``. A refusal is printed with the server's code and message and
+makes the exit status 1. Nothing here imports torch or ``model_core``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import io
 import json
 import math
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
+from pydantic import BaseModel
 
 from service.budget import parse_budget_text
+from vidrec import (
+    AsyncClient,
+    Client,
+    JobAccepted,
+    LabelsEvent,
+    RetryPolicy,
+    StreamStats,
+    VidrecError,
+    video_frames,
+)
+from vidrec._config import API_KEY_ENV, DEFAULT_URL, URL_ENV, ws_url
+from vidrec.errors import error_from_response
+from vidrec.live import DEFAULT_LINGER_S
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-JPEG_QUALITY = 90
-# After the last frame is sent, the stream ends once no event came for this long.
-DEFAULT_LINGER_S = 3.0
-
-
-class ClientError(Exception):
-    """A refusal or a transport failure, already phrased for people."""
+__all__ = ["describe_error", "format_answer", "format_models", "print_event", "ws_url"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,11 +54,19 @@ def add_parser(subparsers: Any) -> None:
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
-            "--url", default=DEFAULT_URL, help=f"the server's base URL (default: {DEFAULT_URL})"
+            "--url",
+            help=f"the server's base URL (default: ${URL_ENV}, else {DEFAULT_URL})",
         )
+        sub.add_argument("--api-key", help=f"API key (default: ${API_KEY_ENV})")
         sub.add_argument("--json", action="store_true", help="print the server's JSON")
         sub.add_argument(
             "--timeout", type=float, default=120.0, help="HTTP timeout in seconds (default 120)"
+        )
+        sub.add_argument(
+            "--retries",
+            type=int,
+            default=3,
+            help="retries of a 429/503 answer or an unreachable server (default 3)",
         )
 
     clip = commands.add_parser("clip", help="upload a clip and print its labels")
@@ -115,38 +127,34 @@ def add_parser(subparsers: Any) -> None:
     models.set_defaults(handler=run_models)
 
 
-# HTTP.
-
-
-def _client(args: argparse.Namespace) -> httpx.Client:
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client's arguments; raises ValueError for bad ones (exit status 2)."""
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")
-    return httpx.Client(base_url=args.url.rstrip("/"), timeout=args.timeout)
+    if args.retries < 0:
+        raise ValueError(f"--retries must be 0 or more, got {args.retries}")
+    return {
+        "url": args.url,
+        "api_key": args.api_key,
+        "timeout": args.timeout,
+        "retry": RetryPolicy(max_retries=args.retries),
+    }
 
 
-def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """The response, or a ClientError for a transport failure or a refusal (4xx/5xx)."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ClientError(f"cannot reach {client.base_url}: {exc}") from exc
-    if response.status_code >= 400:
-        raise ClientError(describe_error(response))
-    return response
+def _client(args: argparse.Namespace) -> Client:
+    return Client(**_options(args))
 
 
-def describe_error(response: httpx.Response) -> str:
-    """``HTTP 415 unsupported_media_type: <the server's message>`` (plus Retry-After)."""
-    code, message = "", response.text.strip()[:500]
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            code = str(error.get("code", ""))
-            message = str(error.get("message", message))
-    text = f"HTTP {response.status_code}" + (f" {code}" if code else "") + f": {message}"
-    retry = response.headers.get("retry-after")
-    return text + (f" (retry after {retry} s)" if retry else "")
+def _wire(model: BaseModel) -> dict[str, Any]:
+    """A parsed answer as the server sent it (its fields, unknown ones included)."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return data
+
+
+def describe_error(response: Any) -> str:
+    """``HTTP 415 unsupported_media_type: <the server's message>`` (plus Retry-After) for an
+    ``httpx.Response`` refusal."""
+    return str(error_from_response(response))
 
 
 def _fail(message: str) -> int:
@@ -157,64 +165,46 @@ def _fail(message: str) -> int:
 def run_clip(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ValueError(f"no file at {args.file}")
-    data = {"top_k": str(args.top_k), "clips": str(args.clips), "crops": str(args.crops)}
-    data["wait"] = "false" if args.no_wait else "true"
-    if args.model:
-        data["model"] = args.model
     with _client(args) as client:
         try:
             start = time.perf_counter()
-            with args.file.open("rb") as handle:
-                files = {"file": (args.file.name, handle, "application/octet-stream")}
-                response = _request(client, "POST", "/v1/clips", data=data, files=files)
-            body = response.json()
-            if response.status_code == 202 and not args.no_wait:
-                # The server stopped waiting (its wait timeout): poll the job until it is answered.
-                body = _poll_job(client, str(body["job_id"]), args.timeout)
+            answer = client.classify(
+                args.file,
+                model=args.model or None,
+                top_k=args.top_k,
+                clips=args.clips,
+                crops=args.crops,
+                wait=not args.no_wait,  # type: ignore[call-overload]
+            )
             elapsed_ms = (time.perf_counter() - start) * 1000.0
-        except ClientError as exc:
+        except VidrecError as exc:
             return _fail(f"{args.file}: {exc}")
+    body = _wire(answer)
     if args.json:
         print(json.dumps(body, indent=2))
-    elif "labels" in body:
-        print(format_answer(str(args.file), body, elapsed_ms))
+    elif isinstance(answer, JobAccepted):
+        print(f"{args.file}: job {answer.job_id} {answer.status}; poll {answer.status_url}")
     else:
-        print(f"{args.file}: job {body['job_id']} {body['status']}; poll {body['status_url']}")
+        print(format_answer(str(args.file), body, elapsed_ms))
     return 0
-
-
-def _poll_job(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = _request(client, "GET", f"/v1/jobs/{job_id}").json()
-        if body.get("status") == "done":
-            return {"job_id": job_id, **body["result"]}
-        if body.get("status") == "failed":
-            error = body.get("error") or {}
-            status = error.get("http_status", "")
-            raise ClientError(f"HTTP {status} {error.get('code', '')}: {error.get('message', '')}")
-        if time.monotonic() > deadline:
-            raise ClientError(f"job {job_id} is still {body.get('status')} after {timeout_s} s")
-        time.sleep(0.2)
 
 
 def run_job(args: argparse.Namespace) -> int:
     with _client(args) as client:
         try:
-            body = _request(client, "GET", f"/v1/jobs/{args.job_id}").json()
-        except ClientError as exc:
+            view = client.job(args.job_id)
+        except VidrecError as exc:
             return _fail(str(exc))
     if args.json:
-        print(json.dumps(body, indent=2))
+        print(json.dumps(_wire(view), indent=2))
         return 0
-    status = body.get("status")
-    if status == "done" and isinstance(body.get("result"), dict):
-        print(format_answer(body.get("filename") or args.job_id, body["result"], None))
-    elif status == "failed":
-        error = body.get("error") or {}
-        return _fail(f"job {args.job_id} failed: {error.get('code')}: {error.get('message')}")
+    if view.status == "done" and view.result is not None:
+        print(format_answer(view.filename or args.job_id, _wire(view.result), None))
+    elif view.status == "failed":
+        code, message = (view.error.code, view.error.message) if view.error else (None, None)
+        return _fail(f"job {args.job_id} failed: {code}: {message}")
     else:
-        print(f"job {args.job_id}: {status}")
+        print(f"job {args.job_id}: {view.status}")
     return 0
 
 
@@ -251,9 +241,10 @@ def _compute_part(key: str, value: Any) -> str:
 def run_models(args: argparse.Namespace) -> int:
     with _client(args) as client:
         try:
-            body = _request(client, "GET", "/v1/models").json()
-        except ClientError as exc:
+            listing = client.models()
+        except VidrecError as exc:
             return _fail(str(exc))
+    body = _wire(listing)
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -298,40 +289,18 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
-# WebSockets.
+# Streams.
 
 
-def ws_url(base: str, path: str, query: dict[str, str] | None = None) -> str:
-    """``ws://`` (or ``wss://``) URL of ``path`` on the server at ``base``."""
-    parts = urlsplit(base.rstrip("/"))
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"--url must be http:// or https://, got {base!r}")
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return urlunsplit((scheme, parts.netloc, parts.path + path, urlencode(query or {}), ""))
-
-
-@dataclass
-class StreamTally:
-    """What a stream did, for the closing summary."""
-
-    sent: int = 0
-    events: int = 0
-    errors: int = 0
-    gmacs: float = 0.0
-    dense_gmacs: float = 0.0
-    last_frame_index: int = -1
-    stride: int = 1
-    session: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "type": "summary",
-            "frames_sent": self.sent,
-            "labels_events": self.events,
-            "errors": self.errors,
-            "gmacs": self.gmacs,
-            "dense_gmacs": self.dense_gmacs,
-        }
+def _summary(stats: StreamStats) -> dict[str, Any]:
+    return {
+        "type": "summary",
+        "frames_sent": stats.sent,
+        "labels_events": stats.labels,
+        "errors": stats.errors,
+        "gmacs": stats.gmacs,
+        "dense_gmacs": stats.dense_gmacs,
+    }
 
 
 def print_event(event: dict[str, Any], as_json: bool) -> None:
@@ -377,50 +346,12 @@ def print_event(event: dict[str, Any], as_json: bool) -> None:
         print(f"{kind}: {json.dumps(rest)}", flush=True)
 
 
-def _tally(tally: StreamTally, event: dict[str, Any]) -> None:
-    kind = event.get("type")
-    if kind == "session":
-        tally.session = event
-        if isinstance(event.get("stride"), int):
-            tally.stride = max(1, event["stride"])
-    elif kind == "labels":
-        tally.events += 1
-        compute = event.get("compute") or {}
-        tally.gmacs += float(compute.get("gmacs", 0.0))
-        tally.dense_gmacs += float(compute.get("dense_gmacs", 0.0))
-        if isinstance(event.get("frame_index"), int):
-            tally.last_frame_index = max(tally.last_frame_index, event["frame_index"])
-    elif kind == "error":
-        tally.errors += 1
-
-
-def video_jpegs(path: Path, short_side: int | None, max_frames: int | None) -> Iterator[bytes]:
-    """Each frame of a video file as JPEG bytes, in order, none dropped.
-
-    Python opens the file and FFmpeg reads the file object, so a name is never taken for a URL.
-    """
-    import av
-    import av.error
-
-    from service.ingest.convert import scaled_size
-
-    with path.open("rb") as handle:
-        try:
-            container = av.open(handle, mode="r")
-        except av.error.FFmpegError as exc:
-            raise ValueError(f"cannot read {path} as a video: {exc}") from exc
-        with container:
-            if not container.streams.video:
-                raise ValueError(f"{path} holds no video stream")
-            for count, frame in enumerate(container.decode(container.streams.video[0]), 1):
-                size = scaled_size(frame.width, frame.height, short_side)
-                if size is not None:
-                    frame = frame.reformat(width=size[0], height=size[1])
-                buffer = io.BytesIO()
-                frame.to_image().save(buffer, format="JPEG", quality=JPEG_QUALITY)
-                yield buffer.getvalue()
-                if max_frames is not None and count >= max_frames:
-                    return
+def _budget_value(text: str) -> dict[str, Any]:
+    """``--budget`` in its JSON form, checked here so a typo fails before connecting."""
+    try:
+        return parse_budget_text(text)
+    except ValueError as err:
+        raise ValueError(f"--budget: {err}") from None
 
 
 def run_stream(args: argparse.Namespace) -> int:
@@ -432,190 +363,85 @@ def run_stream(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    query = {}
-    if args.budget is not None:
-        query["budget"] = json.dumps(_budget_value(args.budget))
-    if args.model:
-        query["model"] = args.model
-    if args.stride:
-        query["stride"] = str(args.stride)
-    url = ws_url(args.url, "/v1/streams/live", query)
-    frames = video_jpegs(args.file, args.short_side, args.max_frames)
-    tally = StreamTally()
+    budget = _budget_value(args.budget) if args.budget is not None else None
+    options = _options(args)
+    frames = video_frames(args.file, short_side=args.short_side, max_frames=args.max_frames)
+    stats = StreamStats()
     interrupted = False
     try:
-        asyncio.run(_stream(url, frames, args.fps, args.linger, args.json, tally))
-    except ClientError as exc:
+        asyncio.run(_stream(args, options, budget, frames, stats))
+    except VidrecError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         interrupted = True
-    summary = tally.summary()
     if args.json:
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(_summary(stats)), flush=True)
     else:
-        saved = 1.0 - tally.gmacs / tally.dense_gmacs if tally.dense_gmacs else 0.0
+        saved = 1.0 - stats.gmacs / stats.dense_gmacs if stats.dense_gmacs else 0.0
         print(
-            f"{tally.sent} frames sent, {tally.events} labels events; {tally.gmacs:.3f} GMACs "
-            f"spent of {tally.dense_gmacs:.3f} dense ({saved:.0%} saved)",
+            f"{stats.sent} frames sent, {stats.labels} labels events; {stats.gmacs:.3f} GMACs "
+            f"spent of {stats.dense_gmacs:.3f} dense ({saved:.0%} saved)",
             flush=True,
         )
     if interrupted:
         return 130
-    return 1 if tally.sent and not tally.events else 0
+    return 1 if stats.sent and not stats.labels else 0
 
 
 async def _stream(
-    url: str,
-    frames: Iterator[bytes],
-    fps: float,
-    linger_s: float,
-    as_json: bool,
-    tally: StreamTally,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    budget: dict[str, Any] | None,
+    frames: Any,
+    stats: StreamStats,
 ) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
-    try:
-        async with connect(url, max_size=None, open_timeout=30) as ws:
-            first = json.loads(await ws.recv())
-            print_event(first, as_json)
-            _tally(tally, first)
-            if first.get("type") != "session":
-                raise ClientError(f"the server refused the stream: {first.get('message', first)}")
-            last_event = asyncio.Event()
-            receiver = asyncio.create_task(_receive(ws, as_json, tally, last_event))
-            try:
-                await _send_frames(ws, frames, fps, tally, receiver)
-                expected = (tally.sent // tally.stride) * tally.stride
-                await _linger(tally, last_event, expected, linger_s, receiver)
-                if not receiver.done():
-                    with contextlib.suppress(ConnectionClosed):
-                        await ws.send(json.dumps({"type": "close"}))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(receiver), 5.0)
-            finally:
-                receiver.cancel()
-                await asyncio.gather(receiver, return_exceptions=True)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise ClientError(f"cannot stream to {url}: {exc}") from exc
-    except ConnectionClosed as exc:
-        raise ClientError(f"the server closed the stream: {exc}") from exc
-
-
-async def _send_frames(
-    ws: Any, frames: Iterator[bytes], fps: float, tally: StreamTally, receiver: asyncio.Task[None]
-) -> None:
-    start = time.monotonic()
-    index = 0
-    while not receiver.done():  # done: the server ended the session
-        # Decoding and JPEG encoding run in a thread, so events are printed as they arrive.
-        jpeg = await asyncio.to_thread(next, frames, None)
-        if jpeg is None:
-            return
-        if fps > 0:
-            delay = start + index / fps - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await ws.send(jpeg)
-        tally.sent += 1
-        index += 1
-
-
-async def _linger(
-    tally: StreamTally,
-    last_event: asyncio.Event,
-    expected: int,
-    linger_s: float,
-    receiver: asyncio.Task[None],
-) -> None:
-    """Waits for the labels of the last frames: until the event of the last full stride came,
-    or no event came for ``linger_s`` seconds."""
-    while not receiver.done() and tally.last_frame_index < expected:
-        last_event.clear()
-        try:
-            await asyncio.wait_for(last_event.wait(), linger_s)
-        except TimeoutError:
-            return
-
-
-async def _receive(ws: Any, as_json: bool, tally: StreamTally, last_event: asyncio.Event) -> None:
-    from websockets.exceptions import ConnectionClosed
-
-    with contextlib.suppress(ConnectionClosed):
-        async for message in ws:
-            event = json.loads(message)
-            _tally(tally, event)
-            print_event(event, as_json)
-            last_event.set()
-            if event.get("type") in ("closed", "end"):
-                return
-
-
-def _budget_value(text: str) -> dict[str, Any]:
-    """``--budget`` in its JSON form, checked here so a typo fails before connecting."""
-    try:
-        return parse_budget_text(text)
-    except ValueError as err:
-        raise ValueError(f"--budget: {err}") from None
+    async with (
+        AsyncClient(**options) as client,
+        client.live(model=args.model or None, budget=budget, stride=args.stride) as stream,
+    ):
+        stream.stats = stats  # the caller prints the summary, even after Ctrl-C
+        assert stream.session is not None
+        print_event(_wire(stream.session), args.json)
+        stream.send_frames(frames, fps=args.fps, close=True, linger_s=args.linger)
+        async for event in stream:
+            print_event(_wire(event), args.json)
 
 
 def run_rtsp(args: argparse.Namespace) -> int:
-    request: dict[str, Any] = {"source": args.source}
-    if args.model:
-        request["model"] = args.model
-    if args.budget is not None:
-        request["budget"] = _budget_value(args.budget)
-    if args.stride is not None:
-        request["stride"] = args.stride
+    budget = _budget_value(args.budget) if args.budget is not None else None
     with _client(args) as client:
         try:
-            session = _request(client, "POST", "/v1/streams", json=request).json()
-        except ClientError as exc:
+            session = client.open_rtsp(
+                args.source, model=args.model or None, budget=budget, stride=args.stride
+            )
+        except VidrecError as exc:
             return _fail(str(exc))
-        session_id = str(session["session_id"])
         if not args.json:
             print(
-                f"session {session_id}: model {session.get('model')}, worker "
-                f"{session.get('owner')}, source {session.get('source')}",
+                f"session {session.session_id}: model {session.model}, worker "
+                f"{session.owner}, source {session.source}",
                 flush=True,
             )
-        url = ws_url(args.url, f"/v1/streams/{session_id}/events")
         status = 0
+        labels = 0
         try:
-            asyncio.run(_follow(url, args.json, args.max_events))
-        except ClientError as exc:
+            for event in client.events(session.session_id):
+                print_event(_wire(event), args.json)
+                if isinstance(event, LabelsEvent):
+                    labels += 1
+                    if args.max_events is not None and labels >= args.max_events:
+                        break
+        except VidrecError as exc:
             status = _fail(str(exc))
         except KeyboardInterrupt:
             pass
         finally:
             if not args.keep:
-                with contextlib.suppress(ClientError):
-                    _request(client, "DELETE", f"/v1/streams/{session_id}")
+                try:
+                    client.close(session.session_id)
+                except VidrecError:
+                    pass
+                else:
                     if not args.json:
-                        print(f"session {session_id} stopped", flush=True)
+                        print(f"session {session.session_id} stopped", flush=True)
     return status
-
-
-async def _follow(url: str, as_json: bool, max_events: int | None) -> None:
-    """Prints a session's events until it ends (or ``max_events`` labels events came)."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
-    labels = 0
-    try:
-        async with connect(url, max_size=None, open_timeout=30) as ws:
-            async for message in ws:
-                event = json.loads(message)
-                print_event(event, as_json)
-                if event.get("type") == "labels":
-                    labels += 1
-                    if max_events is not None and labels >= max_events:
-                        return
-                if event.get("type") in ("end", "closed"):
-                    return
-                if event.get("type") == "error" and event.get("code") == "session_not_found":
-                    raise ClientError(str(event.get("message")))
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise ClientError(f"cannot follow {url}: {exc}") from exc
-    except ConnectionClosed as exc:
-        raise ClientError(f"the server closed the events stream: {exc}") from exc
