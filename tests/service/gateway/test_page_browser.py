@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import av
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from model_core.data import CLASS_NAMES, ClipSpec, generate_clip
 
@@ -161,7 +162,15 @@ def _models(server: ServeProcess) -> dict[str, Any]:
 def _open(page: Page, server: ServeProcess) -> None:
     page.goto(server.url + "/")
     page.wait_for_selector("#server.ok", timeout=30_000)
-    page.wait_for_function("document.querySelector('#live-model').value !== ''")
+    expect(page.locator("#live-model")).not_to_have_value("")
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    # Polled from here: the page's CSP forbids the eval that wait_for_function's polling uses.
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
@@ -215,11 +224,25 @@ def test_upload_a_clip_and_see_its_labels_timing_and_windows(
     assert f"{answer['compute']['gmacs']:.3f} GMACs" in tab.inner_text("#clip-compute")
 
     # The preview shows the clip's first frame before the screenshot.
-    tab.wait_for_function("document.querySelector('#clip-video').readyState >= 2")
+    video = tab.locator("#clip-video")
+    _wait_until(lambda: video.evaluate("v => v.readyState") >= 2, 30, "the preview's first frame")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.locator("#upload").screenshot(path=str(SCREENSHOTS / "page_upload.png"))
     assert log.foreign() == []
     assert log.problems == []
+
+    # A file that is not a video: the page shows the server's refusal.
+    text = videos["clip"].with_name("notes.mp4")
+    text.write_text("not a video\n")
+    tab.set_input_files("#clip-file", str(text))
+    with tab.expect_response(re.compile(r"/v1/clips$")) as refused:
+        tab.click("#clip-submit")
+    assert refused.value.status == 415
+    error = tab.locator("#clip-error")
+    error.wait_for()
+    assert error.inner_text().startswith("not_a_video ")
+    # The browser logs the refused request itself; nothing else went wrong.
+    assert [p for p in log.problems if "415" not in p] == []
 
 
 def test_the_camera_streams_and_its_label_is_overlaid(
@@ -233,10 +256,7 @@ def test_the_camera_streams_and_its_label_is_overlaid(
     tab.click("#camera-start")
     overlay = tab.locator("#overlay-label")
     overlay.wait_for(timeout=LABEL_TIMEOUT_MS)
-    tab.wait_for_function(
-        "document.querySelector('#overlay-label').textContent.length > 0",
-        timeout=LABEL_TIMEOUT_MS,
-    )
+    expect(overlay).not_to_have_text("", timeout=LABEL_TIMEOUT_MS)
     label = overlay.evaluate("node => node.firstChild.textContent")
     assert label in CLASS_NAMES
     assert "session" in tab.inner_text("#camera-status")
@@ -249,15 +269,13 @@ def test_the_camera_streams_and_its_label_is_overlaid(
     # The slider changes the session's budget; the server confirms it.
     tab.locator("#budget").fill("0.5")
     tab.locator("#budget").dispatch_event("change")
-    tab.wait_for_function(
-        "document.querySelector('#budget-now').textContent.includes('50% of the tokens')"
-    )
+    expect(tab.locator("#budget-now")).to_contain_text("50% of the tokens")
     # Labels keep coming under the new budget.
     before = tab.inner_text("#live-numbers")
-    tab.wait_for_function(
-        "text => document.querySelector('#live-numbers').innerText !== text",
-        arg=before,
-        timeout=LABEL_TIMEOUT_MS,
+    _wait_until(
+        lambda: tab.inner_text("#live-numbers") != before,
+        LABEL_TIMEOUT_MS / 1000,
+        "a labels event after the budget changed",
     )
     tab.locator("#camera").screenshot(path=str(SCREENSHOTS / "page_camera.png"))
 
@@ -275,7 +293,7 @@ def test_the_camera_streams_and_its_label_is_overlaid(
     tab.locator("#sessions").screenshot(path=str(SCREENSHOTS / "page_sessions.png"))
 
     tab.click("#camera-stop")
-    tab.wait_for_function("document.querySelector('#camera-status').textContent === 'stopped'")
+    expect(tab.locator("#camera-status")).to_have_text("stopped")
     # Stopping closes the session: the events end and the list no longer has it.
     tab.locator("#events li", has_text="end").first.wait_for(timeout=30_000)
     tab.click("#sessions-refresh")

@@ -55,6 +55,7 @@ function showError(box, error) {
   }
   if (error instanceof ApiFailure) {
     box.append(el("code", { text: error.code }), ` ${error.message}`);
+    if (error.requestId) box.append(el("span", { class: "muted small", text: ` (request ${error.requestId})` }));
     if (error.status === 401 || error.status === 403) {
       box.append(el("div", { class: "small", text: "Enter an API key with this scope above." }));
     }
@@ -65,10 +66,11 @@ function showError(box, error) {
 }
 
 class ApiFailure extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, requestId = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.requestId = requestId; // what the server's logs know this request by
   }
 }
 
@@ -94,6 +96,7 @@ async function api(path, options = {}) {
       response.status,
       error.code || `http_${response.status}`,
       error.message || response.statusText,
+      error.request_id || response.headers.get("X-Request-ID"),
     );
   }
   return { status: response.status, body };
@@ -436,7 +439,7 @@ function onLiveEvent(live, event) {
       break;
     case "error":
       live.lastError = event;
-      showError($("camera-error"), new ApiFailure(0, event.code, event.message));
+      showError($("camera-error"), new ApiFailure(0, event.code, event.message, event.request_id));
       break;
     case "moved":
       $("camera-status").textContent = `moved to worker ${event.owner}; it starts again from a full frame`;
