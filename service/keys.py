@@ -13,6 +13,8 @@ Layout, with ``p`` the prefix:
   ``p:done:{id}`` list a waiting gateway blocks on.
 - ``p:workers`` set of worker ids; ``p:worker:{id}`` heartbeat hash (alive iff it exists),
   ``p:worker:{id}:metrics`` Prometheus text, ``p:worker:{id}:inbox`` session messages.
+- ``p:rate:{who}`` token bucket of one key or client address; ``p:quota:{kind}:{who}`` sorted set
+  of the sessions or jobs it holds (``kind``: ``live``, ``rtsp``, ``clips``).
 - ``p:sessions`` set of open session ids; ``p:session:{id}`` hash, ``p:session:{id}:events`` stream.
 """
 
@@ -35,6 +37,13 @@ INBOX_TTL_S = 60
 
 DEAD_LETTER_MAXLEN = 10_000
 """Approximate bound on the dead-letter stream."""
+
+HOLDINGS_TTL_S = 86_400
+"""A quota's record of held sessions or jobs outlives its last use by this long."""
+
+HOLD_PENDING_MS = 30_000
+"""A quota place taken for a session or job being created is given up after this long unless
+the session or job is recorded (a gateway that died half-way cannot keep it)."""
 
 DEFAULT_UPLOAD_TTL_S = 900
 DEFAULT_RESULT_TTL_S = 3600
@@ -155,3 +164,13 @@ class Keys:
     def events(self, session_id: str) -> str:
         """Stream of one session's events."""
         return f"{self.prefix}:session:{session_id}:events"
+
+    # Rate limits and quotas (service.queue.limits); ``who`` is ``key:{name}`` or ``addr:{ip}``.
+
+    def rate(self, who: str) -> str:
+        """Token bucket (hash: ``tokens``, ``ts``) of one key or client address."""
+        return f"{self.prefix}:rate:{who}"
+
+    def holdings(self, kind: str, who: str) -> str:
+        """Sorted set of the sessions or jobs (``kind``) one key or client address holds."""
+        return f"{self.prefix}:quota:{kind}:{who}"

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +27,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Ids end up inside Redis key names and logs: no whitespace, no key separator.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_ORIGIN_RE = re.compile(r"^https?://[^/?#\s]+/?$", re.IGNORECASE)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -54,6 +55,24 @@ class Settings(BaseSettings):
         key_prefix: Prefix of every Redis key, so several deployments (or tests) share a server.
         host: Address the gateway listens on.
         port: Port the gateway listens on (0: any free port).
+        auth: ``auto`` (API keys required unless the gateway binds a loopback address), ``on``
+            or ``off``; see docs/SECURITY.md.
+        api_keys_file: File of API keys, one ``name:scopes:sha256`` line each (``vidrec keys
+            new`` makes them); re-read when it changes.
+        api_keys: The same lines from the environment, separated by newlines or ``;``.
+        metrics_admin_only: Serve ``/metrics`` only to keys with the ``admin`` scope (when
+            auth is on).
+        cors_origins: Browser origins (``https://host[:port]``, or ``*``) allowed to call the
+            API and open WebSockets from another origin; same-origin pages need no entry.
+        trusted_proxies: Addresses whose ``X-Forwarded-For``/``-Proto`` headers are believed
+            (uvicorn's ``forwarded_allow_ips``; ``*`` for any).
+        rate_limit_rps: Requests per second of one key (or client address when auth is off)
+            to ``/v1/``, as a token bucket; 0 turns it off.
+        rate_limit_burst: Requests one key may make at once above the steady rate.
+        quota_live_sessions: Live WebSocket sessions one key holds at once; 0: no quota.
+        quota_rtsp_sessions: Open RTSP sessions one key holds at once; 0: no quota.
+        quota_clip_jobs: Clip jobs of one key queued or running at once; 0: no quota.
+        log_format: ``text`` (for people) or ``json`` (one object per line, for collectors).
         models_dir: Directory of model bundles; ``None``: the shipped demo bundles.
         models: Bundle names to load; empty: every bundle in the directory.
         clip_model: Default model for clips; ``None``: the catalog's default.
@@ -108,6 +127,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    auth: Literal["auto", "on", "off"] = "auto"
+    api_keys_file: Path | None = None
+    api_keys: str | None = None
+    metrics_admin_only: bool = False
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
+    rate_limit_rps: float = Field(default=20.0, ge=0)
+    rate_limit_burst: PositiveInt = 40
+    quota_live_sessions: int = Field(default=4, ge=0)
+    quota_rtsp_sessions: int = Field(default=4, ge=0)
+    quota_clip_jobs: int = Field(default=16, ge=0)
+    log_format: Literal["text", "json"] = "text"
+
     models_dir: Path | None = None
     models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     clip_model: str | None = None
@@ -159,6 +191,21 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _edge_lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN_RE.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port] (no path), or *"
+                )
+        return [o.rstrip("/").lower() for o in value]
 
     @field_validator("default_budget", mode="before")
     @classmethod

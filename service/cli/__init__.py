@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the HTTP/WebSocket gateway (needs VIDREC_REDIS_URL)",
     ),
     "worker": ("service.cli.worker_cmd", "run a worker process (needs VIDREC_REDIS_URL)"),
+    "keys": (
+        "service.cli.keys_cmd",
+        "make an API key (printed once) and the hashed line that stores it",
+    ),
     "client": (
         "service.cli.client_cmd",
         "talk to a running server (upload a clip, stream a file, list models)",

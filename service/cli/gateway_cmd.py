@@ -131,11 +131,16 @@ def make_server(
 ) -> GatewayServer:
     """uvicorn serving ``create_app(settings)``; run it with ``server.run(sockets=[bind(...)])``."""
     from service.gateway import create_app
+    from service.logs import configure_logging
 
+    configure_logging(settings.log_format, log_level.upper())
     app = create_app(settings)
     config = uvicorn.Config(
         app,
         log_level=log_level,
+        log_config=None,  # uvicorn's records go through service.logs, in VIDREC_LOG_FORMAT
+        access_log=False,  # the gateway logs each request itself, with its request id
+        forwarded_allow_ips=settings.trusted_proxies,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )

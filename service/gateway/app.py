@@ -20,6 +20,9 @@ from service.gateway.clips import ROUTE_SCOPE_KEY
 from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
 from service.gateway.page import router as page_router
+from service.gateway.ratelimit import Limits
+from service.gateway.request_id import RequestIdMiddleware
+from service.gateway.security import install_security
 from service.gateway.state import Gateway
 from service.gateway.streams import router as streams_router
 from service.gateway.system import router as system_router
@@ -143,6 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
             events=EventReader(client, keys),
             workers=WorkerDirectory(client, keys),
             metrics=metrics,
+            limits=Limits(client, keys, settings),
         )
         try:
             yield
@@ -172,5 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
         timeout_s=settings.body_timeout_s,
         idle_s=settings.body_idle_timeout_s,
     )
+    install_security(app, settings)  # CORS, Origin, API keys, rate limits
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: ids and logs even on refusals
     return app

@@ -163,7 +163,9 @@ def router(settings: Settings) -> APIRouter:
         name = catalog.resolve(model or None, "clip", settings.clip_model)
         info = await run_in_threadpool(probe_clip, data, limits)
         params = {"top_k": top_k, "clips": clips, "crops": crops, "probe": _probe_dict(info)}
-        job_id = await gw.jobs.submit(data, name, params, file.filename or "upload")
+        job_id = await gw.limits.hold(  # within the caller's quota of outstanding jobs
+            "clips", lambda: gw.jobs.submit(data, name, params, file.filename or "upload"), str
+        )
         if not wait:
             return _accepted(job_id, "queued")
         try:

@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from service.ingest import IngestError
+from service.logs import request_id_var
 from service.queue import QueueError, QueueFullError
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,19 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """``{"error": {"code", "message", ...extra}}``."""
-    return {"error": {"code": code, "message": message, **extra}}
+    """``{"error": {"code", "message", ...extra, "request_id"}}``; the request id is the one
+    being handled (``service.gateway.request_id``), when there is one."""
+    return {"error": {"code": code, "message": clip(message), **extra, **_request_id()}}
 
 
 def error_event(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """The WebSocket form of a refusal: ``{"type": "error", "code", "message"}``."""
-    return {"type": "error", "code": code, "message": message, **extra}
+    """The WebSocket form of a refusal: ``{"type": "error", "code", "message", "request_id"}``."""
+    return {"type": "error", "code": code, "message": clip(message), **extra, **_request_id()}
+
+
+def _request_id() -> dict[str, str]:
+    rid = request_id_var.get()
+    return {"request_id": rid} if rid else {}
 
 
 def clip(text: str, limit: int | None = None) -> str:

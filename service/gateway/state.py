@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis.asyncio
 from starlette.requests import HTTPConnection
 
+from service.gateway.ratelimit import Limits
 from service.keys import Keys
 from service.metrics import GatewayMetrics
 from service.queue import ClipJobs, EventReader, SessionDirectory, WorkerDirectory
@@ -29,6 +30,7 @@ class Gateway:
     events: EventReader
     workers: WorkerDirectory
     metrics: GatewayMetrics
+    limits: Limits
 
 
 def get_gateway(conn: HTTPConnection) -> Gateway:

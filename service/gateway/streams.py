@@ -29,6 +29,7 @@ from service.budget import check_budget, default_budget, parse_budget_text
 from service.gateway.catalog import LiveCatalog, Role
 from service.gateway.clips import ErrorResponse
 from service.gateway.errors import ApiError, close_unavailable, error_event
+from service.gateway.request_id import request_id_of
 from service.gateway.state import Gateway, get_gateway
 from service.ingest import IngestError, check_source_url, split_message
 from service.queue import FINAL_STATES, QueueError, SessionInfo
@@ -124,7 +125,11 @@ async def _open_session(
         )
     # The stride is recorded with the session, before its owner hears of it, for the worker
     # to honour and for GET /v1/streams/{id}.
-    info = await gw.sessions.create(kind, name, budget, source=source, stride=stride)
+    info = await gw.limits.hold(  # within the caller's quota of sessions of this kind
+        kind,
+        lambda: gw.sessions.create(kind, name, budget, source=source, stride=stride),
+        lambda created: created.session_id,
+    )
     return info, catalog.row(name)
 
 
@@ -148,8 +153,11 @@ class _Socket:
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
         self._lock = asyncio.Lock()
+        self.request_id = request_id_of(ws.scope)
 
     async def send(self, event: dict[str, Any]) -> None:
+        if self.request_id and "request_id" not in event:  # the connection's id on every event
+            event = {**event, "request_id": self.request_id}
         async with self._lock:
             await self.ws.send_text(json.dumps(event, separators=(",", ":")))
 

@@ -23,6 +23,7 @@ from service.queue.errors import (
 )
 from service.queue.events import EventReader, EventWriter
 from service.queue.inbox import SessionInbox, SessionMessage
+from service.queue.limits import Holdings, RateLimiter, Verdict
 from service.queue.sessions import (
     FINAL_STATES,
     KINDS,
@@ -45,17 +46,20 @@ __all__ = [
     "ConsumerStats",
     "EventReader",
     "EventWriter",
+    "Holdings",
     "JobNotFoundError",
     "JobView",
     "NoWorkerError",
     "QueueError",
     "QueueFullError",
+    "RateLimiter",
     "SessionClosedError",
     "SessionDirectory",
     "SessionInbox",
     "SessionInfo",
     "SessionMessage",
     "SessionNotFoundError",
+    "Verdict",
     "WorkerDirectory",
     "WorkerInfo",
     "WorkerRegistry",

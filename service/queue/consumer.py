@@ -1,10 +1,14 @@
 """The worker's side of clip jobs: take jobs, answer each once, reclaim what dead workers left.
 
-Entries a worker took and never answered (it died) are reclaimed by the others with XAUTOCLAIM once
-idle for ``reclaim_idle_ms``; an entry delivered more than ``max_deliveries`` times goes to the
-dead-letter stream and its job fails with an error saying so. An answer is written once (SET NX)
-in the same script that marks the job, wakes its waiters and acks and deletes its entry, so a job
-that two workers run (one was slow, not dead) is still answered once.
+Entries a worker took and never answered (it died) are taken over by the others as soon as its
+heartbeat expires: each consumer checks the group's consumers against the worker directory every
+heartbeat interval and XCLAIMs the pending entries of those without a heartbeat. As a safety net,
+entries idle for ``reclaim_idle_ms`` are reclaimed with XAUTOCLAIM whoever holds them (a live
+worker renews what it runs, see :meth:`ClipConsumer.touch`). An entry delivered more than
+``max_deliveries`` times goes to the dead-letter stream and its job fails with an error saying so.
+An answer is written once (SET NX) in the same script that marks the job, wakes its waiters and
+acks and deletes its entry, so a job that two workers run (one was slow, not dead) is still
+answered once.
 """
 
 from __future__ import annotations
@@ -92,7 +96,8 @@ class ClipConsumer:
         redis: A sync client (raw bytes, see :mod:`service.redis_conn`).
         keys: Key names and TTLs.
         worker_id: This worker's id, its consumer name in the group.
-        settings: ``reclaim_idle_ms`` and ``max_deliveries``.
+        settings: ``reclaim_idle_ms``, ``max_deliveries`` and ``heartbeat_interval_s`` (how
+            often the consumers are checked for dead ones).
     """
 
     def __init__(self, redis: redis.Redis, keys: Keys, worker_id: str, settings: Settings) -> None:
@@ -105,6 +110,11 @@ class ClipConsumer:
         self._group_ready = False
         self._cursor = "0-0"
         self._next_reclaim = 0.0
+        self._next_dead_check = 0.0
+        self.dead_check_s = settings.heartbeat_interval_s
+        # A dead worker renewed its entries at its last beat, at least a TTL before it counts as
+        # dead; two consumers taking over at once: the second finds them idle less than this.
+        self.takeover_idle_ms = max(1, keys.heartbeat_ttl_ms // 2)
         self._in_flight: dict[str, None] = {}  # entry ids handed out and not answered, in order
         self._mark_running = redis.register_script(_MARK_RUNNING)
         self._complete = redis.register_script(_COMPLETE)
@@ -144,9 +154,12 @@ class ClipConsumer:
 
     def _read(self, count: int, block_ms: int | None) -> list[ClipTask]:
         entries: list[tuple[str, dict[bytes, bytes], int]] = []
-        if time.monotonic() >= self._next_reclaim:
+        if time.monotonic() >= self._next_dead_check:
+            self._next_dead_check = time.monotonic() + self.dead_check_s
+            entries.extend(self._take_over(count))
+        if len(entries) < count and time.monotonic() >= self._next_reclaim:
             self.touch()  # what this worker still holds is not for reclaiming, by it or others
-            entries.extend(self._reclaim(count))
+            entries.extend(self._reclaim(count - len(entries)))
         if len(entries) < count:
             block = block_ms if block_ms and not entries else None
             reply: Any = self.redis.xreadgroup(
@@ -161,6 +174,49 @@ class ClipConsumer:
                 entries.extend((text(entry_id), fields, 1) for entry_id, fields in items)
         return self._tasks(entries)
 
+    def dead_consumers(self) -> dict[str, int]:
+        """Consumers of the group, other than this one, whose worker has no heartbeat, with
+        their pending entries."""
+        listed: Any = self.redis.xinfo_consumers(self.keys.clips, CLIP_GROUP)
+        consumers = {
+            text(c["name"]): int(c["pending"]) for c in listed if text(c["name"]) != self.worker_id
+        }
+        if not consumers:
+            return {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in consumers:
+                pipe.exists(self.keys.worker(name))
+            alive = pipe.execute()
+        return {
+            name: pending
+            for (name, pending), ok in zip(consumers.items(), alive, strict=True)
+            if not ok
+        }
+
+    def _take_over(self, count: int) -> list[tuple[str, dict[bytes, bytes], int]]:
+        """Claims the pending entries of consumers whose worker's heartbeat expired."""
+        out: list[tuple[str, dict[bytes, bytes], int]] = []
+        for name, pending in self.dead_consumers().items():
+            if len(out) >= count:
+                break
+            if pending == 0:
+                # Nothing left to take over: the group forgets it (DELCONSUMER would drop
+                # pending entries, so only now).
+                self.redis.xgroup_delconsumer(self.keys.clips, CLIP_GROUP, name)
+                continue
+            held: Any = self.redis.xpending_range(
+                self.keys.clips, CLIP_GROUP, "-", "+", count - len(out), name
+            )
+            entry_ids: list[Any] = [p["message_id"] for p in held]
+            if not entry_ids:
+                continue
+            claimed: Any = self.redis.xclaim(
+                self.keys.clips, CLIP_GROUP, self.worker_id, self.takeover_idle_ms, entry_ids
+            )
+            # Entries deleted meanwhile come back empty (6.2) or not at all (7.x).
+            out.extend(self._with_deliveries([(text(c[0]), c[1]) for c in claimed if c]))
+        return out
+
     def _reclaim(self, count: int) -> list[tuple[str, dict[bytes, bytes], int]]:
         """Claims entries idle too long (their worker died), with their delivery counts."""
         reply = self.redis.xautoclaim(
@@ -174,7 +230,13 @@ class ClipConsumer:
         self._cursor = text(reply[0])
         if self._cursor == "0-0":  # scanned the whole pending list; rest until the next round
             self._next_reclaim = time.monotonic() + self.reclaim_idle_ms / 2000
-        claimed = [(text(entry_id), fields) for entry_id, fields in reply[1]]
+        return self._with_deliveries([(text(entry_id), fields) for entry_id, fields in reply[1]])
+
+    def _with_deliveries(
+        self, claimed: list[tuple[str, Any]]
+    ) -> list[tuple[str, dict[bytes, bytes], int]]:
+        """Claimed entries with their delivery counts; those delivered too often are
+        dead-lettered, those deleted meanwhile acked."""
         # Redis 6.2 still returns entries deleted meanwhile, without fields; 7.x drops them.
         gone = [entry_id for entry_id, fields in claimed if not fields]
         if gone:

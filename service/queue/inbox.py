@@ -3,11 +3,18 @@
 A worker reads the messages the gateways route to it (``open``, ``frame``, ``budget``, ``close``),
 publishes its sessions' events and updates their hashes. When an owner's heartbeat expires, its
 open sessions are orphans: a live worker adopts one with an atomic compare-and-set of ``owner``
-that bumps ``epoch``, so exactly one worker wins; from then on the gateways' frames go to it.
+that bumps ``epoch``, so exactly one worker wins; from then on the gateways' frames go to it. The
+adopter takes over the frames still waiting in the dead owner's inbox (:meth:`take_frames`), and
+the counters read at the moment of adoption say how many frames the dead owner took and never
+accounted for: nothing is lost silently.
+
+A live session whose lease lapsed (its gateway connection is gone) is ended, not adopted
+(:meth:`leases`, :meth:`end`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,15 +25,44 @@ from service.queue._codec import as_float, as_int, as_json, text, text_hash, to_
 from service.queue.events import UPDATE_IF_EXISTS, EventWriter
 from service.queue.sessions import FINAL_STATES, SessionInfo, end_session, session_info
 
-# KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner.
+# KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner. Returns the new epoch
+# and the frame counters as they stood when the owner changed (frames counted as received until
+# then went to the dead owner's inbox), or 0.
 _ADOPT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
 if cur[1] ~= ARGV[1] then return 0 end
 if cur[2] == 'closed' or cur[2] == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local counts = redis.call('HMGET', KEYS[1], 'frames_received', 'frames_processed',
+                          'frames_dropped')
+return {epoch, counts[1] or '0', counts[2] or '0', counts[3] or '0'}
 """
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """A session taken over from a dead owner, with its counters at that moment.
+
+    Attributes:
+        epoch: The session's new epoch.
+        frames_received: Frames the gateways had routed to it.
+        frames_processed: Frames its owners had recorded as processed.
+        frames_dropped: Frames its owners had recorded as dropped.
+    """
+
+    epoch: int
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+
+    def unaccounted(self, recovered: int) -> int:
+        """Frames routed to the dead owner that it neither processed nor dropped, and that are
+        not among the ``recovered`` still waiting in its inbox: they are lost."""
+        return max(
+            0, self.frames_received - self.frames_processed - self.frames_dropped - recovered
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +148,24 @@ class SessionInbox:
                 pipe.execute()
         return messages
 
+    def take_frames(
+        self, dead_owner: str, session_ids: Iterable[str]
+    ) -> dict[str, list[SessionMessage]]:
+        """Takes the frames of ``session_ids`` still waiting in a dead owner's inbox (deleting
+        them there), oldest first, so the sessions' new owner runs them."""
+        wanted = set(session_ids)
+        inbox = self.keys.inbox(dead_owner)
+        taken: dict[str, list[SessionMessage]] = {}
+        entries: Any = self.redis.xrange(inbox)
+        for entry_id, fields in entries:
+            message = _message(entry_id, fields)
+            if message.type == "frame" and message.session_id in wanted:
+                taken.setdefault(message.session_id, []).append(message)
+        ids = [m.entry_id for messages in taken.values() for m in messages]
+        if ids:
+            self.redis.xdel(inbox, *ids)
+        return taken
+
     def publish(self, session_id: str, event: dict[str, Any]) -> str:
         """Appends an event to the session's stream; returns its id (see :class:`EventWriter`)."""
         return self.events.publish(session_id, event)
@@ -137,6 +191,38 @@ class SessionInbox:
                 end_session(pipe, self.keys, session_id, str(fields["state"]))
                 pipe.execute()
         return True
+
+    def update_many(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Sets fields of several session hashes in one round trip (hashes that are gone stay
+        gone); no state changes here."""
+        if not updates:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id, fields in updates.items():
+                args = [item for k, v in fields.items() for item in (k, to_field(v))]
+                self._update(keys=[self.keys.session(session_id)], args=args, client=pipe)
+            pipe.execute()
+
+    def end(self, session_id: str, state: str, reason: str) -> None:
+        """Ends a session: final ``state`` and why, out of the open set, kept ``session_ttl_s``."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"a session ends as one of {sorted(FINAL_STATES)}, not {state!r}")
+        if not self.redis.exists(self.keys.session(session_id)):
+            return
+        with self.redis.pipeline(transaction=True) as pipe:
+            end_session(pipe, self.keys, session_id, state, reason)
+            pipe.execute()
+
+    def leases(self, session_ids: Iterable[str]) -> set[str]:
+        """Those of ``session_ids`` whose lease is held (renewed by their gateway connection)."""
+        ids = list(session_ids)
+        if not ids:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.exists(self.keys.lease(session_id))
+            held = pipe.execute()
+        return {session_id for session_id, ok in zip(ids, held, strict=True) if ok}
 
     def _open(self) -> list[tuple[str, str]]:
         """(session id, owner) of every open session."""
@@ -169,14 +255,18 @@ class SessionInbox:
             alive = {owner for owner, ok in zip(owners, pipe.execute(), strict=True) if ok}
         return [session_id for session_id, owner in sessions if owner not in alive]
 
-    def adopt(self, session_id: str, dead_owner: str) -> bool:
+    def adopt(self, session_id: str, dead_owner: str) -> Adoption | None:
         """Takes over a session from a dead owner; exactly one caller wins.
 
-        Fails when the session is no longer owned by ``dead_owner`` (someone adopted it first),
-        when ``dead_owner`` is alive again, or when the session has ended. Success bumps ``epoch``.
+        Fails (``None``) when the session is no longer owned by ``dead_owner`` (someone adopted
+        it first), when ``dead_owner`` is alive again, or when the session has ended. Success
+        bumps ``epoch`` and tells the counters at that moment.
         """
-        epoch = self._adopt(
+        reply: Any = self._adopt(
             keys=[self.keys.session(session_id), self.keys.worker(dead_owner)],
             args=[dead_owner, self.worker_id],
         )
-        return bool(epoch)
+        if not reply:
+            return None
+        epoch, received, processed, dropped = (as_int(text(v)) for v in reply)
+        return Adoption(epoch, received, processed, dropped)

@@ -7,6 +7,12 @@ session that another worker adopted.
 
 Inbox messages (stream fields): ``type`` (``open``, ``frame``, ``budget``, ``close``), ``session``;
 frames add ``data``, ``index``, ``received``; budgets add ``budget`` (JSON).
+
+Sessions cannot leak: a live session is held by a lease (``Keys.lease``, ``session_lease_s``) that
+the gateway connection holding it renews (:meth:`SessionDirectory.renew`); when that gateway or
+its socket is gone the lease lapses and the owner worker ends the session and frees its slot. An
+RTSP session is held by its owner worker's heartbeat instead: it moves to another worker when the
+owner dies and ends only when deleted.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ class SessionInfo:
         last_event: The latest labels event, or ``None``.
         source_health: RTSP reader status, or ``None``.
         epoch: Owner changes so far.
+        frames_lost: Frames routed to an owner that died before it processed them (reported in
+            the ``moved`` event of the worker that took the session over).
+        ended_reason: Why the session ended (``closed``, ``lease_expired``, ``idle``...), once
+            it has.
+        key_id: The API key that opened it, when the gateway named one (for per-key quotas).
         source_url: The RTSP URL as given, credentials included, for the worker that reads it;
             never show it to clients.
     """
@@ -69,6 +80,9 @@ class SessionInfo:
     last_event: dict[str, Any] | None
     source_health: dict[str, Any] | None
     epoch: int
+    frames_lost: int = 0
+    ended_reason: str | None = None
+    key_id: str | None = None
     source_url: str | None = field(default=None, repr=False)
 
     @property
@@ -93,6 +107,9 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         last_event=as_json(fields.get("last_event"), None),
         source_health=as_json(fields.get("source_health"), None),
         epoch=as_int(fields.get("epoch")),
+        frames_lost=as_int(fields.get("frames_lost")),
+        ended_reason=fields.get("ended_reason") or None,
+        key_id=fields.get("key_id") or None,
         source_url=fields.get("source_url") or None,
     )
 
@@ -163,10 +180,12 @@ class SessionDirectory:
         budget: dict[str, Any],
         source: str | None = None,
         stride: int | None = None,
+        key_id: str | None = None,
     ) -> SessionInfo:
         """Opens a session on the least loaded live worker that runs ``model`` live.
 
-        The owner learns of it from an ``open`` message in its inbox.
+        The owner learns of it from an ``open`` message in its inbox. A live session starts
+        with its lease taken: the caller renews it (:meth:`renew`) while it holds the session.
 
         Args:
             kind: ``live`` or ``rtsp``.
@@ -176,6 +195,7 @@ class SessionDirectory:
                 policy); shown with its password removed.
             stride: Labels every ``stride`` frames (None: the worker's default). Recorded in
                 the same transaction as the ``open`` message, so the owner always sees it.
+            key_id: The API key opening it, recorded for :meth:`count_open`.
 
         Raises:
             NoWorkerError: No live worker can take it.
@@ -202,11 +222,15 @@ class SessionDirectory:
         }
         if stride is not None:
             fields["stride"] = stride
+        if key_id is not None:
+            fields["key_id"] = key_id
         inbox = self.keys.inbox(owner)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self.keys.session(session_id), mapping={k: to_field(v) for k, v in fields.items()}
             )
+            if kind == "live":
+                pipe.set(self.keys.lease(session_id), "1", px=self.keys.session_lease_ms)
             pipe.sadd(self.keys.sessions, session_id)
             pipe.xadd(
                 inbox,
@@ -218,13 +242,28 @@ class SessionDirectory:
             await pipe.execute()
         return session_info(session_id, {k: to_field(v) for k, v in fields.items()})
 
+    async def renew(self, session_id: str) -> bool:
+        """Renews a live session's lease for another ``session_lease_s``; ``False`` when it has
+        lapsed already (the session is ending, or has ended)."""
+        lease = self.keys.lease(session_id)
+        return bool(await self.redis.pexpire(lease, self.keys.session_lease_ms))
+
     async def get(self, session_id: str) -> SessionInfo | None:
         """The session, ``None`` when unknown or expired."""
         raw = await self.redis.hgetall(self.keys.session(session_id))
         return session_info(session_id, text_hash(raw)) if raw else None
 
+    async def count_open(self, key_id: str | None = None, kinds: tuple[str, ...] = KINDS) -> int:
+        """Open sessions of the given kinds, only those opened with ``key_id`` when one is named
+        (a per-key quota counts with this)."""
+        return sum(
+            1
+            for info in await self.list()
+            if info.kind in kinds and (key_id is None or info.key_id == key_id)
+        )
+
     async def list(self) -> list[SessionInfo]:
-        """The open sessions, oldest first."""
+        """The open sessions (live and RTSP), oldest first."""
         ids = await self._open_ids()
         if not ids:
             return []
@@ -297,21 +336,27 @@ class SessionDirectory:
             owner = await self._owner_of_open(session_id)
         except SessionClosedError:
             return False
-        await _finalize(self.redis, self.keys, session_id, "closed")
+        await _finalize(self.redis, self.keys, session_id, "closed", "closed")
         await self._to_owner(owner, {"type": "close", "session": session_id}, session_id)
         return True
 
 
-def end_session(pipe: Any, keys: Keys, session_id: str, state: str) -> None:
-    """Queues on ``pipe`` the commands that end a session: final state, out of the open set,
-    hash and events expiring after ``session_ttl_s``."""
-    pipe.hset(keys.session(session_id), mapping={"state": state, "ended": now()})
+def end_session(
+    pipe: Any, keys: Keys, session_id: str, state: str, reason: str | None = None
+) -> None:
+    """Queues on ``pipe`` the commands that end a session: final state (and why), out of the
+    open set, lease gone, hash and events expiring after ``session_ttl_s``."""
+    fields = {"state": state, "ended": now(), "ended_reason": reason or state}
+    pipe.hset(keys.session(session_id), mapping=fields)
     pipe.srem(keys.sessions, session_id)
+    pipe.delete(keys.lease(session_id))
     pipe.expire(keys.session(session_id), keys.session_ttl_s)
     pipe.expire(keys.events(session_id), keys.session_ttl_s)
 
 
-async def _finalize(r: redis.asyncio.Redis, keys: Keys, session_id: str, state: str) -> None:
+async def _finalize(
+    r: redis.asyncio.Redis, keys: Keys, session_id: str, state: str, reason: str
+) -> None:
     async with r.pipeline(transaction=True) as pipe:
-        end_session(pipe, keys, session_id, state)
+        end_session(pipe, keys, session_id, state, reason)
         await pipe.execute()

@@ -27,6 +27,7 @@ import torch
 
 from service.inference import ModelCatalog
 from service.keys import Keys
+from service.logs import configure_logging
 from service.metrics import WorkerMetrics
 from service.queue import ClipConsumer, ClipTask, SessionInbox, WorkerRegistry
 from service.queue._codec import text
@@ -281,12 +282,9 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
 
-def _configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+def _configure_logging(settings: Settings) -> None:
+    if not logging.getLogger().handlers:  # a host that set up logging (tests) keeps its own
+        configure_logging(settings.log_format)
 
 
 def run_worker(settings: Settings) -> int:
@@ -295,7 +293,7 @@ def run_worker(settings: Settings) -> int:
     0 after a clean drain; 2 when the models or settings cannot be used. A second signal ends
     the process at once (128 + the signal number).
     """
-    _configure_logging()
+    _configure_logging(settings)
     try:
         worker = Worker(settings)
     except ValueError as exc:  # CatalogError and UnknownModelError are ValueErrors

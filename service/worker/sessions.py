@@ -17,9 +17,19 @@ Events (JSON on the session's stream):
   "window", "compute": {"gmacs", "dense_gmacs", "recompute_fraction", "frames"}, "totals": {...},
   "latency_ms", "dropped", "input_index"}``
 - ``{"type": "error", "session_id", "code", "message", "input_index"?}``
-- ``{"type": "moved", "session_id", "owner", "from", "epoch", "frame_index"}``
+- ``{"type": "moved", "session_id", "owner", "worker", "from", "epoch", "frame_index",
+  "recovered_frames", "lost_frames"}``: the session resumed on ``worker``; frames still waiting
+  for the dead owner were taken over (``recovered_frames``), and ``lost_frames`` counts those it
+  had taken and never processed (also in the ``frames_lost`` counter).
 - ``{"type": "source", "session_id", "state", "session_state", "frames_received",
-  "reconnects", "error"?}``
+  "reconnects", "attempts", "next_retry_s"?, "error"?}``
+- ``{"type": "expired", "session_id", "reason", "message"}``: the session ended because its
+  lease lapsed (``lease_expired``: the gateway connection holding it is gone) or no frame came for
+  ``session_idle_s`` (``idle``).
+
+Counters (``frames_processed``, ``frames_dropped``) are written after every step, in one round
+trip for the whole batch, so a worker that dies leaves them exact up to its last step: whoever
+adopts its sessions knows which frames were lost. A frame that does not decode counts as dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +56,7 @@ from service.inference import (
 )
 from service.ingest import IngestError, StreamState, decode_ws_frame
 from service.metrics import WorkerMetrics
-from service.queue import FINAL_STATES, SessionInbox, SessionInfo, SessionMessage
+from service.queue import FINAL_STATES, Adoption, SessionInbox, SessionInfo, SessionMessage
 from service.queue._codec import text
 from service.settings import Settings
 from service.worker.answers import error_event, labels_event
@@ -57,6 +67,11 @@ log = logging.getLogger(__name__)
 MAX_STRIDE = 1000
 # Ids of sessions found not to be this worker's, remembered so their frames cost no lookup.
 _FOREIGN_MEMORY = 1024
+# A camera away for hours: every failed attempt is in the session hash, but events only for the
+# first few attempts and then at most once per this many seconds, so they do not push the
+# session's labels out of its bounded event stream.
+RECONNECT_EVENTS_FIRST = 5
+RECONNECT_EVENT_EVERY_S = 60.0
 
 
 @dataclass
@@ -97,6 +112,8 @@ class LocalSession:
         dirty: Counters changed since they were last written.
         next_budget: A budget change that came after the frames waiting now; it takes effect
             with the next frame to arrive.
+        last_frame: When its last frame arrived here (or it opened), ``time.monotonic()``.
+        last_reconnect_event: When its last ``reconnecting`` source event went out.
     """
 
     session_id: str
@@ -112,6 +129,8 @@ class LocalSession:
     source: RtspSource | None = None
     dirty: bool = False
     next_budget: dict[str, Any] | None = None
+    last_frame: float = field(default_factory=time.monotonic)
+    last_reconnect_event: float = float("-inf")
 
 
 def _stride(raw: Any) -> int | None:
@@ -235,11 +254,18 @@ class SessionManager:
         while len(self._foreign) > _FOREIGN_MEMORY:
             self._foreign.pop(next(iter(self._foreign)))
 
-    def open(self, info: SessionInfo, moved_from: str | None = None) -> LocalSession | None:
+    def open(
+        self,
+        info: SessionInfo,
+        moved_from: str | None = None,
+        adoption: Adoption | None = None,
+    ) -> LocalSession | None:
         """Starts running a session this worker owns (new, adopted, or left from a restart).
 
         Its first frame here recomputes every token; frame numbering goes on from what the
         session processed elsewhere. A session that cannot run here fails with an error event.
+        An adopted one (``adoption``) first takes over the frames waiting in the dead owner's
+        inbox, and its ``moved`` event counts the frames lost with the owner.
         """
         session_id = info.session_id
         self._foreign.pop(session_id, None)
@@ -283,17 +309,7 @@ class SessionManager:
         )
         self.sessions[session_id] = session
         if moved_from is not None:
-            self.inbox.publish(
-                session_id,
-                {
-                    "type": "moved",
-                    "session_id": session_id,
-                    "owner": self.worker_id,
-                    "from": moved_from,
-                    "epoch": info.epoch,
-                    "frame_index": first_index,
-                },
-            )
+            self._moved(session, info, moved_from, adoption)
         if info.kind == "rtsp":
             if not self._start_source(session, info):
                 return None
@@ -307,6 +323,42 @@ class SessionManager:
             f", moved from {moved_from}" if moved_from else "",
         )
         return session
+
+    def _moved(
+        self,
+        session: LocalSession,
+        info: SessionInfo,
+        moved_from: str,
+        adoption: Adoption | None,
+    ) -> None:
+        """Takes over the frames the dead owner left in its inbox and says what was lost."""
+        recovered: list[SessionMessage] = []
+        lost = 0
+        if adoption is not None and info.kind == "live":
+            taken = self.inbox.take_frames(moved_from, [session.session_id])
+            recovered = taken.get(session.session_id, [])
+            lost = adoption.unaccounted(len(recovered))
+        if lost:
+            self.inbox.redis.hincrby(
+                self.inbox.keys.session(session.session_id), "frames_lost", lost
+            )
+            self.metrics.dropped("lost", lost)
+        self.inbox.publish(
+            session.session_id,
+            {
+                "type": "moved",
+                "session_id": session.session_id,
+                "owner": self.worker_id,
+                "worker": self.worker_id,
+                "from": moved_from,
+                "epoch": adoption.epoch if adoption is not None else info.epoch,
+                "frame_index": session.first_index,
+                "recovered_frames": len(recovered),
+                "lost_frames": lost,
+            },
+        )
+        for message in recovered:
+            self._enqueue(session, message)
 
     def _start_source(self, session: LocalSession, info: SessionInfo) -> bool:
         """Starts the session's RTSP reader; a refused URL fails the session."""
@@ -334,6 +386,7 @@ class SessionManager:
         frame = _Frame(
             input_index=message.index, data=message.data, received_wall=message.received_s
         )
+        session.last_frame = time.monotonic()
         self._push(session, frame)
 
     def _push(self, session: LocalSession, frame: _Frame) -> None:
@@ -458,6 +511,8 @@ class SessionManager:
                 image = decode_ws_frame(frame.data, self.frame_limits).image
             except IngestError as exc:
                 self.metrics.dropped("decode")
+                session.dropped += 1  # reported in the error event, and counted
+                session.dirty = True
                 self._error(
                     session.session_id, exc.code, exc.message, input_index=frame.input_index
                 )
@@ -519,13 +574,16 @@ class SessionManager:
             dense_gmacs=dense,
             recompute_fractions=fractions,
         )
+        stepped = []
         for sid in ids:
             session = self.sessions[sid]
             session.processed += 1
             session.dirty = True
+            stepped.append(session)
             event = events.get(sid)
             if event is not None:
                 self._publish_labels(session, event, batch[sid][1])
+        self._write_counters(stepped)
         return len(ids)
 
     def _publish_labels(self, session: LocalSession, event: LiveEvent, frame: _Frame) -> None:
@@ -536,25 +594,61 @@ class SessionManager:
             input_index=frame.input_index,
         )
         self.inbox.publish(session.session_id, body)
-        self._write_counters(session)
 
     # Bookkeeping.
 
-    def _write_counters(self, session: LocalSession) -> None:
-        self.inbox.update(
-            session.session_id,
-            frames_processed=session.processed,
-            frames_dropped=session.dropped,
+    def _write_counters(self, sessions: list[LocalSession]) -> None:
+        """Writes the counters of ``sessions`` in one round trip."""
+        self.inbox.update_many(
+            {
+                s.session_id: {"frames_processed": s.processed, "frames_dropped": s.dropped}
+                for s in sessions
+            }
         )
-        session.dirty = False
+        for session in sessions:
+            session.dirty = False
 
     def flush(self) -> None:
         """Writes counters that changed and the readers' health."""
+        self._write_counters([s for s in self.sessions.values() if s.dirty])
         for session in list(self.sessions.values()):
-            if session.dirty:
-                self._write_counters(session)
             if session.source is not None:
                 self.inbox.update(session.session_id, source_health=session.source.health())
+
+    def expire(self) -> list[str]:
+        """Ends the live sessions whose lease lapsed (their gateway connection is gone) or that
+        had no frame for ``session_idle_s``; returns their ids."""
+        live = [s for s in self.sessions.values() if s.kind == "live"]
+        if not live:
+            return []
+        held = self.inbox.leases(s.session_id for s in live)
+        idle_after = self.settings.session_idle_s
+        now = time.monotonic()
+        ended = []
+        for session in live:
+            if session.session_id not in held:
+                reason = "lease_expired"
+                message = (
+                    "the gateway connection holding the session stopped renewing its lease "
+                    f"for {self.settings.session_lease_s:g} s; the session ended"
+                )
+            elif now - session.last_frame > idle_after:
+                reason = "idle"
+                message = f"no frame for {idle_after:g} s; the session ended"
+            else:
+                continue
+            self._expire(session.session_id, reason, message)
+            ended.append(session.session_id)
+        return ended
+
+    def _expire(self, session_id: str, reason: str, message: str) -> None:
+        log.info("session %s ended: %s", session_id, reason)
+        self.inbox.publish(
+            session_id,
+            {"type": "expired", "session_id": session_id, "reason": reason, "message": message},
+        )
+        self.close_local(session_id, write=True)
+        self.inbox.end(session_id, "closed", reason)
 
     def reconcile(self) -> None:
         """Stops running sessions that ended, or that another worker adopted meanwhile (this one
@@ -576,20 +670,36 @@ class SessionManager:
 
     def adopt_orphans(self) -> list[str]:
         """Adopts open sessions whose owner died, for the live models this worker runs, while it
-        has room; returns their ids."""
+        has room; returns their ids. A live orphan whose lease lapsed too (its gateway went as
+        well) is ended instead."""
+        orphans = [sid for sid in self.inbox.orphans() if sid not in self.sessions]
+        held = self.inbox.leases(orphans)
         adopted = []
-        for session_id in self.inbox.orphans():
-            if session_id in self.sessions:
-                continue
+        for session_id in orphans:
             info = self.inbox.get(session_id)
-            if info is None or not info.open or not self.room_for(info.model):
+            if info is None or not info.open:
                 continue
-            if not self.inbox.adopt(session_id, info.owner):
+            if info.kind == "live" and session_id not in held:
+                self.inbox.publish(
+                    session_id,
+                    {
+                        "type": "expired",
+                        "session_id": session_id,
+                        "reason": "lease_expired",
+                        "message": "its worker and the gateway connection holding it are gone",
+                    },
+                )
+                self.inbox.end(session_id, "closed", "lease_expired")
+                continue
+            if not self.room_for(info.model):
+                continue
+            adoption = self.inbox.adopt(session_id, info.owner)
+            if adoption is None:
                 continue  # another worker won it, or the owner came back
             fresh = self.inbox.get(session_id)
             if fresh is None or not fresh.open:
                 continue
-            if self.open(fresh, moved_from=info.owner) is not None:
+            if self.open(fresh, moved_from=info.owner, adoption=adoption) is not None:
                 adopted.append(session_id)
         return adopted
 
@@ -618,7 +728,7 @@ class SessionManager:
         if session.source is not None:
             session.source.stop()
         if write:
-            self._write_counters(session)
+            self._write_counters([session])
         log.info("session %s stopped here", session_id)
 
     def stop_sources(self, timeout_s: float = 2.0) -> None:

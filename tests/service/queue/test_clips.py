@@ -19,6 +19,7 @@ from service.queue import (
     ClipJobs,
     JobNotFoundError,
     QueueFullError,
+    WorkerRegistry,
 )
 from service.settings import Settings
 
@@ -282,3 +283,35 @@ def test_jobs_submitted_before_any_worker_are_read(
     worker = consumer(r, keys, settings, "late")
     assert [t.job_id for t in worker.read(count=5)] == ids
     assert worker.read(count=5, block_ms=50) == []
+
+
+def test_a_dead_workers_jobs_are_taken_over_when_its_heartbeat_expires(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    # The idle-time safety net is far away: only the expired heartbeat can hand the jobs over.
+    patient = settings.model_copy(update={"reclaim_idle_ms": 600_000})
+    ids = submit(arun, keys, patient, n=2)
+    WorkerRegistry(r, keys, "dying").beat({"models": ["tiny"]})
+    dying = consumer(r, keys, patient, "dying")
+    assert len(dying.read(count=2)) == 2  # then it dies: its heartbeat expires
+    WorkerRegistry(r, keys, "alive").beat({"models": ["tiny"]})
+    alive = consumer(r, keys, patient, "alive")
+    assert alive.dead_consumers() == {}  # the dying one still beats
+    assert alive.read(count=5) == []
+    started = time.monotonic()
+    taken = []
+    while not taken:
+        # A heartbeat TTL is 0.4 s here; the idle-time net would take 600 s.
+        assert time.monotonic() - started < 10.0, "the expired worker's jobs were never taken"
+        time.sleep(0.05)
+        taken = alive.read(count=5)
+    assert sorted(t.job_id for t in taken) == sorted(ids)
+    assert all(t.deliveries == 2 for t in taken)
+    for task in taken:
+        alive.finish(task, {"job": task.job_id})
+    assert wait(arun, keys, patient, ids[0]) == {"job": ids[0]}
+    # Once it holds nothing the group forgets the dead consumer.
+    time.sleep(patient.heartbeat_interval_s * 2)
+    alive.read(count=1)
+    names = {c["name"] for c in r.xinfo_consumers(keys.clips, CLIP_GROUP)}
+    assert b"dying" not in names

@@ -65,6 +65,10 @@ FAST = {
     "heartbeat_ttl_s": 1.0,
     "torch_threads": 1,
     "device": "cpu",
+    # No gateway connection renews the leases of the sessions these tests open through the
+    # queue: they hold them for the test (tests/service/worker/test_worker_leases.py lets them
+    # lapse).
+    "session_lease_s": 600.0,
 }
 
 
