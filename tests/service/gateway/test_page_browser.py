@@ -9,6 +9,7 @@ screenshots in docs/PAGE.md are taken here.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -21,7 +22,15 @@ import av
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    WebSocket,
+    expect,
+    sync_playwright,
+)
 
 from model_core.data import CLASS_NAMES, ClipSpec, generate_clip
 
@@ -124,10 +133,16 @@ class PageLog:
         self.origin = origin
         self.requests: list[str] = []
         self.problems: list[str] = []
+        self.events: dict[str, list[dict[str, Any]]] = {}  # WebSocket URL -> events received
         page.on("request", lambda request: self.requests.append(request.url))
-        page.on("websocket", lambda ws: self.requests.append(ws.url))
+        page.on("websocket", self._websocket)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("console", self._console)
+
+    def _websocket(self, ws: WebSocket) -> None:
+        self.requests.append(ws.url)
+        events = self.events.setdefault(ws.url, [])
+        ws.on("framereceived", lambda payload: events.append(json.loads(payload)))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -223,9 +238,24 @@ def test_upload_a_clip_and_see_its_labels_timing_and_windows(
         assert part in legend
     assert f"{answer['compute']['gmacs']:.3f} GMACs" in tab.inner_text("#clip-compute")
 
-    # The preview shows the clip's first frame before the screenshot.
+    # The clip replayed through the live model: a segment per labels event, as the socket said.
     video = tab.locator("#clip-video")
     _wait_until(lambda: video.evaluate("v => v.readyState") >= 2, 30, "the preview's first frame")
+    tab.click("#clip-replay")
+    expect(tab.locator("#clip-replay-status")).to_contain_text(
+        "labels events", timeout=LABEL_TIMEOUT_MS
+    )
+    (replay,) = [url for url in log.events if "/v1/streams/live" in url]
+    assert "stride=4" in replay
+    events = [e for e in log.events[replay] if e["type"] == "labels"]
+    frames = answer["sampled"]["clip"]["num_frames"]
+    assert [e["input_index"] for e in events] == list(range(3, frames, 4))
+    segments = tab.locator("#clip-live .seg").all_inner_texts()
+    assert segments == [e["labels"][0]["label"] for e in events]
+    totals = events[-1]["totals"]
+    assert f"{totals['gmacs']:.3f} GMACs spent" in tab.inner_text("#clip-replay-status")
+    # The seek back to the start: the preview shows the first frame again for the screenshot.
+    video.evaluate("v => { v.currentTime = 0; }")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.locator("#upload").screenshot(path=str(SCREENSHOTS / "page_upload.png"))
     assert log.foreign() == []

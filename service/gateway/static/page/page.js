@@ -6,6 +6,8 @@ const KEY_STORAGE = "vidrec.apiKey";
 const MAX_EVENTS = 200;
 const MAX_BUFFERED_BYTES = 512 * 1024; // skip a camera frame rather than queue behind a slow link
 const FRAME_WIDTH = 320; // JPEG width sent; the worker resizes to the model's input anyway
+const REPLAY_STRIDE = 4; // a label every 4 frames when a clip is replayed through the live model
+const PALETTE = ["#1f6feb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5c940d", "#364fc7", "#862e9c", "#495057"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -189,6 +191,7 @@ function setupKey() {
 
 function setupUpload() {
   const video = $("clip-video");
+  $("clip-replay").addEventListener("click", replayClip);
   $("clip-file").addEventListener("change", () => {
     const file = $("clip-file").files[0];
     if (state.clipUrl) URL.revokeObjectURL(state.clipUrl);
@@ -232,6 +235,11 @@ function setupUpload() {
 
 function renderClip(answer, roundTripMs) {
   $("clip-result").hidden = false;
+  const info = answer.sampled?.clip || {};
+  state.clip = { fps: +(info.fps ?? info.avg_fps) || 0, frames: +info.num_frames || 0, duration: +info.duration_s || 0 };
+  $("clip-live").replaceChildren();
+  $("clip-replay-status").textContent = "";
+  $("clip-replay").disabled = !(state.clip.fps && state.clip.frames);
   renderLabels($("clip-labels"), answer.labels);
 
   const t = answer.timing_ms || {};
@@ -332,6 +340,112 @@ function renderTimeline(sampled, clip) {
     el("span"),
   );
   box.replaceChildren(...rows, axis);
+}
+
+// --- a clip replayed through the live model ---------------------------------------------------
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function labelColor(label) {
+  const labels = state.models.get($("live-model").value)?.labels || [];
+  let index = labels.indexOf(label);
+  if (index < 0) index = [...label].reduce((sum, ch) => sum + ch.charCodeAt(0), 0);
+  return PALETTE[index % PALETTE.length];
+}
+
+function seek(video, seconds) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 2000); // a seek that never reports must not hang the replay
+    video.addEventListener("seeked", () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+    video.currentTime = seconds;
+  });
+}
+
+function jpegOf(video, canvas) {
+  const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+// Sends the clip's frames, decoded by the browser, over the live WebSocket at the clip's frame
+// rate, and draws a segment per labels event on the clip's time axis.
+async function replayClip() {
+  const clip = state.clip;
+  const video = $("clip-video");
+  if (!clip || !video.videoWidth) return;
+  const button = $("clip-replay");
+  const status = $("clip-replay-status");
+  button.disabled = true;
+  video.pause();
+  const track = el("div", { class: "track" });
+  const note = el("span", { class: "muted", text: `a label every ${REPLAY_STRIDE} frames` });
+  $("clip-live").replaceChildren(el("div", { class: "row" }, el("span", { text: "live labels" }), track, note));
+  const duration = Math.max(clip.duration, clip.frames / clip.fps);
+  const at = (seconds) => `${(100 * Math.min(seconds, duration)) / duration}%`;
+  // The last frame that ends a labels event: the socket closes once its event is in.
+  const lastEvent = Math.floor(clip.frames / REPLAY_STRIDE) * REPLAY_STRIDE - 1;
+  let latest = null;
+  let windows = 0;
+  let finished;
+  const allIn = new Promise((resolve) => (finished = resolve));
+
+  const ws = openSocket(wsUrl("v1/streams/live", { model: $("live-model").value, stride: REPLAY_STRIDE }));
+  ws.addEventListener("message", (message) => {
+    const event = JSON.parse(message.data);
+    if (event.type === "labels") {
+      const top = event.labels?.[0];
+      const last = event.input_index ?? event.frame_index - 1;
+      const first = Math.max(0, last + 1 - REPLAY_STRIDE);
+      const c = event.compute || {};
+      const seg = el("div", {
+        class: top && top.score < 0.5 ? "seg weak" : "seg",
+        title: `frames ${first}–${last}: ${top ? `${top.label} ${pct(top.score)}` : "–"} · ${c.gmacs?.toFixed(3)} of ${c.dense_gmacs?.toFixed(3)} dense GMACs`,
+        text: top ? top.label : "–",
+      });
+      seg.style.setProperty("left", at(first / clip.fps));
+      seg.style.setProperty("width", at((last + 1 - first) / clip.fps));
+      seg.style.setProperty("background", top ? labelColor(top.label) : "var(--other)");
+      track.append(seg);
+      latest = event;
+      windows += 1;
+      if (last >= lastEvent) finished();
+    } else if (event.type === "error") {
+      status.textContent = `${event.code}: ${event.message}`;
+    }
+  });
+  ws.addEventListener("close", () => finished());
+  try {
+    await new Promise((resolve, reject) => {
+      ws.addEventListener("open", resolve, { once: true });
+      ws.addEventListener("close", () => reject(new Error("the live socket closed")), { once: true });
+    });
+    const canvas = document.createElement("canvas");
+    for (let i = 0; i < clip.frames && ws.readyState === WebSocket.OPEN; i++) {
+      status.textContent = `sending frame ${i + 1} of ${clip.frames}…`;
+      await seek(video, (i + 0.5) / clip.fps); // the middle of frame i's display time
+      const blob = await jpegOf(video, canvas);
+      if (blob && ws.readyState === WebSocket.OPEN) ws.send(blob);
+      await sleep(1000 / clip.fps);
+    }
+    await Promise.race([allIn, sleep(10000)]);
+    const t = latest?.totals;
+    status.textContent = t
+      ? `${windows} labels events · ${gmacs(t.gmacs)} spent, ${gmacs(t.dense_gmacs)} dense (${(t.dense_gmacs / t.gmacs).toFixed(2)}× fewer) · ${latest.model}`
+      : status.textContent || "no labels came back";
+  } catch (error) {
+    status.textContent = String(error.message || error);
+  } finally {
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "close" }));
+      ws.close(1000);
+    }
+    button.disabled = false;
+  }
 }
 
 // --- live camera -------------------------------------------------------------------------------
