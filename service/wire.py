@@ -243,10 +243,20 @@ class ClosedEvent(EventBase):
 
 
 class EndEvent(EventBase):
-    """The session ended on the server's side (closed elsewhere, or failed)."""
+    """The session ended on the server's side (closed elsewhere, failed, or expired: ``reason``)."""
 
     type: Literal["end"] = "end"
     state: str
+    reason: str | None = None
+
+
+class ExpiredEvent(EventBase):
+    """The session ended by itself: its lease lapsed (``lease_expired``: the connection holding
+    it is gone) or no frame came for a while (``idle``)."""
+
+    type: Literal["expired"] = "expired"
+    reason: str
+    message: str | None = None
 
 
 class MovedEvent(EventBase):
@@ -254,9 +264,12 @@ class MovedEvent(EventBase):
 
     type: Literal["moved"] = "moved"
     owner: str
+    worker: str | None = None
     from_: str | None = Field(default=None, alias="from")
     epoch: int = 0
     frame_index: int = 0
+    recovered_frames: int = 0
+    lost_frames: int = 0
 
 
 class SourceEvent(EventBase):
@@ -268,6 +281,8 @@ class SourceEvent(EventBase):
     session_state: str | None = None
     frames_received: int = 0
     reconnects: int = 0
+    attempts: int = 0
+    next_retry_s: float | None = None
     error: str | None = None
 
 
@@ -282,6 +297,7 @@ Event = (
     | BudgetEvent
     | ClosedEvent
     | EndEvent
+    | ExpiredEvent
     | MovedEvent
     | SourceEvent
     | UnknownEvent
@@ -294,6 +310,7 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
     "budget": BudgetEvent,
     "closed": ClosedEvent,
     "end": EndEvent,
+    "expired": ExpiredEvent,
     "moved": MovedEvent,
     "source": SourceEvent,
 }
@@ -314,11 +331,13 @@ def parse_event(data: dict[str, Any]) -> Event:
 
 
 class SessionCounters(WireModel):
-    """Frames the gateways routed to the session, its worker ran, and its worker dropped."""
+    """Frames the gateways routed to the session, its worker ran, its worker dropped (backlog
+    full), and frames lost with an owner that died before running them."""
 
     frames_received: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
+    frames_lost: int = 0
 
 
 class SessionView(WireModel):
@@ -330,6 +349,7 @@ class SessionView(WireModel):
         source: The RTSP URL without its password; ``None`` for live sessions.
         latest: The latest labels event, as sent.
         epoch: Owner changes so far.
+        ended_reason: Why it ended (``closed``, ``lease_expired``, ``idle``...), once it has.
         closed_now: Only in ``DELETE``'s answer: whether this request closed it.
     """
 
@@ -347,6 +367,7 @@ class SessionView(WireModel):
     latest: dict[str, Any] | None = None
     counters: SessionCounters = Field(default_factory=SessionCounters)
     events_url: str
+    ended_reason: str | None = None
     closed_now: bool | None = None
 
 

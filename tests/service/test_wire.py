@@ -101,8 +101,8 @@ def test_events_parse_by_type_and_unknown_types_survive() -> None:
     assert isinstance(labels, LabelsEvent) and labels.compute.dense_gmacs == 2.0
     moved = parse_event({"type": "moved", "owner": "w2", "from": "w1", "epoch": 1})
     assert isinstance(moved, MovedEvent) and moved.from_ == "w1"
-    novel = parse_event({"type": "expired", "session_id": "s", "idle_s": 120})
-    assert isinstance(novel, UnknownEvent) and novel.type == "expired"
+    novel = parse_event({"type": "paused", "session_id": "s", "idle_s": 120})
+    assert isinstance(novel, UnknownEvent) and novel.type == "paused"
     assert novel.model_extra == {"idle_s": 120}
     with pytest.raises(ValidationError):
         parse_event({"type": "labels", "session_id": "s"})
