@@ -15,7 +15,8 @@ Layout, with ``p`` the prefix:
   ``p:worker:{id}:metrics`` Prometheus text, ``p:worker:{id}:inbox`` session messages.
 - ``p:rate:{who}`` token bucket of one key or client address; ``p:quota:{kind}:{who}`` sorted set
   of the sessions or jobs it holds (``kind``: ``live``, ``rtsp``, ``clips``).
-- ``p:sessions`` set of open session ids; ``p:session:{id}`` hash, ``p:session:{id}:events`` stream.
+- ``p:sessions`` set of open session ids; ``p:session:{id}`` hash, ``p:session:{id}:events`` stream,
+  ``p:session:{id}:lease`` the lease of a live session (a TTL its gateway connection renews).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ the session or job is recorded (a gateway that died half-way cannot keep it)."""
 DEFAULT_UPLOAD_TTL_S = 900
 DEFAULT_RESULT_TTL_S = 3600
 DEFAULT_SESSION_TTL_S = 3600
-DEFAULT_HEARTBEAT_TTL_S = 5.0
+DEFAULT_HEARTBEAT_TTL_S = 2.0
+DEFAULT_SESSION_LEASE_S = 5.0
 DEFAULT_EVENTS_MAXLEN = 1000
 
 
@@ -63,6 +65,7 @@ class Keys:
         session_ttl_s: Lifetime of a closed session's hash and events.
         heartbeat_ttl_s: Lifetime of a worker's heartbeat hash and metrics.
         events_maxlen: Approximate bound on one session's event stream.
+        session_lease_s: Lifetime of a live session's lease between two renewals.
     """
 
     prefix: str = "vidrec"
@@ -71,6 +74,7 @@ class Keys:
     session_ttl_s: int = DEFAULT_SESSION_TTL_S
     heartbeat_ttl_s: float = DEFAULT_HEARTBEAT_TTL_S
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+    session_lease_s: float = DEFAULT_SESSION_LEASE_S
 
     def __post_init__(self) -> None:
         if not self.prefix:
@@ -80,6 +84,8 @@ class Keys:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_ttl_s <= 0:
             raise ValueError("heartbeat_ttl_s must be positive")
+        if self.session_lease_s <= 0:
+            raise ValueError("session_lease_s must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
@@ -91,12 +97,18 @@ class Keys:
             session_ttl_s=settings.session_ttl_s,
             heartbeat_ttl_s=settings.heartbeat_ttl_s,
             events_maxlen=settings.events_maxlen,
+            session_lease_s=settings.session_lease_s,
         )
 
     @property
     def heartbeat_ttl_ms(self) -> int:
         """``heartbeat_ttl_s`` in milliseconds, for PEXPIRE (sub-second TTLs in tests)."""
         return max(1, round(self.heartbeat_ttl_s * 1000))
+
+    @property
+    def session_lease_ms(self) -> int:
+        """``session_lease_s`` in milliseconds, for PEXPIRE."""
+        return max(1, round(self.session_lease_s * 1000))
 
     @property
     def pattern(self) -> str:
@@ -164,6 +176,10 @@ class Keys:
     def events(self, session_id: str) -> str:
         """Stream of one session's events."""
         return f"{self.prefix}:session:{session_id}:events"
+
+    def lease(self, session_id: str) -> str:
+        """A live session's lease: it exists while the gateway connection holding it renews it."""
+        return f"{self.prefix}:session:{session_id}:lease"
 
     # Rate limits and quotas (service.queue.limits); ``who`` is ``key:{name}`` or ``addr:{ip}``.
 

@@ -97,9 +97,12 @@ class Settings(BaseSettings):
         upload_ttl_s: How long an upload waits in Redis for a worker.
         result_ttl_s: How long a job and its result are kept.
         session_ttl_s: How long a closed session and its events are kept.
-        heartbeat_interval_s: How often a worker heartbeats.
-        heartbeat_ttl_s: Silence after which a worker counts as dead; more than the interval.
-        reclaim_idle_ms: Idle time after which another worker reclaims a pending clip job.
+        heartbeat_interval_s: How often a worker heartbeats (and checks its sessions' leases).
+        heartbeat_ttl_s: Silence after which a worker counts as dead; more than the interval. Its
+            clip jobs are taken over and its sessions move to another worker as soon as it
+            expires.
+        reclaim_idle_ms: Idle time after which another worker reclaims a pending clip job even
+            though its worker still heartbeats (a safety net; dead workers' jobs go at once).
         max_deliveries: Deliveries of one clip job before it goes to the dead-letter stream.
         worker_id: This worker's id; ``None``: ``{hostname}-{pid}``.
         worker_batch: Clip jobs a worker takes at once.
@@ -107,6 +110,10 @@ class Settings(BaseSettings):
         torch_threads: Intra-op threads of a worker's torch (``torch.set_num_threads``);
             ``None``: torch's default (``OMP_NUM_THREADS`` or the core count).
         session_capacity: Live sessions one worker runs at once.
+        session_lease_s: A live session is held by a lease its gateway connection renews; when
+            the gateway or the socket is gone the session ends this long after, its slot freed.
+        session_idle_s: A live session that receives no frame for this long ends (an
+            ``expired`` event says so).
         stride: A live session emits labels every ``stride`` frames.
         default_budget: The budget of a live session that names none: a fraction, ``all`` or a
             JSON budget such as ``{"threshold": 1.0}``; unset: the budget the model's bundle
@@ -116,6 +123,8 @@ class Settings(BaseSettings):
         allow_private_sources: Let RTSP sources point at loopback and private addresses.
         source_allow_networks: CIDR blocks RTSP sources may point at even when otherwise denied.
         rtsp_fps: Frames per second taken from an RTSP source.
+        rtsp_retry_max_s: Cap on the delay between reconnection attempts to an RTSP source that
+            went away; the session retries for as long as it is open.
     """
 
     model_config = SettingsConfigDict(
@@ -167,8 +176,8 @@ class Settings(BaseSettings):
     result_ttl_s: PositiveInt = 3600
     session_ttl_s: PositiveInt = 3600
 
-    heartbeat_interval_s: PositiveFloat = 1.0
-    heartbeat_ttl_s: PositiveFloat = 5.0
+    heartbeat_interval_s: PositiveFloat = 0.5
+    heartbeat_ttl_s: PositiveFloat = 2.0
     reclaim_idle_ms: PositiveInt = 30_000
     max_deliveries: PositiveInt = 3
 
@@ -178,6 +187,8 @@ class Settings(BaseSettings):
     torch_threads: PositiveInt | None = None
 
     session_capacity: PositiveInt = 32
+    session_lease_s: PositiveFloat = 5.0
+    session_idle_s: PositiveFloat = 120.0
     stride: PositiveInt = 4
     default_budget: Annotated[dict[str, Any] | None, NoDecode] = None
     session_backlog: PositiveInt = 8
@@ -186,6 +197,7 @@ class Settings(BaseSettings):
     allow_private_sources: bool = False
     source_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rtsp_fps: PositiveFloat = 10.0
+    rtsp_retry_max_s: PositiveFloat = 5.0
 
     @field_validator("models", "source_allow_networks", mode="before")
     @classmethod

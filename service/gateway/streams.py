@@ -86,7 +86,9 @@ def session_body(info: SessionInfo, gw: Gateway, stride: int | None = None) -> d
             "frames_received": info.frames_received,
             "frames_processed": info.frames_processed,
             "frames_dropped": info.frames_dropped,
+            "frames_lost": info.frames_lost,
         },
+        "ended_reason": info.ended_reason,
         "events_url": f"/v1/streams/{info.session_id}/events",
     }
 
@@ -178,15 +180,23 @@ async def _refuse(ws: WebSocket, code: str, message: str, close_code: int = WS_P
 
 
 async def _relay_events(
-    gw: Gateway, sock: _Socket, session_id: str, after: str, stop_when_final: bool
+    gw: Gateway,
+    sock: _Socket,
+    session_id: str,
+    after: str,
+    stop_when_final: bool,
+    cursor: list[str] | None = None,
 ) -> None:
     """Sends the session's events from ``after`` on; returns once the session has ended and its
-    remaining events are sent (when ``stop_when_final``)."""
+    remaining events are sent (when ``stop_when_final``). ``cursor[0]``, when given, follows
+    the last event sent, for a relay that must go on from there."""
     while True:
         events = await gw.events.read(session_id, after=after, block_ms=EVENT_BLOCK_MS)
         for event_id, event in events:
             after = event_id
             await sock.send(event)
+            if cursor is not None:
+                cursor[0] = after
         if not events and stop_when_final:
             state = await gw.redis.hget(gw.keys.session(session_id), "state")
             if state is None or _text(state) in FINAL_STATES:
@@ -234,9 +244,15 @@ def router(settings: Settings) -> APIRouter:
         sock = _Socket(ws)
         try:
             await sock.send(_session_event(info, row, every))
-            relay = _relay_events(gw, sock, session_id, "0-0", stop_when_final=True)
+            cursor = ["0-0"]
+            relay = _relay_events(gw, sock, session_id, "0-0", True, cursor)
             receive = _receive_live(gw, ws, sock, session_id, frame_limits)
-            if await _first_of(relay, receive) == 0:
+            lease = _hold_lease(gw, session_id)
+            first = await _first_of(relay, receive, lease)
+            if first == 2:  # the lease lapsed: the session is ending; send what it says why
+                with anyio.move_on_after(gw.settings.session_lease_s):
+                    await _relay_events(gw, sock, session_id, cursor[0], stop_when_final=True)
+            if first != 1:
                 await _send_end(gw, sock, session_id)
         except WebSocketDisconnect:
             pass
@@ -277,6 +293,14 @@ def router(settings: Settings) -> APIRouter:
         every = body.stride or gw.settings.stride
         info, _row = await _open_session(gw, "rtsp", body.model, spec, every, source=checked.url)
         return JSONResponse(session_body(info, gw, every), status_code=201)
+
+    @api.get("/v1/streams", summary="Every open session, live and RTSP, oldest first")
+    async def list_streams(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
+        """The open sessions as ``GET /v1/streams/{id}`` shows each (``DELETE`` ends any)."""
+        infos = await gw.sessions.list()
+        strides = [await _stride_of(gw, info.session_id) for info in infos]
+        sessions = [session_body(i, gw, s) for i, s in zip(infos, strides, strict=True)]
+        return JSONResponse({"sessions": sessions, "count": len(sessions)})
 
     @api.get(
         "/v1/streams/{session_id}",
@@ -371,7 +395,18 @@ async def _send_end(gw: Gateway, sock: _Socket, session_id: str) -> None:
     """Tells the client the session ended (closed elsewhere, or failed) before closing."""
     info = await gw.sessions.get(session_id)
     state = info.state if info else "closed"
-    await sock.send({"type": "end", "session_id": session_id, "state": state})
+    end: dict[str, Any] = {"type": "end", "session_id": session_id, "state": state}
+    if info is not None and info.ended_reason:
+        end["reason"] = info.ended_reason
+    await sock.send(end)
+
+
+async def _hold_lease(gw: Gateway, session_id: str) -> None:
+    """Renews the session's lease while this connection holds it; returns once it has lapsed
+    (the session was ended: idle, or its lease found lapsed by its worker)."""
+    every_s = gw.settings.session_lease_s / 3
+    while await gw.sessions.renew(session_id):
+        await asyncio.sleep(every_s)
 
 
 async def _until_disconnect(ws: WebSocket) -> None:

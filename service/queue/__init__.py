@@ -22,7 +22,7 @@ from service.queue.errors import (
     job_error,
 )
 from service.queue.events import EventReader, EventWriter
-from service.queue.inbox import SessionInbox, SessionMessage
+from service.queue.inbox import Adoption, SessionInbox, SessionMessage
 from service.queue.limits import Holdings, RateLimiter, Verdict
 from service.queue.sessions import (
     FINAL_STATES,
@@ -40,6 +40,7 @@ __all__ = [
     "KINDS",
     "STATES",
     "UPLOAD_EXPIRED",
+    "Adoption",
     "ClipConsumer",
     "ClipJobs",
     "ClipTask",

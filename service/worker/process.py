@@ -229,8 +229,10 @@ class Worker:
                 self._answers_seen[attr] = value
 
     def _maintain(self) -> None:
-        """Drops sessions that ended or moved, adopts orphans, writes counters."""
+        """Drops sessions that ended or moved, ends those whose lease lapsed or that went idle,
+        adopts orphans, writes counters."""
         self.sessions.reconcile()
+        self.sessions.expire()
         if not self.stopping:
             for session_id in self.sessions.adopt_orphans():
                 log.info("adopted session %s", session_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -210,6 +211,7 @@ def test_rtsp_session_created_read_and_deleted(
             "frames_received": 0,
             "frames_processed": 0,
             "frames_dropped": 0,
+            "frames_lost": 0,
         }
 
         # events: published by the owner, read from the start and resumed after an id
@@ -227,9 +229,10 @@ def test_rtsp_session_created_read_and_deleted(
         # a closed session's events can still be read, and the stream ends
         with client.websocket_connect(f"/v1/streams/{session_id}/events?after={ids[1]}") as ws:
             assert ws.receive_json()["state"] == "c"
+            end = {"type": "end", "session_id": session_id, "state": "closed", "reason": "closed"}
             got = ws.receive_json()
             assert got.pop("request_id")  # the gateway's id of this connection
-            assert got == {"type": "end", "session_id": session_id, "state": "closed"}
+            assert got == end
 
 
 def _error(response: Any, status: int, code: str) -> str:
@@ -283,3 +286,48 @@ def test_unknown_sessions(client: TestClient) -> None:
         assert event["type"] == "error" and event["code"] == "session_not_found"
     with client.websocket_connect("/v1/streams/nope/events?after=bogus") as ws:
         assert ws.receive_json()["code"] == "invalid_request"
+
+
+def test_the_listing_shows_live_and_rtsp_sessions_and_delete_ends_a_live_one(
+    redis_url: str, key_prefix: str, make_worker: Callable[..., StandInWorker]
+) -> None:
+    from service.gateway import create_app
+
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        allow_private_sources=True,
+        session_lease_s=1.5,
+    )
+    keys = Keys.from_settings(settings)
+    make_worker(settings=settings)
+    raw = sync_client(redis_url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/streams").json() == {"sessions": [], "count": 0}
+        rtsp = client.post("/v1/streams", json={"source": "rtsp://127.0.0.1:8554/cam"}).json()
+        with client.websocket_connect("/v1/streams/live") as ws:
+            live_id = ws.receive_json()["session_id"]
+            listed = client.get("/v1/streams").json()
+            assert listed["count"] == 2
+            assert [(s["session_id"], s["kind"]) for s in listed["sessions"]] == [
+                (rtsp["session_id"], "rtsp"),
+                (live_id, "live"),
+            ]
+            # The connection holds the live session's lease and keeps renewing it.
+            assert raw.exists(keys.lease(live_id))
+            assert not raw.exists(keys.lease(rtsp["session_id"]))
+            time.sleep(2 * settings.session_lease_s)
+            assert raw.pttl(keys.lease(live_id)) > 0
+
+            deleted = client.delete(f"/v1/streams/{live_id}")
+            assert deleted.status_code == 200 and deleted.json()["closed_now"] is True
+            assert _until(ws, "end") == {
+                "type": "end",
+                "session_id": live_id,
+                "state": "closed",
+                "reason": "closed",
+            }
+        assert not raw.exists(keys.lease(live_id))
+        listed = client.get("/v1/streams").json()
+        assert [s["session_id"] for s in listed["sessions"]] == [rtsp["session_id"]]
+    raw.close()
