@@ -421,8 +421,16 @@ async function replayClip() {
   ws.addEventListener("close", () => finished());
   try {
     await new Promise((resolve, reject) => {
-      ws.addEventListener("open", resolve, { once: true });
-      ws.addEventListener("close", () => reject(new Error("the live socket closed")), { once: true });
+      let opened = false;
+      ws.addEventListener("open", () => {
+        opened = true;
+        resolve();
+      }, { once: true });
+      ws.addEventListener("close", () => {
+        if (opened) return;
+        explainRefusal($("clip-error"));
+        reject(new Error("the live socket was refused"));
+      }, { once: true });
     });
     const canvas = document.createElement("canvas");
     for (let i = 0; i < clip.frames && ws.readyState === WebSocket.OPEN; i++) {
@@ -504,13 +512,27 @@ async function startCamera() {
   $("camera-stop").disabled = false;
   $("camera-status").textContent = "connecting…";
   ws.addEventListener("open", () => {
+    live.opened = true;
     const fps = +$("live-fps").value;
     live.timer = setInterval(() => sendFrame(live), 1000 / fps);
   });
   ws.addEventListener("message", (message) => onLiveEvent(live, JSON.parse(message.data)));
   ws.addEventListener("close", (event) => {
-    if (state.live === live) stopCamera(live.lastError ? "refused" : `closed (${event.code})`);
+    if (state.live !== live) return;
+    stopCamera(live.lastError ? "refused" : `closed (${event.code})`);
+    if (!live.opened) explainRefusal($("camera-error"));
   });
+}
+
+// A browser is not told why a WebSocket handshake was refused; an HTTP request to a route of
+// the same scopes is, and its error says what the key lacks.
+async function explainRefusal(box) {
+  try {
+    await api("v1/streams");
+    showError(box, new Error("The server refused the connection; its log says why."));
+  } catch (error) {
+    showError(box, error);
+  }
 }
 
 function sendFrame(live) {
@@ -665,6 +687,11 @@ function followSession(id) {
   $("events-box").hidden = false;
   const ws = openSocket(wsUrl(`v1/streams/${encodeURIComponent(id)}/events`));
   state.follow = { id, ws };
+  let opened = false;
+  ws.addEventListener("open", () => (opened = true));
+  ws.addEventListener("close", () => {
+    if (!opened) explainRefusal($("sessions-error"));
+  });
   for (const tr of $("sessions-rows").children) tr.classList.toggle("followed", tr.dataset.session === id);
   ws.addEventListener("message", (message) => {
     const event = JSON.parse(message.data);
