@@ -8,9 +8,9 @@ gateway beside an embedded Redis and its own workers.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -148,12 +148,11 @@ def make_server(
 
 
 def announce(url: str, role: str) -> None:
-    """Prints where the server listens (stdout: scripts read it) and where its pages are."""
+    """Prints where the server listens (stdout: scripts read it) and logs where its pages are
+    (in the log format, so a JSON log stays one object per line)."""
     print(f"vidrec {role}: listening on {url}", flush=True)
-    print(
-        f"vidrec {role}: API docs {url}/docs, readiness {url}/readyz, metrics {url}/metrics",
-        file=sys.stderr,
-        flush=True,
+    logging.getLogger(f"service.{role}").info(
+        "vidrec %s: API docs %s/docs, readiness %s/readyz, metrics %s/metrics", role, url, url, url
     )
 
 
