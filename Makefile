@@ -1,6 +1,7 @@
 # The two set-up commands of vidrec. Each creates .venv when missing, installs torch==2.13.0
 # first (so pip never pulls a CUDA build through a looser range), then the project.
 PY ?= python3
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -20,11 +21,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 system-deps:
 	bash scripts/install_system_deps.sh
 
-# The whole service on http://127.0.0.1:8000 with the shipped demo models: an embedded Redis
-# (none to install), one worker process and the gateway. Ctrl-C stops it in order. Settings come
-# from VIDREC_* variables (docs/OPERATIONS.md); VIDREC_REDIS_URL uses an existing Redis instead.
+# The whole service on http://127.0.0.1:$(PORT) (8000; `make run PORT=8080` for another) with
+# the shipped demo models: an embedded Redis (none to install), one worker process and the
+# gateway. Ctrl-C stops it in order. Settings come from VIDREC_* variables (docs/OPERATIONS.md);
+# VIDREC_REDIS_URL uses an existing Redis instead.
 run: $(STAMP)
-	$(BIN)/vidrec serve --host 127.0.0.1 --port 8000
+	$(BIN)/vidrec serve --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
