@@ -9,6 +9,7 @@ screenshots in docs/PAGE.md are taken here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -330,3 +331,76 @@ def test_the_camera_streams_and_its_label_is_overlaid(
     row.wait_for(state="detached", timeout=30_000)
     assert log.foreign() == []
     assert log.problems == []
+
+
+# Keys of the documented shape (``vrk_`` and 43 URL-safe characters); the server stores hashes.
+STREAM_KEY = "vrk_" + "s" * 43
+CLIPS_KEY = "vrk_" + "c" * 43
+
+
+def _key_line(name: str, scopes: str, key: str) -> str:
+    return f"{name}:{scopes}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[ServeProcess]:
+    """``vidrec serve`` that requires API keys: one may upload and stream, one may only upload."""
+    keys = ";".join(
+        [_key_line("page", "clips,live", STREAM_KEY), _key_line("uploads", "clips", CLIPS_KEY)]
+    )
+    process = ServeProcess(serve_env(None, auth="on", api_keys=keys))
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def _use_key(tab: Page, key: str) -> None:
+    tab.fill("#api-key", key)
+    tab.click("#key-form button")
+    expect(tab.locator("#key-state")).to_have_text("key set")
+
+
+def test_with_keys_required_the_page_sends_the_key_over_http_and_websockets(
+    browser: Browser, keyed_server: ServeProcess, videos: dict[str, Path]
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        tab = context.new_page()
+        log = PageLog(tab, keyed_server.url)
+        tab.goto(keyed_server.url + "/")
+        # The page itself is open; the API is not, and the page says what to do.
+        expect(tab.locator("#notice")).to_contain_text("asks for an API key")
+
+        # A key without the live scope: the refused handshake is explained.
+        _use_key(tab, CLIPS_KEY)
+        tab.click("#camera-start")
+        expect(tab.locator("#camera-error")).to_contain_text("forbidden", timeout=30_000)
+        assert "lacks the scope" in tab.inner_text("#camera-error")
+
+        _use_key(tab, STREAM_KEY)
+        expect(tab.locator("#live-model")).not_to_have_value("")
+        expect(tab.locator("#notice")).to_be_hidden()
+        tab.set_input_files("#clip-file", str(videos["clip"]))
+        with tab.expect_response(re.compile(r"/v1/clips$"), timeout=LABEL_TIMEOUT_MS) as answered:
+            tab.click("#clip-submit")
+        assert answered.value.status == 200
+        assert answered.value.request.headers["authorization"] == f"Bearer {STREAM_KEY}"
+        tab.locator("#clip-labels .name").first.wait_for()
+
+        # The WebSocket carries the key as a subprotocol; the server accepts with "vidrec".
+        tab.click("#camera-start")
+        expect(tab.locator("#overlay-label")).not_to_have_text("", timeout=LABEL_TIMEOUT_MS)
+        assert (
+            tab.locator("#overlay-label").evaluate("n => n.firstChild.textContent") in CLASS_NAMES
+        )
+        tab.click("#camera-stop")
+        expect(tab.locator("#camera-status")).to_have_text("stopped")
+
+        assert log.foreign() == []
+        # The browser logs the refusals it was sent (401, 403, the refused handshake); nothing else.
+        refusals = ("401", "403", "WebSocket connection")
+        assert [p for p in log.problems if not any(r in p for r in refusals)] == []
+    finally:
+        context.close()

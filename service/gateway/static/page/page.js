@@ -58,9 +58,8 @@ function showError(box, error) {
   if (error instanceof ApiFailure) {
     box.append(el("code", { text: error.code }), ` ${error.message}`);
     if (error.requestId) box.append(el("span", { class: "muted small", text: ` (request ${error.requestId})` }));
-    if (error.status === 401 || error.status === 403) {
-      box.append(el("div", { class: "small", text: "Enter an API key with this scope above." }));
-    }
+    if (error.status === 401) box.append(el("div", { class: "small", text: "Enter a valid API key at the top of the page." }));
+    if (error.status === 403) box.append(el("div", { class: "small", text: "Use an API key with the scope this needs." }));
   } else {
     box.append(String(error.message || error));
   }
