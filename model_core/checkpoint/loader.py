@@ -27,8 +27,9 @@ def load_checkpoint(
     ``weights_only=True``), unwraps training containers (``state_dict``, ``model``,
     ``model_state``, ``module``) and ``module.`` / ``model.`` key prefixes, detects the layout
     (a vidrec bundle, a timm ViT, a vidrec state dict, the TokShift v1 and v2 releases, the
-    X-ViT release), converts it to vidrec names, resamples ``pos_embed`` to the model's patch
-    grid, initialises VAST mixers from image-ViT attention (see ``adapt``), and loads.
+    LAPS release, the X-ViT release), converts it to vidrec names (dropping, as
+    ``ignored_keys``, what a release saves but never uses), resamples ``pos_embed`` to the
+    model's patch grid, initialises VAST mixers from image-ViT attention (see ``adapt``), and loads.
 
     Args:
         model: usually a ``VideoTransformer``; any module with timm ViT names works, without
@@ -49,7 +50,7 @@ def load_checkpoint(
     """
     raw = read_checkpoint(path)
     state, stripped = strip_wrapper_prefixes(raw.state)
-    source = Source(raw.path, state, raw.metadata)
+    source = Source(raw.path, state, raw.metadata, raw.extras)
     layout = detect_layout(source)
     config = model.config if isinstance(model, VideoTransformer) else None
     converted = layout.convert(source, config)
@@ -70,6 +71,7 @@ def load_checkpoint(
         missing_keys=match.missing,
         unexpected_keys=match.unexpected,
         mismatched_keys=match.mismatched,
+        ignored_keys=tuple(converted.ignored),
         resized=fitted.resized,
         conversions=(
             *(f"removed prefix {prefix!r}" for prefix in stripped),

@@ -24,6 +24,7 @@ from torch import Tensor
 from .errors import CheckpointError
 
 CONTAINER_KEYS = ("state_dict", "model", "model_state", "module")
+Scalar = str | int | float | bool
 _MAX_NESTING = 3  # e.g. {"model": {"state_dict": {...}}}
 _SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -38,12 +39,15 @@ class RawCheckpoint:
         metadata: the safetensors header's ``__metadata__`` (empty for pickled files).
         container: where the state dict sat inside the file (``"state_dict"``,
             ``"model.state_dict"``...), None when the file is the state dict.
+        extras: the plain entries beside the state dict in its containers (``epoch``, a
+            SlowFast checkpoint's ``cfg`` text...): strings, numbers and booleans only.
     """
 
     path: Path
     state: dict[str, Tensor]
     metadata: Mapping[str, str] = field(default_factory=dict)
     container: str | None = None
+    extras: Mapping[str, Scalar] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> RawCheckpoint:
@@ -61,8 +65,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> RawCheckpoint:
     if path.suffix.lower() == _SAFETENSORS_SUFFIX or _looks_like_safetensors(path):
         state, metadata = read_safetensors(path)
         return RawCheckpoint(path, state, metadata)
-    state, container = _unwrap(_torch_load(path), path)
-    return RawCheckpoint(path, state, {}, container)
+    state, container, extras = _unwrap(_torch_load(path), path)
+    return RawCheckpoint(path, state, {}, container, extras)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -133,9 +137,10 @@ def _unpickler_reason(message: str) -> str:
     return " ".join(reason.split()).split(". Please use")[0].rstrip(".")
 
 
-def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], str | None]:
-    """Finds the state dict inside a training checkpoint."""
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], str | None, dict[str, Scalar]]:
+    """Finds the state dict inside a training checkpoint, and the plain entries beside it."""
     trail: list[str] = []
+    extras: dict[str, Scalar] = {}
     for _ in range(_MAX_NESTING + 1):
         if not isinstance(obj, Mapping):
             raise CheckpointError(
@@ -153,6 +158,9 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], str | None]:
                 f"{', '.join(repr(k) for k in CONTAINER_KEYS)}; found non-tensor entries "
                 f"{others[:10]}"
             )
+        extras.update(
+            (str(k), v) for k, v in obj.items() if isinstance(v, str | int | float | bool)
+        )
         trail.append(key)
         obj = obj[key]
     else:
@@ -160,4 +168,4 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, Tensor], str | None]:
     bad_names = [k for k in obj if not isinstance(k, str)]
     if bad_names:
         raise CheckpointError(f"{path}: state dict keys must be strings, got {bad_names[:5]}")
-    return dict(obj), ".".join(trail) or None
+    return dict(obj), ".".join(trail) or None, extras

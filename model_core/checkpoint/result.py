@@ -23,6 +23,9 @@ class LoadResult:
             did not know keep their source spelling) that the model does not have.
         mismatched_keys: ``key -> (checkpoint shape, model shape)`` for keys present on both
             sides with different shapes; not loaded.
+        ignored_keys: checkpoint keys (source names) that the layout knows are no part of the
+            model, dropped on purpose rather than unexpected (the X-ViT release's unused
+            ``new_fc``).
         resized: ``key -> (checkpoint shape, model shape)`` for tensors resampled to fit (the
             position embedding of another patch grid).
         conversions: what was done to the checkpoint's tensors on the way, in words.
@@ -37,6 +40,7 @@ class LoadResult:
     missing_keys: tuple[str, ...] = ()
     unexpected_keys: tuple[str, ...] = ()
     mismatched_keys: dict[str, tuple[Shape, Shape]] = field(default_factory=dict)
+    ignored_keys: tuple[str, ...] = ()
     resized: dict[str, tuple[Shape, Shape]] = field(default_factory=dict)
     conversions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -56,6 +60,8 @@ class LoadResult:
             parts.append(f"{len(self.unexpected_keys)} unexpected")
         if self.mismatched_keys:
             parts.append(f"{len(self.mismatched_keys)} of another shape")
+        if self.ignored_keys:
+            parts.append(f"{len(self.ignored_keys)} ignored ({', '.join(self.ignored_keys)})")
         parts.extend(f"{key} resized {src} -> {dst}" for key, (src, dst) in self.resized.items())
         parts.extend(f"warning: {w}" for w in self.warnings)
         return "; ".join(parts)

@@ -6,6 +6,17 @@ tokens.
 State-dict names match timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``,
 ``pos_embed``, ``blocks.{i}.norm1|attn.qkv|attn.proj|norm2|mlp.fc1|mlp.fc2``, ``norm``,
 ``head``), so image-ViT checkpoints load into any family.
+
+Two options, for any family, reproduce how released models run clips longer than they were
+built for (the X-ViT release's 16-frame configurations; docs/CHECKPOINTS.md):
+
+- ``segment_frames=S``: the blocks see the clip as consecutive segments of ``S`` frames, so
+  temporal mixing (shifts, leap pairs, joint attention) stops at segment edges as it does at
+  clip edges; the head still reads every frame of the clip at once.
+- ``temporal_embed_frames=E``: the temporal embedding holds ``E`` frames and a clip of a
+  multiple of ``E`` frames reuses it cyclically (frame ``t`` gets entry ``t mod E``).
+
+Absent (or None), the whole clip is one segment and the embedding holds ``num_frames`` frames.
 """
 
 from __future__ import annotations
@@ -47,6 +58,14 @@ class VideoTransformer(nn.Module):
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         self.family: Family = family
+        self.segment_frames = _frames_option(options, "segment_frames", config.num_frames)
+        if self.segment_frames is not None and config.causal:
+            raise ValueError("segment_frames is for clip models; a causal model streams")
+        embed_frames = _frames_option(options, "temporal_embed_frames", config.num_frames)
+        if embed_frames is not None and family.temporal_embed == "none":
+            raise ValueError(f"family {family.name!r} has no temporal embedding to size")
+        # A length of its own is reused cyclically over longer clips; the default is not.
+        self.cyclic_temporal_embed = embed_frames is not None
         dim = config.embed_dim
 
         self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, dim)
@@ -54,7 +73,8 @@ class VideoTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, config.tokens_per_frame, dim))
         self.temporal_embed: nn.Parameter | None = None
         if family.temporal_embed != "none":
-            self.temporal_embed = nn.Parameter(torch.zeros(1, config.num_frames, 1, dim))
+            length = embed_frames or config.num_frames
+            self.temporal_embed = nn.Parameter(torch.zeros(1, length, 1, dim))
             if family.temporal_embed == "normal":
                 nn.init.trunc_normal_(self.temporal_embed, std=0.02)
         self.pos_drop = nn.Dropout(config.drop_rate)
@@ -150,18 +170,45 @@ class VideoTransformer(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         tokens = self.embed_frames(x)
-        frames = tokens.shape[1]
+        b, frames = tokens.shape[:2]
         if self.temporal_embed is not None:
-            if frames > self.temporal_embed.shape[1]:
-                raise ValueError(
-                    f"model holds {self.temporal_embed.shape[1]} frames of temporal "
-                    f"embedding, got {frames}"
-                )
-            tokens = tokens + self.temporal_embed[:, :frames]
+            tokens = tokens + self._temporal_embedding(frames)
         tokens = self.pos_drop(tokens)
+        segment = self._segment_length(frames)
+        tokens = tokens.reshape(b * frames // segment, segment, *tokens.shape[2:])
+        # (B·S, T/S, N, C): the blocks mix time within a segment only
         for block in self.blocks:
             tokens = block(tokens)
-        return self.norm(tokens)  # (B, T, N, C)
+        tokens = tokens.reshape(b, frames, *tokens.shape[2:])  # (B, T, N, C)
+        return self.norm(tokens)
+
+    def _temporal_embedding(self, frames: int) -> Tensor:
+        """``(1, frames, 1, C)``: the embedding's first ``frames`` entries, or, for a cyclic
+        one, the embedding repeated over a clip of a multiple of its length."""
+        assert self.temporal_embed is not None
+        held = self.temporal_embed.shape[1]
+        if frames <= held:
+            return self.temporal_embed[:, :frames]
+        if self.cyclic_temporal_embed and frames % held == 0:
+            return self.temporal_embed.repeat(1, frames // held, 1, 1)
+        hint = (
+            f" (a cyclic embedding needs a multiple of {held})"
+            if self.cyclic_temporal_embed
+            else " (options temporal_embed_frames reuses it cyclically over longer clips)"
+        )
+        raise ValueError(f"model holds {held} frames of temporal embedding, got {frames}" + hint)
+
+    def _segment_length(self, frames: int) -> int:
+        """How many consecutive frames the blocks see together (``segment_frames``)."""
+        segment = self.segment_frames
+        if segment is None or frames <= segment:
+            return frames
+        if frames % segment:
+            raise ValueError(
+                f"the model runs segments of {segment} frames (segment_frames); "
+                f"{frames} frames is not a multiple"
+            )
+        return segment
 
     def forward_head(self, tokens: Tensor, per_frame: bool = False) -> Tensor:
         """Logits from final tokens; ``per_frame`` (causal models only) gives ``(B, T, K)``
@@ -194,7 +241,21 @@ class VideoTransformer(nn.Module):
         grid = (img_size or self.config.img_size) // self.config.patch_size
         tokens = 1 + grid * grid
         total: Counter[str] = Counter(patch_embed=self.patch_embed.macs(frames, grid * grid))
+        segment = self._segment_length(frames)
         for block in self.blocks:
-            total.update(cast(Block, block).macs(frames, tokens))
+            per_segment = cast(Block, block).macs(segment, tokens)
+            total.update({part: n * (frames // segment) for part, n in per_segment.items()})
         total.update(self.head.macs(frames))
         return total
+
+
+def _frames_option(options: dict, name: str, num_frames: int) -> int | None:
+    """A positive frame count from ``options[name]``, or None when absent."""
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive number of frames, got {value!r}")
+    if num_frames % value:
+        raise ValueError(f"{name}={value} does not divide num_frames={num_frames}")
+    return value

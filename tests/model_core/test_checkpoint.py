@@ -377,3 +377,208 @@ def test_vidrec_state_dict_round_trip(tmp_path: Path, family: str) -> None:
 
     assert result.format == "vidrec-state-dict"
     assert result.complete and not result.conversions
+
+
+# ---- X-ViT release: the unused classifier and the 16-frame configurations -----------------
+
+
+def xvit_cfg(frames: int, segments: int, shift_div: int, classes: int) -> str:
+    """The parts of a SlowFast ``cfg.dump()`` the loader reads, as yacs writes them (sorted
+    sections, two-space indents)."""
+    return (
+        f"DATA:\n  MEAN:\n  - 0.5\n  NUM_FRAMES: {frames}\n  SAMPLING_RATE: 16\n"
+        f"MODEL:\n  ARCH: xvit\n  DROPOUT_RATE: 0.5\n  NUM_CLASSES: {classes}\n"
+        f"XVIT:\n  BACKBONE:\n    DROP_PATH_RATE: 0.0\n  CONSENSUS_TYPE: vit\n"
+        f"  NUM_SEGMENTS: {segments}\n  SHIFT_DIV: {shift_div}\n  USE_XVIT: true\n"
+    )
+
+
+def with_new_fc(state: dict[str, Tensor], classes: int, dim: int, seed: int = 5) -> dict:
+    """What ``MODEL.DROPOUT_RATE > 0`` adds to every release checkpoint: ``new_fc``."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        **state,
+        "new_fc.weight": torch.randn(classes, dim, generator=generator),
+        "new_fc.bias": torch.randn(classes, generator=generator),
+    }
+
+
+def save_release(state: dict[str, Tensor], path: Path, cfg: str | None = None) -> Path:
+    checkpoint: dict[str, object] = {"epoch": 30, "model_state": state, "optimizer_state": {}}
+    if cfg is not None:
+        checkpoint["cfg"] = cfg
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_xvit_release_with_dropout_ignores_the_unused_classifier(tmp_path: Path) -> None:
+    source = build("xvit", "base")
+    state = with_new_fc(xvit_release_state(source), 400, 768)
+    path = save_release(state, tmp_path / "k400.pyth", xvit_cfg(4, 4, 8, 400))
+
+    target = build("xvit", "base", seed=1)
+    result = load_and_compare(source, target, path)  # strict
+
+    assert result.format == "xvit-release"
+    assert result.ignored_keys == ("new_fc.weight", "new_fc.bias")
+    assert result.complete and not result.unexpected_keys and not result.warnings
+    assert any("new_fc is never called" in note for note in result.conversions)
+    assert "2 ignored (new_fc.weight, new_fc.bias)" in result.summary()
+    # The official inference never reads new_fc: other values give the same logits.
+    other = save_release(with_new_fc(xvit_release_state(source), 400, 768, seed=9), tmp_path / "o")
+    again = build("xvit", "base", seed=2)
+    load_checkpoint(again, other)
+    x = clip(source)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), target(x), rtol=0, atol=0)
+
+
+def test_xvit_release_without_dropout_keeps_its_image_head_unexpected(tmp_path: Path) -> None:
+    # With DROPOUT_RATE 0 the release applies base_model.head before the consensus; vidrec has
+    # no such layer, so it must not vanish silently the way new_fc does.
+    state = xvit_release_state(build("xvit"))
+    state["base_model.head.weight"] = torch.zeros(7, 192)
+    path = save_release(state, tmp_path / "xvit.pyth")
+    result = load_checkpoint(build("xvit", seed=1), path, strict=False)
+    assert result.unexpected_keys == ("base_model.head.weight",)
+    assert not result.ignored_keys
+
+
+K400_16 = {"num_frames": 16, "options": {"segment_frames": 8, "temporal_embed_frames": 8}}
+
+
+def test_xvit_release_kinetics_16_frames_run_as_two_8_frame_segments(tmp_path: Path) -> None:
+    source = build("xvit", num_frames=8)  # the release's ViT: 8 frames of temporal embedding
+    state = with_new_fc(xvit_release_state(source), TINY["num_classes"], 192)
+    assert state["base_model.temp_embed"].shape == (1, 8, 1, 192)
+    path = save_release(state, tmp_path / "k400_16x16.pyth", xvit_cfg(16, 8, 8, 7))
+
+    target = build("xvit", seed=1, **K400_16)
+    result = load_checkpoint(target, path)
+
+    assert result.complete and not result.warnings
+    frames = torch.randn(2, 16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        # The release, computed independently: its shift and temporal embedding restart at
+        # frame 8 (two segments through the 8-frame backbone), and one consensus reads all 16
+        # per-frame CLS features; nothing is averaged.
+        halves = [source.forward_features(frames[:, :8]), source.forward_features(frames[:, 8:])]
+        expected = source.forward_head(torch.cat(halves, dim=1))
+        torch.testing.assert_close(target(frames), expected, rtol=1e-5, atol=1e-6)
+        # And it is not the whole clip through one 16-frame shift.
+        unsegmented = build("xvit", seed=1, num_frames=16, options={"temporal_embed_frames": 8})
+        load_checkpoint(unsegmented, path, strict=False)
+        assert not torch.allclose(unsegmented(frames), expected, atol=1e-4)
+
+
+def test_xvit_release_ssv2_tiles_its_8_frame_temporal_embedding(tmp_path: Path) -> None:
+    source = build("xvit", num_frames=8, options={"shift_div": 4})
+    state = with_new_fc(xvit_release_state(source), TINY["num_classes"], 192)
+    path = save_release(state, tmp_path / "ssv2_16x16.pyth", xvit_cfg(16, 16, 4, 7))
+    ssv2 = {"num_frames": 16, "options": {"shift_div": 4, "temporal_embed_frames": 8}}
+
+    target = build("xvit", seed=1, **ssv2)
+    result = load_checkpoint(target, path)
+
+    assert result.complete and not result.warnings
+    # Independently: a plain 16-entry embedding holding the 8 entries twice, as the release's
+    # view(B·16 // 8, 8, ...) + temp_embed adds them; the shift runs across all 16 frames.
+    reference = build("xvit", seed=2, num_frames=16, options={"shift_div": 4})
+    tiled = dict(state)
+    tiled["base_model.temp_embed"] = state["base_model.temp_embed"].repeat(1, 2, 1, 1)
+    load_checkpoint(reference, save_release(tiled, tmp_path / "tiled.pyth"))
+    x = torch.randn(1, 16, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_xvit_release_cfg_warns_about_a_model_set_up_otherwise(tmp_path: Path) -> None:
+    state = xvit_release_state(build("xvit", num_frames=8))
+    path = save_release(state, tmp_path / "k400.pyth", xvit_cfg(16, 8, 8, 7))
+    target = build("xvit", seed=1, num_frames=16, options={"temporal_embed_frames": 8})
+
+    result = load_checkpoint(target, path)
+
+    assert result.complete
+    (warning,) = result.warnings
+    assert "segment_frames=8 (model: None)" in warning
+
+
+def test_a_16_frame_model_names_the_option_an_8_frame_embedding_needs() -> None:
+    model = build("xvit", num_frames=8)
+    with pytest.raises(ValueError, match="temporal_embed_frames"):
+        model(torch.randn(1, 16, 3, 64, 64))
+
+
+# ---- LAPS release --------------------------------------------------------------------------
+
+# The run folder LAPS-transformer's main_tokshift.py saves into (utils/parser.get_store_name).
+LAPS_RUN = "ViT_LAPS_vit_base_patch16_224_in21k_kinetics_C7_8x8_E18_LR0.18_B18_S64_D4"
+LAPS_LEVELS = "_SLevel_s2_1_2_3_1_s3_2_3_1_2"
+
+
+def save_laps_code(state: dict[str, Tensor], path: Path) -> Path:
+    """As main_tokshift.py saves: the DDP model's state dict with its training state."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "epoch": 16,
+            "state_dict": {f"module.base_model.{k}": v for k, v in state.items()},
+            "best_acc1": 76.04,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.18, "params": [0]}]},
+            "scheduler": {"last_epoch": 15, "milestones": {10: 1, 15: 1}},
+        },
+        path,
+    )
+    return path
+
+
+def test_laps_release_in_its_run_folder_loads_into_laps(tmp_path: Path) -> None:
+    source = build("laps", num_frames=8)
+    folder = tmp_path / "video_checkpoints" / (LAPS_RUN + LAPS_LEVELS)
+    path = save_laps_code(timm_vit_state(source), folder / "best_ckpt_e15.pth")
+
+    target = build("laps", seed=1, num_frames=8)
+    result = load_and_compare(source, target, path)
+
+    assert (result.format, result.container) == ("laps-release", "state_dict")
+    assert result.complete and not result.warnings
+    assert any("ViT_LAPS net (fold_div 4, levels 1_2_3_1)" in n for n in result.conversions)
+
+
+def test_laps_release_warns_about_another_family_or_settings(tmp_path: Path) -> None:
+    folder = tmp_path / (LAPS_RUN + "_SLevel_s2_1_2_1_2_s3_2_3_1_2")
+    path = save_laps_code(timm_vit_state(build("laps", num_frames=8)), folder / "ckpt_e3.pth")
+
+    into_tokshift = load_checkpoint(build("tokshift", num_frames=8), path)
+    other_levels = load_checkpoint(build("laps", num_frames=8), path)
+
+    assert into_tokshift.format == "laps-release"
+    assert "trained for the 'laps' family" in into_tokshift.warnings[0]
+    assert other_levels.warnings == (
+        "LAPS release weights were trained with levels=[1, 2, 1, 2]; this model has "
+        "levels=[1, 2, 3, 1]",
+    )
+
+
+def test_the_laps_codes_tokshift_run_is_tokshift_v2(tmp_path: Path) -> None:
+    run = "TokShift_vit_base_patch16_224_in21k_kinetics_C7_8x32_E18_LR0.23_B24_S64_D4"
+    path = save_laps_code(timm_vit_state(build("tokshift")), tmp_path / run / "best_ckpt_e17.pth")
+    result = load_checkpoint(build("laps", num_frames=8), path)
+    assert result.format == "tokshift-v2"
+    assert "trained for the 'tokshift' family" in result.warnings[0]
+
+
+@pytest.mark.parametrize("family", ["laps", "tokshift", "vit_avg"])
+def test_a_v2_file_without_its_run_folder_takes_the_models_family(
+    tmp_path: Path, family: str
+) -> None:
+    # ViT, TokShift and ViT_LAPS save the same names: without the run folder nothing says
+    # which, so none of them is warned about.
+    source = build("laps", num_frames=8)
+    path = save_laps_code(timm_vit_state(source), tmp_path / "best_ckpt_e15.pth")
+    result = load_checkpoint(build(family, seed=1, num_frames=8), path)
+    assert result.format == "tokshift-v2" and result.complete and not result.warnings
+    assert any(f"loaded as this model's {family!r}" in note for note in result.conversions)
+    xvit = load_checkpoint(build("xvit", seed=1), path, strict=False)
+    assert "ViT, TokShift or LAPS net" in xvit.warnings[0]

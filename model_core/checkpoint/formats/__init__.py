@@ -11,13 +11,14 @@ from model_core.checkpoint.errors import CheckpointError
 from .base import Converted, Layout, Source, strip_wrapper_prefixes
 from .bundle import BUNDLE
 from .timm_vit import TIMM_VIT, VIDREC_STATE_DICT
-from .tokshift import TOKSHIFT_V1, TOKSHIFT_V2
+from .tokshift import LAPS_RELEASE, TOKSHIFT_V1, TOKSHIFT_V2
 from .xvit import XVIT_RELEASE
 
 LAYOUTS: tuple[Layout, ...] = (
     BUNDLE,
     TOKSHIFT_V1,
     XVIT_RELEASE,
+    LAPS_RELEASE,
     TOKSHIFT_V2,
     VIDREC_STATE_DICT,
     TIMM_VIT,

@@ -17,21 +17,25 @@ WRAPPER_PREFIXES = ("module.", "model.")
 
 @dataclass(frozen=True)
 class Source:
-    """A checkpoint's tensors with wrapper prefixes removed, and its safetensors metadata."""
+    """A checkpoint's tensors with wrapper prefixes removed, its safetensors metadata, and the
+    plain entries its training containers held beside the tensors (``RawCheckpoint.extras``)."""
 
     path: Path
     state: dict[str, Tensor]
     metadata: Mapping[str, str] = field(default_factory=dict)
+    extras: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
 
 @dataclass
 class Converted:
     """Tensors under vidrec names; keys no rule knew keep their source names (and so come out
-    as unexpected), which is what lets an error message point at them."""
+    as unexpected), which is what lets an error message point at them. ``ignored`` names the
+    source keys a layout knows to be no part of the model and dropped on purpose."""
 
     state: dict[str, Tensor]
     conversions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
