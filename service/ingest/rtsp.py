@@ -120,6 +120,9 @@ class ReaderStatus:
         connections: Connection attempts made.
         reconnects: Times the reader went to ``reconnecting``.
         last_error: The error of the last failed connection, if any.
+        failures: Consecutive failed connection attempts (0 once a frame arrives).
+        next_attempt_at: When the next connection attempt is due (unix seconds), while
+            ``reconnecting``; ``None`` otherwise.
     """
 
     state: StreamState
@@ -130,6 +133,8 @@ class ReaderStatus:
     connections: int
     reconnects: int
     last_error: IngestError | None
+    failures: int = 0
+    next_attempt_at: float | None = None
 
 
 def backoff_delay(settings: RtspSettings, failures: int, rng: random.Random) -> float:
@@ -198,6 +203,8 @@ class RtspReader:
         self._connections = 0
         self._reconnects = 0
         self._last_error: IngestError | None = None
+        self._failures = 0
+        self._next_attempt_at: float | None = None
 
     # Consumer side.
 
@@ -219,6 +226,8 @@ class RtspReader:
                 connections=self._connections,
                 reconnects=self._reconnects,
                 last_error=self._last_error,
+                failures=self._failures,
+                next_attempt_at=self._next_attempt_at,
             )
 
     def read(self, timeout: float | None = None) -> LiveFrame | None:
@@ -310,10 +319,15 @@ class RtspReader:
                 if limit is not None and failures >= limit:
                     self._fail(error)
                     return
-                self._transition(StreamState.RECONNECTING)
-                with self._cond:
+                delay = backoff_delay(self._settings, failures, self._rng)
+                with self._cond:  # known before the state change, so its listeners see them
                     self._reconnects += 1
-                self._stop.wait(backoff_delay(self._settings, failures, self._rng))
+                    self._failures = failures
+                    self._next_attempt_at = time.time() + delay
+                self._transition(StreamState.RECONNECTING)
+                self._stop.wait(delay)
+                with self._cond:
+                    self._next_attempt_at = None
             self._transition(StreamState.STOPPED)
         finally:
             self._buffer.close()
@@ -369,6 +383,7 @@ class RtspReader:
         with self._cond:
             self._received += 1
             streaming = self._state is StreamState.STREAMING
+            self._failures = 0
         if not streaming:
             self._transition(StreamState.STREAMING)
         if not self._sampler.accept(source_time):

@@ -459,20 +459,41 @@ class SessionManager:
         if session_state is None:
             return
         health = session.source.health()
-        event: dict[str, Any] = {
-            "type": "source",
-            "session_id": session.session_id,
-            "state": state.value,
-            "session_state": session_state,
-            "frames_received": health["frames_received"],
-            "reconnects": health["reconnects"],
-        }
-        if health["last_error"] is not None and state is not StreamState.STREAMING:
-            event["error"] = health["last_error"]
-        self.inbox.publish(session.session_id, event)
+        if self._report_source(session, state, session_state, health["attempts"]):
+            event: dict[str, Any] = {
+                "type": "source",
+                "session_id": session.session_id,
+                "state": state.value,
+                "session_state": session_state,
+                "frames_received": health["frames_received"],
+                "reconnects": health["reconnects"],
+                "attempts": health["attempts"],
+            }
+            if health["next_attempt_in_s"] is not None:
+                event["next_retry_s"] = round(health["next_attempt_in_s"], 3)
+            if health["last_error"] is not None and state is not StreamState.STREAMING:
+                event["error"] = health["last_error"]
+            self.inbox.publish(session.session_id, event)
         self.inbox.update(session.session_id, state=session_state, source_health=health)
         if session_state == "failed":
             self.close_local(session.session_id, write=True)
+
+    def _report_source(
+        self, session: LocalSession, state: StreamState, session_state: str, attempts: int
+    ) -> bool:
+        """Whether a reader's state change becomes an event: every one, except that a camera
+        away for long reports its failed attempts only now and then (the hash has them all)."""
+        if session_state != "reconnecting":
+            return True
+        if state is not StreamState.RECONNECTING:
+            return False  # connecting again while reconnecting: the next failure says it
+        now = time.monotonic()
+        if attempts <= RECONNECT_EVENTS_FIRST or (
+            now - session.last_reconnect_event >= RECONNECT_EVENT_EVERY_S
+        ):
+            session.last_reconnect_event = now
+            return True
+        return False
 
     # Steps.
 

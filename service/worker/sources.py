@@ -1,8 +1,11 @@
 """The RTSP reader of one session, seen from the worker's loop.
 
 The reader decodes in its own thread into a small newest-wins buffer; the loop takes what is
-there without waiting. State changes arrive from the reader thread on a queue the loop drains, so
-events and the session hash are only ever written from the loop's thread.
+there without waiting. A camera that goes away (power, network) is retried for as long as the
+session is open, with a backoff capped at ``rtsp_retry_max_s``, so it streams again within about
+that long of the camera's return; only a URL the policy refuses fails the session. State changes
+arrive from the reader thread on a queue the loop drains, so events and the session hash are only
+ever written from the loop's thread.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class RtspSource:
     Args:
         session_id: The session.
         url: The source URL, credentials included.
-        settings: ``rtsp_fps``, ``session_backlog`` (the reader's buffer) and the URL policy.
+        settings: ``rtsp_fps``, ``session_backlog`` (the reader's buffer), ``rtsp_retry_max_s``
+            and the URL policy.
         short_side: Frames are scaled so their short side has this many pixels (the model's
             resize size), inside the decoder's own scaler.
         changes: Where the reader thread reports its state changes.
@@ -51,10 +55,14 @@ class RtspSource:
         changes: queue.SimpleQueue[StateChange],
     ) -> None:
         self.session_id = session_id
+        cap = settings.rtsp_retry_max_s
         rtsp = RtspSettings(
             target_fps=settings.rtsp_fps,
             buffer_size=settings.session_backlog,
             short_side=short_side,
+            backoff_initial_s=min(RtspSettings.backoff_initial_s, cap),
+            backoff_max_s=cap,
+            max_attempts=None,  # until the session is deleted
         )
         self.reader = RtspReader(
             url,
@@ -90,20 +98,25 @@ class RtspSource:
     def session_state(self, state: StreamState) -> str | None:
         """The session state for a reader state; ``None`` for ``stopped`` (the worker's doing).
 
-        A reconnection that has not streamed again yet stays ``reconnecting``.
+        A reconnection (after streaming, or after a failed attempt) that has not streamed again
+        yet stays ``reconnecting``.
         """
         if state is StreamState.STREAMING:
             self.streamed = True
         if state is StreamState.STOPPED:
             return None
-        if state in (StreamState.CONNECTING, StreamState.IDLE) and self.streamed:
+        if state in (StreamState.CONNECTING, StreamState.IDLE) and (
+            self.streamed or self.reader.status().failures
+        ):
             return "reconnecting"
         return SESSION_STATE[state]
 
     def health(self) -> dict[str, Any]:
-        """The session hash's ``source_health``: the reader's state and counters."""
+        """The session hash's ``source_health``: the reader's state and counters, and while
+        reconnecting the failed attempts so far and when the next one is due."""
         status = self.reader.status()
         error = status.last_error
+        next_at = status.next_attempt_at
         return {
             "state": status.state.value,
             "frames_received": status.frames_received,
@@ -112,5 +125,8 @@ class RtspSource:
             "connections": status.connections,
             "reconnects": status.reconnects,
             "last_error": None if error is None else {"code": error.code, "message": error.message},
+            "attempts": status.failures,
+            "next_attempt_at": next_at,
+            "next_attempt_in_s": None if next_at is None else max(0.0, next_at - time.time()),
             "updated": time.time(),
         }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -157,5 +159,86 @@ def test_a_stopped_workers_rtsp_session_moves_and_its_reader_restarts(
             session = gw.get(sid)
             assert session is not None and session.owner == "w-rb" and session.epoch == 1
             assert session.state == "running"
+    finally:
+        camera.stop()
+
+
+@pytest.mark.integration
+def test_a_camera_away_for_long_is_retried_until_it_returns_and_streams_again(
+    redis_url: str,
+    key_prefix: str,
+    models_dir: Path,
+    client: redis.Redis,
+    camera: RtspTestServer,
+    record_property: Any,
+) -> None:
+    # Retries every 0.3 s at most: the outage below spans many more failed attempts than the
+    # reader's default limit (10), after which a session used to fail for good.
+    settings = worker_settings(
+        redis_url,
+        key_prefix,
+        models_dir,
+        worker_id="w-away",
+        allow_private_sources=True,
+        rtsp_fps=10.0,
+        stride=4,
+        rtsp_retry_max_s=0.3,
+    )
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    camera.start()
+    try:
+        with ThreadWorker(settings):
+            info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source=camera.url("cam"))
+            sid = info.session_id
+            wait_for(lambda: labels_of(events_of(client, keys, sid)), timeout_s=60, what="labels")
+            camera.stop()
+
+            def health() -> dict[str, Any]:
+                session = gw.get(sid)
+                assert session is not None and session.source_health is not None
+                return session.source_health
+
+            away = wait_for(
+                lambda: (h := health())["attempts"] >= 15 and h,
+                timeout_s=60,
+                what="fifteen failed attempts",
+            )
+            session = gw.get(sid)
+            assert session is not None and session.state == "reconnecting" and session.open
+            assert away["state"] in ("reconnecting", "connecting")
+            assert away["last_error"] is not None
+            # Every attempt is in the hash; only the first few became events.
+            retries = [
+                e
+                for e in events_of(client, keys, sid)
+                if e["type"] == "source" and e["session_state"] == "reconnecting"
+            ]
+            assert [e["attempts"] for e in retries] == [1, 2, 3, 4, 5]
+            assert all(0 < e["next_retry_s"] <= 0.3 * 1.2 for e in retries)
+
+            last_event = events_of(client, keys, sid)[-1]["event_id"]
+            camera.start()
+            back = time.monotonic()
+            wait_for(
+                lambda: (s := gw.get(sid)) and s.state == "running",
+                timeout_s=60,
+                what="streaming again",
+            )
+            streaming_after = time.monotonic() - back
+            print(f"streaming again {streaming_after:.2f} s after the camera came back")
+            record_property("streaming_again_s", round(streaming_after, 3))
+            later = wait_for(
+                lambda: [
+                    e
+                    for e in labels_of(events_of(client, keys, sid))
+                    if tuple(map(int, e["event_id"].split("-")))
+                    > tuple(map(int, last_event.split("-")))
+                ],
+                timeout_s=60,
+                what="labels after the camera's return",
+            )
+            assert later
+            assert health()["attempts"] == 0
     finally:
         camera.stop()
