@@ -13,6 +13,17 @@ packages=(
   gstreamer1.0-plugins-bad
   # service: the Redis server the queue tests start when none listens on 127.0.0.1:6379
   redis-server
+  # deploy: images built and the compose stack run for real (tests/deploy; runc, since crun
+  # fails here; dnsname lets containers find each other by service name; catatonit is the
+  # containers' init); promtool
+  podman
+  buildah
+  podman-compose
+  runc
+  catatonit
+  golang-github-containernetworking-plugin-dnsname
+  debootstrap
+  prometheus
   # gateway: the web page's browser test (Playwright drives this chromium)
   chromium
 )

@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the HTTP/WebSocket gateway (needs VIDREC_REDIS_URL)",
     ),
     "worker": ("service.cli.worker_cmd", "run a worker process (needs VIDREC_REDIS_URL)"),
+    "health": (
+        "service.cli.health_cmd",
+        "probe the gateway or worker of this container (exit 0: healthy)",
+    ),
     "keys": (
         "service.cli.keys_cmd",
         "make an API key (printed once) and the hashed line that stores it",
