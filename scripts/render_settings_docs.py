@@ -93,6 +93,8 @@ def type_text(annotation: Any, metadata: list[Any]) -> str:
         name = "path"
     elif typing.get_origin(annotation) is dict:
         name = "budget"
+    elif typing.get_origin(annotation) is typing.Literal:
+        name = " or ".join(map(str, typing.get_args(annotation)))
     else:
         name = getattr(annotation, "__name__", str(annotation))
     text = _bounded(name, bounds)

@@ -64,8 +64,9 @@ class Settings(BaseSettings):
             auth is on).
         cors_origins: Browser origins (``https://host[:port]``, or ``*``) allowed to call the
             API and open WebSockets from another origin; same-origin pages need no entry.
-        trusted_proxies: Addresses whose ``X-Forwarded-For``/``-Proto`` headers are believed
-            (uvicorn's ``forwarded_allow_ips``; ``*`` for any).
+        trusted_proxies: Addresses or networks (CIDR) whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` headers are believed (uvicorn's ``forwarded_allow_ips``; ``*``
+            for any).
         rate_limit_rps: Requests per second of one key (or client address when auth is off)
             to ``/v1/``, as a token bucket; 0 turns it off.
         rate_limit_burst: Requests one key may make at once above the steady rate.
@@ -141,7 +142,9 @@ class Settings(BaseSettings):
     api_keys: str | None = None
     metrics_admin_only: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
     rate_limit_rps: float = Field(default=20.0, ge=0)
     rate_limit_burst: PositiveInt = 40
     quota_live_sessions: int = Field(default=4, ge=0)
