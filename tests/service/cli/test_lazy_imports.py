@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from service.cli import COMMANDS, build_parser
@@ -74,3 +77,38 @@ def test_stub_help_lines_match_the_commands_own() -> None:
     assert full == {name: help_line for name, (_module, help_line) in COMMANDS.items()}
     stubs = _help_lines(build_parser(["client"]))
     assert stubs == full
+
+
+# Runs `vidrec gateway` to its end (SIGTERM), then prints the heavy packages it had imported.
+GATEWAY_PROBE = """\
+import json, sys
+from service.cli import main
+status = main(["gateway", "--port", "0", "--log-level", "warning"])
+heavy = [m for m in ("torch", "model_core") if m in sys.modules]
+print(json.dumps({"status": status, "heavy": heavy}), flush=True)
+"""
+
+
+def test_a_running_gateway_never_imports_torch(redis_url: str, key_prefix: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
+    env.update({"VIDREC_REDIS_URL": redis_url, "VIDREC_KEY_PREFIX": key_prefix})
+    process = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY_PROBE],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        listening = process.stdout.readline()  # "vidrec gateway: listening on URL"
+        url = listening.split()[-1]
+        # A request through the routes and middleware, so lazily imported parts are loaded too.
+        assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert json.loads(out.strip().splitlines()[-1]) == {"status": 0, "heavy": []}, err
