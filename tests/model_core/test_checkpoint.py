@@ -4,6 +4,7 @@ vidrec model's weights placed by hand, loads into a fresh model and gives the sa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -582,3 +583,97 @@ def test_a_v2_file_without_its_run_folder_takes_the_models_family(
     assert any(f"loaded as this model's {family!r}" in note for note in result.conversions)
     xvit = load_checkpoint(build("xvit", seed=1), path, strict=False)
     assert "ViT, TokShift or LAPS net" in xvit.warnings[0]
+
+
+# ---- X-ViT release: logits against the release's forward, written out -----------------------
+
+
+def _release_shift(x: Tensor, segments: int, shift_div: int) -> Tensor:
+    """The release's key/value shift: ``(B·T, heads, N, d)`` regrouped as segments of
+    ``segments`` frames, channels head-major; C/shift_div channels from t+1, as many from t-1,
+    zeros past a segment's edges."""
+    nt, heads, tokens, d = x.shape
+    x = x.reshape(nt // segments, segments, heads, tokens, d).permute(0, 1, 2, 4, 3)
+    x = x.reshape(nt // segments, segments, heads * d, tokens)  # (B·T/S, S, C, N)
+    fold = heads * d // shift_div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]
+    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+    out = out.reshape(nt // segments, segments, heads, d, tokens).permute(0, 1, 2, 4, 3)
+    return out.reshape(nt, heads, tokens, d)
+
+
+def _release_block(
+    s: dict[str, Tensor], p: str, x: Tensor, heads: int, eps: float, shift: Any = None
+) -> Tensor:
+    f = torch.nn.functional
+    b, n, c = x.shape
+    h = f.layer_norm(x, (c,), s[p + "norm1.weight"], s[p + "norm1.bias"], eps)
+    qkv = f.linear(h, s[p + "attn.qkv.weight"], s.get(p + "attn.qkv.bias"))
+    q, k, v = qkv.reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    if shift is not None:
+        k, v = shift(k), shift(v)
+    attn = ((q @ k.transpose(-2, -1)) * (c // heads) ** -0.5).softmax(dim=-1)
+    h = (attn @ v).transpose(1, 2).reshape(b, n, c)
+    x = x + f.linear(h, s[p + "attn.proj.weight"], s[p + "attn.proj.bias"])
+    h = f.layer_norm(x, (c,), s[p + "norm2.weight"], s[p + "norm2.bias"], eps)
+    h = f.linear(f.gelu(f.linear(h, s[p + "mlp.fc1.weight"], s[p + "mlp.fc1.bias"])),
+                 s[p + "mlp.fc2.weight"], s[p + "mlp.fc2.bias"])  # fmt: skip
+    return x + h
+
+
+def release_logits(
+    s: dict[str, Tensor], frames: Tensor, *, segments: int, shift_div: int, heads: int
+) -> Tensor:
+    """What the X-ViT release computes in eval mode, from its own state dict (facts from
+    1adrianb/video-transformers, written here without vidrec's layers)."""
+    f = torch.nn.functional
+    b, t = frames.shape[:2]
+    x = f.conv2d(frames.flatten(0, 1), s["base_model.patch_embed.proj.weight"],
+                 s["base_model.patch_embed.proj.bias"], stride=16)  # fmt: skip
+    x = x.flatten(2).transpose(1, 2)  # (B·T, patches, C)
+    c = x.shape[-1]
+    x = torch.cat([s["base_model.cls_token"].expand(x.shape[0], -1, -1), x], dim=1)
+    x = x + s["base_model.pos_embed"]
+    held = s["base_model.temp_embed"].shape[1]  # always 8 in the release
+    x = (x.reshape(-1, held, *x.shape[1:]) + s["base_model.temp_embed"]).flatten(0, 1)
+    depth = 1 + max(int(k.split(".")[2]) for k in s if k.startswith("base_model.blocks."))
+    for i in range(depth):
+        x = _release_block(s, f"base_model.blocks.{i}.", x, heads, 1e-6,
+                           lambda y: _release_shift(y, segments, shift_div))  # fmt: skip
+    x = f.layer_norm(x, (c,), s["base_model.norm.weight"], s["base_model.norm.bias"], 1e-6)
+    x = x[:, 0].reshape(b, t, c)  # base_model.head is a Dropout: the CLS features go on
+    x = torch.cat([s["consensus.cls_token"].expand(b, -1, -1), x], dim=1)
+    x = _release_block(s, "consensus.temporal_encoder.0.", x, heads, 1e-5)
+    m = "consensus.mlp_head."
+    x = f.layer_norm(x[:, 0], (c,), s[m + "0.weight"], s[m + "0.bias"], 1e-5)
+    x = f.linear(f.gelu(f.linear(x, s[m + "1.weight"], s[m + "1.bias"])),
+                 s[m + "4.weight"], s[m + "4.bias"])  # fmt: skip
+    return x  # new_fc is never applied
+
+
+@pytest.mark.parametrize(
+    ("name", "segments", "shift_div", "options"),
+    [
+        ("k400", 8, 8, {"shift_div": 8, "segment_frames": 8, "temporal_embed_frames": 8}),
+        ("ssv2", 16, 4, {"shift_div": 4, "temporal_embed_frames": 8}),
+    ],
+)
+def test_xvit_16_frame_configs_compute_the_release_logits(
+    tmp_path: Path, name: str, segments: int, shift_div: int, options: dict[str, Any]
+) -> None:
+    state = with_new_fc(xvit_release_state(build("xvit", num_frames=8)), 7, 192)
+    path = save_release(state, tmp_path / f"{name}.pyth", xvit_cfg(16, segments, shift_div, 7))
+    model = build("xvit", seed=1, num_frames=16, options=options)
+    assert not load_checkpoint(model, path).warnings
+    frames = torch.randn(2, 16, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = release_logits(
+            {k: v.double() for k, v in state.items()},
+            frames.double(),
+            segments=segments,
+            shift_div=shift_div,
+            heads=3,
+        )
+        torch.testing.assert_close(model.double()(frames.double()), expected)
