@@ -32,6 +32,22 @@ from service.queue.errors import NoWorkerError, SessionClosedError, SessionNotFo
 from service.queue.workers import WorkerDirectory, WorkerInfo
 from service.settings import Settings
 
+# KEYS: session. ARGV: inbox key prefix and suffix (the owner's id goes between), inbox maxlen,
+# inbox ttl, frame fields (session, data, index, received). Reads the owner, routes the frame to
+# its inbox and counts it in one step, so an adoption (also a script) sees every frame either
+# counted and in the old owner's inbox, or routed to the new owner.
+_SEND_FRAME = """
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
+if not cur[1] then return {'missing', ''} end
+if cur[2] == 'closed' or cur[2] == 'failed' then return {'final', cur[2]} end
+local inbox = ARGV[1] .. cur[1] .. ARGV[2]
+redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[3], '*', 'type', 'frame', 'session', ARGV[5],
+           'data', ARGV[6], 'index', ARGV[7], 'received', ARGV[8])
+redis.call('EXPIRE', inbox, ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'frames_received', 1)
+return {'ok', cur[1]}
+"""
+
 KINDS = ("live", "rtsp")
 STATES = ("opening", "running", "reconnecting", "failed", "closed")
 FINAL_STATES = frozenset({"failed", "closed"})
@@ -153,6 +169,9 @@ class SessionDirectory:
         self.keys = keys
         self.settings = settings
         self.workers = WorkerDirectory(redis, keys)
+        self._send_frame = redis.register_script(_SEND_FRAME)
+        inbox = keys.inbox("\0")
+        self._inbox_affixes = inbox.split("\0")
 
     async def _open_ids(self) -> list[str]:
         return sorted(text(m) for m in await self.redis.smembers(self.keys.sessions))
@@ -286,31 +305,39 @@ class SessionDirectory:
             raise SessionClosedError(f"session {session_id} is {text(state)}")
         return text(owner)
 
-    async def _to_owner(self, owner: str, message: dict[Any, Any], session_id: str) -> None:
+    async def _to_owner(self, owner: str, message: dict[Any, Any]) -> None:
         inbox = self.keys.inbox(owner)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(inbox, message, maxlen=INBOX_MAXLEN, approximate=True)
             pipe.expire(inbox, INBOX_TTL_S)
-            if message["type"] == "frame":
-                pipe.hincrby(self.keys.session(session_id), "frames_received", 1)
             await pipe.execute()
 
     async def send_frame(self, session_id: str, data: bytes, received_s: float, index: int) -> None:
-        """Routes a frame to the session's current owner and counts it in ``frames_received``.
+        """Routes a frame to the session's current owner and counts it in ``frames_received``,
+        in one atomic round trip.
 
         Raises:
             SessionNotFoundError: No such session.
             SessionClosedError: The session is closed or failed.
         """
-        owner = await self._owner_of_open(session_id)
-        message: dict[Any, Any] = {
-            "type": "frame",
-            "session": session_id,
-            "data": data,
-            "index": index,
-            "received": repr(received_s),
-        }
-        await self._to_owner(owner, message, session_id)
+        prefix, suffix = self._inbox_affixes
+        status, value = await self._send_frame(
+            keys=[self.keys.session(session_id)],
+            args=[
+                prefix,
+                suffix,
+                INBOX_MAXLEN,
+                INBOX_TTL_S,
+                session_id,
+                data,
+                index,
+                repr(received_s),
+            ],
+        )
+        if text(status) == "missing":
+            raise SessionNotFoundError(f"no session {session_id!r} (unknown or expired)")
+        if text(status) == "final":
+            raise SessionClosedError(f"session {session_id} is {text(value)}")
 
     async def set_budget(self, session_id: str, budget: dict[str, Any]) -> None:
         """Records a new budget and tells the owner.
@@ -322,7 +349,7 @@ class SessionDirectory:
         owner = await self._owner_of_open(session_id)
         await self.redis.hset(self.keys.session(session_id), "budget", dumps(budget))
         message = {"type": "budget", "session": session_id, "budget": dumps(budget)}
-        await self._to_owner(owner, message, session_id)
+        await self._to_owner(owner, message)
 
     async def close(self, session_id: str) -> bool:
         """Closes the session and tells its owner; ``False`` if it was closed already.
@@ -337,7 +364,7 @@ class SessionDirectory:
         except SessionClosedError:
             return False
         await _finalize(self.redis, self.keys, session_id, "closed", "closed")
-        await self._to_owner(owner, {"type": "close", "session": session_id}, session_id)
+        await self._to_owner(owner, {"type": "close", "session": session_id})
         return True
 
 
