@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         max_body_bytes: Largest request body of every route but the upload (JSON bodies).
         body_timeout_s: Longest time a request body may take to arrive, first byte to last.
         body_idle_timeout_s: Longest pause while a request body streams in.
+        http_keepalive_s: An idle keep-alive connection is closed after this long.
+        http_head_timeout_s: A connection whose request line and headers do not arrive within
+            this long is closed (slow or half-open clients).
+        http_max_connections: Open connections (WebSockets included) one gateway holds; more
+            are closed at once. The open-file limit is raised to fit when the hard limit allows.
+        http_max_head_bytes: Largest request line plus headers.
         max_clip_seconds: Longest clip duration.
         max_clip_width: Widest clip frame.
         max_clip_height: Tallest clip frame.
@@ -161,6 +167,10 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = 64 * 1024
     body_timeout_s: PositiveFloat = 120.0
     body_idle_timeout_s: PositiveFloat = 15.0
+    http_keepalive_s: PositiveFloat = 5.0
+    http_head_timeout_s: PositiveFloat = 10.0
+    http_max_connections: PositiveInt = 1000
+    http_max_head_bytes: int = Field(default=16 * 1024, ge=1024)
     max_clip_seconds: PositiveFloat = 300.0
     max_clip_width: PositiveInt = 3840
     max_clip_height: PositiveInt = 3840

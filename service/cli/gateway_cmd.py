@@ -131,9 +131,11 @@ def make_server(
 ) -> GatewayServer:
     """uvicorn serving ``create_app(settings)``; run it with ``server.run(sockets=[bind(...)])``."""
     from service.gateway import create_app
+    from service.gateway.server import raise_fd_limit, uvicorn_options
     from service.logs import configure_logging
 
     configure_logging(settings.log_format, log_level.upper())
+    raise_fd_limit(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -143,6 +145,7 @@ def make_server(
         forwarded_allow_ips=settings.trusted_proxies,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **uvicorn_options(settings),  # keep-alive, head deadline, connection cap, h11 limits
     )
     return GatewayServer(config, on_started)
 
