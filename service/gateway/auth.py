@@ -256,15 +256,18 @@ class AuthMiddleware:
 
     async def _principal(self, scope: Scope, receive: Receive, send: Send) -> Principal | None:
         """The caller, or ``None`` after refusing the request."""
+        path = str(scope.get("path", ""))
+        method = str(scope.get("method", "GET")) if scope["type"] == "http" else "WS"
+        template, needed = required_scopes(method, path)
+        if template is not None:
+            scope[_ROUTE_SCOPE_KEY] = template  # the metrics' route label, should a layer refuse
         if self.store is None:
             client = scope.get("client")
             host = client[0] if client else "unknown"
             return Principal(f"addr:{host}", None, frozenset(SCOPES))
-        path = str(scope.get("path", ""))
-        method = str(scope.get("method", "GET")) if scope["type"] == "http" else "WS"
-        template, needed = required_scopes(method, path)
         if needed is None and self.metrics_admin_only and path == "/metrics":
             needed = ("admin",)
+            scope[_ROUTE_SCOPE_KEY] = path
         presented = presented_key(scope)
         key = self.store.find(presented) if presented else None
         if needed is None:  # an open route: identify the caller if it can be, refuse nothing
@@ -272,8 +275,6 @@ class AuthMiddleware:
                 return Principal(f"key:{key.name}", key.name, key.scopes)
             client = scope.get("client")
             return Principal(f"addr:{client[0] if client else 'unknown'}", None, frozenset())
-        if template is not None:
-            scope[_ROUTE_SCOPE_KEY] = template  # the metrics' route label for a refusal
         if key is None:
             if presented is None:
                 message = (

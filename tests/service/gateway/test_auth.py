@@ -188,3 +188,12 @@ def test_the_keys_file_is_reread_when_it_changes(tmp_path: Path) -> None:
     os.utime(path, (2, 2))
     store._checked = 0.0
     assert store.find(second) is not None
+
+
+def test_refusals_are_counted_under_their_route(auth_client: TestClient) -> None:
+    _error(auth_client.get("/v1/jobs/abc"), 401, "unauthorized")
+    _error(auth_client.get("/v1/jobs/def", headers=_bearer("viewer")), 403, "forbidden")
+    metrics = auth_client.get("/metrics").text
+    requests = "vidrec_http_requests_total"
+    assert f'{requests}{{method="GET",route="/v1/jobs/{{job_id}}",status="401"}} 1.0' in metrics
+    assert f'{requests}{{method="GET",route="/v1/jobs/{{job_id}}",status="403"}} 1.0' in metrics
