@@ -163,6 +163,16 @@ class JobView(WireModel):
 # Live events.
 
 
+class SessionCounters(WireModel):
+    """Frames the gateways routed to the session, its worker ran, its worker dropped (backlog
+    full), and frames lost with an owner that died before running them."""
+
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    frames_lost: int = 0
+
+
 class LiveCompute(WireModel):
     """What frames of a stream cost: GMACs spent, what the dense model would have spent, the
     fraction of tokens recomputed, and the frames counted."""
@@ -184,8 +194,8 @@ class EventBase(WireModel):
 
 
 class SessionEvent(EventBase):
-    """First event of a stream: the session as opened (the live socket), or its whole view (the
-    events socket, with ``state``, ``counters``... in ``model_extra``)."""
+    """First event of a stream: the session as opened (the live socket: with ``window``), or its
+    whole view (the events socket: the fields of :class:`SessionView`)."""
 
     type: Literal["session"] = "session"
     kind: str | None = None
@@ -195,6 +205,14 @@ class SessionEvent(EventBase):
     budget: Budget | None = None
     owner: str | None = None
     events_url: str | None = None
+    state: str | None = None
+    source: str | None = None
+    source_health: dict[str, Any] | None = None
+    created: float | None = None
+    epoch: int | None = None
+    latest: dict[str, Any] | None = None
+    counters: SessionCounters | None = None
+    ended_reason: str | None = None
 
 
 class LabelsEvent(EventBase):
@@ -330,16 +348,6 @@ def parse_event(data: dict[str, Any]) -> Event:
 # Sessions.
 
 
-class SessionCounters(WireModel):
-    """Frames the gateways routed to the session, its worker ran, its worker dropped (backlog
-    full), and frames lost with an owner that died before running them."""
-
-    frames_received: int = 0
-    frames_processed: int = 0
-    frames_dropped: int = 0
-    frames_lost: int = 0
-
-
 class SessionView(WireModel):
     """``POST /v1/streams``, ``GET`` and ``DELETE /v1/streams/{id}``.
 
@@ -369,6 +377,13 @@ class SessionView(WireModel):
     events_url: str
     ended_reason: str | None = None
     closed_now: bool | None = None
+
+
+class SessionList(WireModel):
+    """``GET /v1/streams``: every open session, oldest first."""
+
+    sessions: list[SessionView]
+    count: int = 0
 
 
 # Models and health.

@@ -28,6 +28,7 @@ from service.wire import (
     JobView,
     ModelList,
     Readiness,
+    SessionList,
     SessionView,
     parse_event,
 )
@@ -338,6 +339,11 @@ class AsyncClient:
             body["stride"] = stride
         response = await self.request("POST", "/v1/streams", idempotent=False, json=body)
         return SessionView.model_validate(response.json())
+
+    async def sessions(self) -> list[SessionView]:
+        """Every open session, live and RTSP, oldest first."""
+        response = await self.request("GET", "/v1/streams")
+        return SessionList.model_validate(response.json()).sessions
 
     async def session(self, session_id: str) -> SessionView:
         """A session's state, source health, latest labels and counters."""

@@ -277,6 +277,10 @@ class Client:
         coro = self.aio.open_rtsp(source, model=model, budget=budget, stride=stride)
         return self._loop.run(coro)
 
+    def sessions(self) -> list[SessionView]:
+        """Every open session, live and RTSP, oldest first."""
+        return self._loop.run(self.aio.sessions())
+
     def session(self, session_id: str) -> SessionView:
         """A session's state, source health, latest labels and counters."""
         return self._loop.run(self.aio.session(session_id))
