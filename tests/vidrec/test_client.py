@@ -255,6 +255,9 @@ def test_rtsp_session_events_resume_after_an_event(
             assert session.kind == "rtsp" and session.model == LIVE_MODEL
             first: list[LabelsEvent] = []
             for event in client.events(session.session_id):
+                if isinstance(event, SessionEvent):
+                    assert_described(event)
+                    assert event.state is not None and event.kind == "rtsp"
                 if isinstance(event, LabelsEvent):
                     first.append(event)
                     if len(first) == 2:
