@@ -121,7 +121,8 @@ def digest(*parts: str) -> str:
 
 def run(cmd: Sequence[str], *, env: dict[str, str], stdin: int | None = None) -> None:
     log("$ " + " ".join(cmd))
-    subprocess.run(cmd, check=True, env=env, stdin=stdin)
+    # Their output goes to stderr: stdout carries only the NAME=value lines.
+    subprocess.run(cmd, check=True, env=env, stdin=stdin, stdout=sys.stderr)
 
 
 def image_exists(name: str, env: dict[str, str]) -> bool:
