@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "vidrec"
 BEARER_PROTOCOL = "bearer."
 RELOAD_CHECK_S = 2.0
+# Scope key of the calling key's name, for the access log.
+PRINCIPAL_SCOPE_KEY = "vidrec.key_name"
 # The scope key app.py's request metrics read for the route label when a middleware answers.
 _ROUTE_SCOPE_KEY = "vidrec.route"
 
@@ -248,6 +250,7 @@ class AuthMiddleware:
             scope["subprotocols"] = [p for p in offered if not p.startswith(BEARER_PROTOCOL)]
             if SUBPROTOCOL in offered:
                 send = _with_subprotocol(send)
+        scope[PRINCIPAL_SCOPE_KEY] = principal.key_name  # for the access log: a name, no secret
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)

@@ -7,8 +7,9 @@ scope (:func:`request_id_of`) for the WebSocket events the gateway sends, and se
 :data:`service.logs.request_id_var` for log records and error bodies.
 
 The middleware is the outermost layer: it also writes the access log line (method, route
-template, status, duration; never the query string or headers) and turns an exception nothing
-else handled into a 500 in the error shape, logged with its traceback.
+template, status, duration, client address and key name; never the query string or headers)
+and turns an exception nothing else handled into a 500 in the error shape, logged with its
+traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ MAX_CHARS = 64
 _PLAIN = re.compile(rf"^[A-Za-z0-9._-]{{1,{MAX_CHARS}}}$")
 # The scope key app.py's routes use for a route label set before routing.
 _EARLY_ROUTE_KEY = "vidrec.route"
+# Where service.gateway.auth leaves the calling key's name.
+_KEY_NAME_SCOPE_KEY = "vidrec.key_name"
 
 access_log = logging.getLogger("service.gateway.access")
 log = logging.getLogger(__name__)
@@ -110,9 +113,16 @@ class RequestIdMiddleware:
                     "method": _method(scope),
                     "status": status,
                     "duration_ms": duration_ms,
+                    "client": _client(scope),
+                    "principal": scope.get(_KEY_NAME_SCOPE_KEY),
                 },
             )
             request_id_var.reset(token)
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _method(scope: Scope) -> str:

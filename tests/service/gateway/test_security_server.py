@@ -250,6 +250,7 @@ def test_the_logs_are_json_with_ids_and_hold_no_key_and_no_frame(
     live = next(r for r in access if r["request_id"] == "cam-trace-9")
     assert (live["route"], live["status"]) == ("/v1/streams/live", 101)
     assert live["duration_ms"] > 0
+    assert (live["principal"], live["client"]) == ("viewer", "127.0.0.1")  # the key's name only
     assert any(r["status"] == 401 and r["route"] == "/v1/streams/live" for r in access)
     assert any(r["status"] == 200 and r["route"] == "/v1/models" for r in access)
     # nothing secret, no frame: in any form a logger might have written it
