@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.budget import check_budget, parse_budget_text
-from service.ingest.settings import ClipLimits, FrameLimits, UrlPolicy
+from service.ingest.settings import DEFAULT_SOURCE_PORTS, ClipLimits, FrameLimits, UrlPolicy
 
 MiB = 1024 * 1024
 
@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         events_maxlen: Events kept per session (approximately).
         allow_private_sources: Let RTSP sources point at loopback and private addresses.
         source_allow_networks: CIDR blocks RTSP sources may point at even when otherwise denied.
+        source_ports: Ports an RTSP source on a public host may use (RTSP's 554 and 8554, 322
+            for rtsps); empty: any. Sources on networks opened by the two settings above keep
+            every port.
         rtsp_fps: Frames per second taken from an RTSP source.
         rtsp_retry_max_s: Cap on the delay between reconnection attempts to an RTSP source that
             went away; the session retries for as long as it is open.
@@ -209,10 +212,13 @@ class Settings(BaseSettings):
 
     allow_private_sources: bool = False
     source_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    source_ports: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: sorted(DEFAULT_SOURCE_PORTS)
+    )
     rtsp_fps: PositiveFloat = 10.0
     rtsp_retry_max_s: PositiveFloat = 5.0
 
-    @field_validator("models", "source_allow_networks", mode="before")
+    @field_validator("models", "source_allow_networks", "source_ports", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -267,6 +273,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
         return value
 
+    @field_validator("source_ports")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        bad = [p for p in value if not 1 <= p <= 65535]
+        if bad:
+            raise ValueError(f"ports must be between 1 and 65535, got {bad}")
+        return value
+
     @field_validator("source_allow_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -309,6 +323,7 @@ class Settings(BaseSettings):
             allow_loopback=self.allow_private_sources,
             allow_private=self.allow_private_sources,
             allow_networks=tuple(self.source_allow_networks),
+            allow_ports=frozenset(self.source_ports),
         )
 
     def resolved_worker_id(self) -> str:

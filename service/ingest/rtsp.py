@@ -358,8 +358,7 @@ class RtspReader:
                 timeout=(s.open_timeout_s, s.read_timeout_s),
             )
         except av.error.FFmpegError as exc:
-            waited = time.monotonic() - started
-            raise _connect_error(exc, checked, s.open_timeout_s, waited) from exc
+            raise _open_error(exc, checked, s.open_timeout_s) from exc
         clock = _Clock()
         try:
             if not container.streams.video:
@@ -428,6 +427,21 @@ class _Clock:
         if self._last is not None:
             return self._last[0] + (now - self._last[1])
         return None if self._frames == 1 else now
+
+
+def _open_error(exc: av.error.FFmpegError, checked: CheckedURL, timeout: float) -> IngestError:
+    """Why a connection could not be opened, told alike for every failure to reach an RTSP
+    server: refused, unreachable, silent and non-RTSP ports must not be told apart, or the
+    service would map a stranger's network for its callers. Only an RTSP server's own answer
+    (no such stream, credentials refused) is named."""
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return SourceError(f"the source {checked.redacted} has no such stream (404)")
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        return SourceError(f"the source {checked.redacted} refused the credentials")
+    return SourceUnreachableError(
+        f"no RTSP stream could be opened at {checked.redacted} (refused, unreachable, not an "
+        f"RTSP server or no answer within {timeout:g} s)"
+    )
 
 
 def _connect_error(

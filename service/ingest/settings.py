@@ -16,6 +16,9 @@ DEFAULT_CODECS: frozenset[str] = frozenset(
     {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "mpeg2video", "mpeg1video"}
 )
 
+# RTSP's registered ports (554, and 322 for RTSP over TLS) and the common alternative 8554.
+DEFAULT_SOURCE_PORTS: frozenset[int] = frozenset({554, 8554, 322})
+
 
 @dataclass(frozen=True)
 class ClipLimits:
@@ -90,6 +93,8 @@ class UrlPolicy:
         allow_loopback: Accept 127.0.0.0/8 and ::1.
         allow_private: Accept private, unique-local and shared (100.64.0.0/10) addresses.
         allow_link_local: Accept 169.254.0.0/16 (cloud metadata lives there) and fe80::/10.
+        allow_ports: Ports a public host may be reached on (empty: any); addresses opened by
+            the flags or ``allow_networks`` keep every port.
         resolve_timeout_s: Bound on the name lookup.
         max_url_length: Longer URLs are refused before parsing.
     """
@@ -102,6 +107,7 @@ class UrlPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     allow_link_local: bool = False
+    allow_ports: frozenset[int] = DEFAULT_SOURCE_PORTS
     resolve_timeout_s: float = 5.0
     max_url_length: int = 2048
     _allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(

@@ -28,6 +28,17 @@ _PRIVATE = tuple(
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
 
+# ::a.b.c.d, deprecated (RFC 4291): refused, since some stacks still reach a.b.c.d through it.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# IPv6 ranges whose low 32 bits are the IPv4 address reached: IPv4-translated (::ffff:0:a.b.c.d)
+# and the well-known NAT64 prefix.
+_EMBEDDED_LOW32 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0:0/96", "64:ff9b::/96"))
+# Refused whatever they carry: local-use NAT64 (the IPv4 address sits at a prefix-dependent
+# offset), site-local (deprecated), 6bone (returned), the discard-only prefix.
+_DEPRECATED_V6 = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "fec0::/10", "3ffe::/16", "100::/64")
+)
+
 # One shared pool bounds name lookups in time without a thread per request.
 _RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-resolve")
 
@@ -89,7 +100,7 @@ def check_source_url(url: str, policy: UrlPolicy | None = None) -> CheckedURL:
     _check_name(host, policy)
     addresses = _resolve(host, port, policy)
     for address in addresses:
-        reason = _address_refusal(address, policy)
+        reason = _address_refusal(address, policy, port)
         if reason is not None:
             shown = host if host == str(address) else f"{host} ({address})"
             raise SourceURLForbiddenError(f"source host {shown} is not allowed: {reason}")
@@ -186,14 +197,36 @@ def _resolve(host: str, port: int, policy: UrlPolicy) -> tuple[IPAddress, ...]:
     return tuple(addresses)
 
 
-def _address_refusal(address: IPAddress, policy: UrlPolicy) -> str | None:
-    """Why ``address`` is refused, or ``None`` when it is allowed."""
-    # An IPv4 address wrapped in IPv6 (::ffff:127.0.0.1, 64:ff9b::7f00:1) is judged as itself.
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        elif address in ipaddress.ip_network("64:ff9b::/96"):
-            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+def _unwrapped(address: IPAddress) -> IPAddress | str:
+    """The IPv4 address an IPv6 address carries, the address itself when it carries none, or
+    why it is refused outright (a tunnel or deprecated form whose endpoint cannot be judged)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002:AABB:CCDD::/48 routes to a.b.c.d
+        return address.sixtofour
+    if address.teredo is not None:
+        return "Teredo tunnel address"
+    if address in _IPV4_COMPATIBLE:
+        if int(address) <= 1:
+            return address  # :: and ::1 are themselves (unspecified, loopback)
+        return "deprecated IPv4-compatible address"  # no network routes it; some stacks do
+    if any(address in net for net in _EMBEDDED_LOW32):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in _DEPRECATED_V6):
+        return "deprecated or non-routable IPv6 range"
+    return address
+
+
+def _address_refusal(address: IPAddress, policy: UrlPolicy, port: int) -> str | None:
+    """Why ``address`` (and ``port``) is refused, or ``None`` when it is allowed."""
+    # An IPv4 address wrapped in IPv6 (::ffff:127.0.0.1, ::127.0.0.1, 64:ff9b::7f00:1,
+    # 2002:7f00:1::) is judged as itself: the host would reach that IPv4 address.
+    unwrapped = _unwrapped(address)
+    if isinstance(unwrapped, str):
+        return unwrapped
+    address = unwrapped
     if any(address in net for net in policy.deny_nets):
         return "its network is on the deny list"
     if any(address in net for net in policy.allow_nets):
@@ -212,6 +245,11 @@ def _address_refusal(address: IPAddress, policy: UrlPolicy) -> str | None:
     # benchmark ranges...) has no business being a camera.
     if not address.is_global:
         return "reserved address"
+    # A public host is reached on RTSP ports only: anything else would let callers map which
+    # ports of a stranger's machine are open. Networks the operator opened keep every port.
+    if policy.allow_ports and port not in policy.allow_ports:
+        allowed = ", ".join(str(p) for p in sorted(policy.allow_ports))
+        return f"port {port} is not an allowed RTSP port ({allowed})"
     return None
 
 
