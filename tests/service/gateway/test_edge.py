@@ -221,3 +221,21 @@ def test_rtsp_sessions_beyond_the_quota_get_429_until_one_ends(
                 assert refusal["type"] == "error" and refusal["code"] == "quota_exceeded"
         assert client.delete(f"/v1/streams/{first.json()['session_id']}").status_code == 200
         assert client.post("/v1/streams", json=source).status_code == 201
+
+
+def test_an_unhandled_error_is_a_500_in_the_error_shape_and_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/v1/boom", boom)
+    with TestClient(app) as client:
+        response = client.get("/v1/boom", headers={"X-Request-ID": "bug-1"})
+    error = _error(response, 500, "internal")
+    assert error["request_id"] == "bug-1" and "a bug" not in error["message"]
+    logged = [r for r in caplog.records if r.name == "service.gateway.request_id"]
+    assert len(logged) == 1 and "unhandled error on GET /v1/boom" in logged[0].getMessage()
+    assert "RuntimeError: a bug" in caplog.text  # with its traceback
