@@ -12,7 +12,7 @@ from service.inference.catalog import (
     pick_default,
     read_configs,
 )
-from service.inference.clips import ClipAnswer, ClipClassifier
+from service.inference.clips import ClipAnswer, ClipClassifier, answer_from_views
 from service.inference.live import (
     CapacityError,
     Compute,
@@ -36,6 +36,7 @@ __all__ = [
     "ModelEntry",
     "UnknownModelError",
     "UnknownSessionError",
+    "answer_from_views",
     "budget_to_dict",
     "is_live",
     "parse_budget",

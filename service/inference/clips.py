@@ -94,34 +94,34 @@ class ClipClassifier:
         views = [_views(clip, entry, i) for i, clip in enumerate(clips)]
         counts = [len(v) for v in views]
         start = time.perf_counter()
-        probs = self._probabilities(entry, [view for clip in views for view in clip])
+        probs = self.probabilities(entry, [view for clip in views for view in clip])
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         total = sum(counts)
-        k = min(top_k, entry.config.num_classes)
         answers = []
         offset = 0
         for count in counts:
-            mean = probs[offset : offset + count].mean(dim=0)
-            offset += count
-            scores, index = mean.topk(k)
             answers.append(
-                ClipAnswer(
-                    model=entry.name,
-                    labels=[
-                        (entry.labels[i], float(s))
-                        for i, s in zip(index.tolist(), scores.tolist(), strict=True)
-                    ],
-                    inference_ms=elapsed_ms * count / total,
-                    gmacs=entry.gmacs_per_clip * count,
-                    frames=count * entry.frames,
-                    views=count,
+                answer_from_views(
+                    entry, probs[offset : offset + count], top_k, elapsed_ms * count / total
                 )
             )
+            offset += count
         return answers
 
+    def views(self, clip: np.ndarray, entry: ModelEntry) -> list[np.ndarray]:
+        """The views of one clip, checked against the model (see :meth:`classify`).
+
+        Raises:
+            ValueError: a clip of the wrong shape, type or length.
+        """
+        return _views(clip, entry, 0)
+
     @torch.no_grad()
-    def _probabilities(self, entry: ModelEntry, views: list[np.ndarray]) -> torch.Tensor:
-        """Softmax ``(views, classes)`` on the CPU, in float32."""
+    def probabilities(self, entry: ModelEntry, views: list[np.ndarray]) -> torch.Tensor:
+        """Softmax ``(views, classes)`` of checked views (:meth:`views`) on the CPU, in float32,
+        in forwards of at most ``max_batch`` views. A caller that must stay responsive (the
+        worker, between live steps) runs a clip's views a few at a time and answers with
+        :func:`answer_from_views`."""
         spec = entry.config.preprocessing
         out = []
         for first in range(0, len(views), self.max_batch):
@@ -130,6 +130,32 @@ class ClipClassifier:
             logits = entry.model(batch.to(entry.device))
             out.append(logits.float().softmax(dim=-1).cpu())
         return torch.cat(out)
+
+
+def answer_from_views(
+    entry: ModelEntry, probs: torch.Tensor, top_k: int, inference_ms: float
+) -> ClipAnswer:
+    """A clip's answer from the softmax of its views ``(views, classes)``: their mean's top
+    labels.
+
+    Raises:
+        ValueError: ``top_k < 1`` or no views.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    count = len(probs)
+    if count == 0:
+        raise ValueError("a clip's answer needs at least one view")
+    scores, index = probs.mean(dim=0).topk(min(top_k, entry.config.num_classes))
+    pairs = zip(index.tolist(), scores.tolist(), strict=True)
+    return ClipAnswer(
+        model=entry.name,
+        labels=[(entry.labels[i], float(p)) for i, p in pairs],
+        inference_ms=inference_ms,
+        gmacs=entry.gmacs_per_clip * count,
+        frames=count * entry.frames,
+        views=count,
+    )
 
 
 def _views(clip: np.ndarray, entry: ModelEntry, position: int) -> list[np.ndarray]:

@@ -2,9 +2,11 @@
 
 One loop in the main thread does all model work, so the runners' state is never shared between
 threads: it reads the inbox and steps the sessions (they come first: a live stream waits on
-them), then takes a batch of clip jobs, and at every heartbeat interval checks its sessions
-against Redis and adopts the sessions of dead workers. The heartbeat itself runs in a thread
-(:mod:`service.worker.heartbeat`), so a long batch never makes the worker look dead.
+them), then does one bounded unit of clip work (a decode, or a chunk of views, see
+:mod:`service.worker.clips`) or takes a batch of clip jobs when none is left, so clip jobs and
+live frames alternate and neither starves the other; at every heartbeat interval it checks its
+sessions against Redis and adopts the sessions of dead workers. The heartbeat itself runs in a
+thread (:mod:`service.worker.heartbeat`), so a long unit never makes the worker look dead.
 
 SIGTERM or SIGINT stops taking work: the clip jobs already taken and the step in progress finish,
 the RTSP readers stop, and the worker deregisters, so its sessions move to another worker at
@@ -98,7 +100,9 @@ class Worker:
         self._described = self.catalog.describe()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._batch: list[ClipTask] = []
+        self._batch: list[ClipTask] = []  # the clip jobs taken and not answered, for the beat
+        self._batch_size = 0
+        self._requeued_mark = 0
         self._next_maintenance = 0.0
         self._retry_s = RETRY_INITIAL_S
         self._answers_seen: dict[str, int] = {}
@@ -181,6 +185,7 @@ class Worker:
                 except Exception:
                     log.exception("worker loop error; going on")
                     self._stop.wait(self._retry_s)
+            self._drain_clips()
         finally:
             self._shutdown()
         return 0
@@ -207,12 +212,14 @@ class Worker:
         worked = self._session_work()
         if self.stopping:
             return
+        if self.clips.busy:
+            self._clip_step()
+            return
         idle_block = None if worked or len(self.sessions) else CLIP_WAIT_MS
         tasks = self.consumer.read(self.settings.worker_batch, block_ms=idle_block)
         self._count_consumer_answers()
         if tasks:
-            if self._run_clips(tasks) == len(tasks):
-                self._stop.wait(CLIP_WAIT_MS / 1000)  # only jobs for others: let them take them
+            self._take_clips(tasks)
         elif not worked and len(self.sessions):
             messages = self.inbox.read(block_ms=SESSION_WAIT_MS, count=INBOX_READ_COUNT)
             self.sessions.handle(messages)
@@ -255,19 +262,45 @@ class Worker:
             if self.stopping or time.monotonic() >= deadline:
                 return worked
 
-    def _run_clips(self, tasks: list[ClipTask]) -> int:
-        """Answers a batch; returns how many of its jobs went back to the queue."""
+    def _take_clips(self, tasks: list[ClipTask]) -> None:
+        """Takes on a batch of clip jobs; the next iterations work through it."""
+        self._batch_size = len(tasks)
+        self._requeued_mark = self.clips.requeued
+        self.clips.add(tasks)
         with self._lock:
-            self._batch = tasks
+            self._batch = self.clips.tasks
+
+    def _clip_step(self) -> None:
+        """One unit of clip work."""
         try:
-            return self.clips.run(tasks)
+            self.clips.step()
+        except (redis.RedisError, OSError):
+            raise  # the jobs stay; the loop retries once Redis answers
         except BaseException:
-            # What was not answered goes back to the group once idle (XAUTOCLAIM).
-            self.consumer.release(tasks)
+            # What was not answered goes back to the group (XAUTOCLAIM).
+            self.consumer.release(self.clips.tasks)
+            self.clips.jobs.clear()
             raise
         finally:
             with self._lock:
-                self._batch = []
+                self._batch = self.clips.tasks
+        if not self.clips.busy and self.clips.requeued - self._requeued_mark == self._batch_size:
+            self._stop.wait(CLIP_WAIT_MS / 1000)  # only jobs for others: let them take them
+
+    def _drain_clips(self) -> None:
+        """Answers the clip jobs taken before the stop, with the sessions still stepped between
+        units until then."""
+        while self.clips.busy:
+            try:
+                self._session_work()
+                self._clip_step()
+            except (redis.RedisError, OSError) as exc:
+                log.warning(
+                    "could not answer the clip jobs taken (%s); they will be reclaimed", exc
+                )
+                self.consumer.release(self.clips.tasks)
+                self.clips.jobs.clear()
+                return
 
     def _shutdown(self) -> None:
         """Stops the heartbeat, records the sessions' counters, stops the readers, deregisters."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import redis
 from worker_support import (
     CLIP_MODEL,
     LIVE_MODEL,
+    FrameSender,
     GatewaySide,
     WorkerProcess,
     events_of,
@@ -28,8 +27,7 @@ from worker_support import (
 
 from model_core.data import ClipSpec, generate_stream
 from service.keys import Keys
-from service.queue import SessionDirectory, SessionInfo
-from service.redis_conn import async_client
+from service.queue import SessionInfo
 
 pytestmark = pytest.mark.integration
 
@@ -199,38 +197,6 @@ def test_sigkill_moves_jobs_and_sessions_to_the_other_worker(
     assert info.state == "running"
     worker_b.signal(signal.SIGTERM)
     assert worker_b.wait(60) == 0, worker_b.log()
-
-
-class FrameSender:
-    """A client streaming frames to a session at a steady rate, in a thread, as a gateway
-    routes them."""
-
-    def __init__(self, gw: GatewaySide, session_id: str, frames: list[bytes], fps: float) -> None:
-        self.gw, self.session_id, self.frames, self.fps = gw, session_id, frames, fps
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._send()), daemon=True)
-
-    async def _send(self) -> None:
-        assert self.gw.settings.redis_url is not None
-        r = async_client(self.gw.settings.redis_url)
-        directory = SessionDirectory(r, self.gw.keys, self.gw.settings)
-        try:
-            while not self._stop.is_set():
-                data = self.frames[self.sent % len(self.frames)]
-                await directory.send_frame(self.session_id, data, time.time(), self.sent)
-                self.sent += 1
-                await asyncio.sleep(1 / self.fps)
-        finally:
-            await r.aclose()
-
-    def __enter__(self) -> FrameSender:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def event_time(event: dict) -> float:

@@ -45,6 +45,7 @@ from service.worker import Worker  # noqa: E402
 __all__ = [
     "CLIP_MODEL",
     "LIVE_MODEL",
+    "FrameSender",
     "GatewaySide",
     "ThreadWorker",
     "WorkerProcess",
@@ -298,3 +299,35 @@ class GatewaySide:
 def redis_client(settings: Settings) -> redis.Redis:
     assert settings.redis_url is not None
     return sync_client(settings.redis_url)
+
+
+class FrameSender:
+    """A client streaming frames to a session at a steady rate, in a thread, as a gateway
+    routes them."""
+
+    def __init__(self, gw: GatewaySide, session_id: str, frames: list[bytes], fps: float) -> None:
+        self.gw, self.session_id, self.frames, self.fps = gw, session_id, frames, fps
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._send()), daemon=True)
+
+    async def _send(self) -> None:
+        assert self.gw.settings.redis_url is not None
+        r = async_client(self.gw.settings.redis_url)
+        directory = SessionDirectory(r, self.gw.keys, self.gw.settings)
+        try:
+            while not self._stop.is_set():
+                data = self.frames[self.sent % len(self.frames)]
+                await directory.send_frame(self.session_id, data, time.time(), self.sent)
+                self.sent += 1
+                await asyncio.sleep(1 / self.fps)
+        finally:
+            await r.aclose()
+
+    def __enter__(self) -> FrameSender:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
