@@ -48,12 +48,17 @@ print(json.dumps([m for m in {heavy!r} if m in sys.modules]), file=sys.stderr)
 """
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, list[str]]:
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, list[str]]:
     """Seconds from spawn to exit, and the heavy modules the command imported."""
     code = _PROBE.format(heavy=HEAVY)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     elapsed = time.perf_counter() - start
     return elapsed, json.loads(done.stderr.strip().splitlines()[-1])
@@ -67,14 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", type=Path, help="a checkout whose service/ to run")
     args = parser.parse_args(argv)
     env = dict(os.environ)
+    # `python -c` puts its working directory first on sys.path: run in the checkout measured.
+    cwd = ROOT
     if args.pythonpath is not None:
-        env["PYTHONPATH"] = str(args.pythonpath.resolve())
+        cwd = args.pythonpath.resolve()
+        env["PYTHONPATH"] = str(cwd)
 
     results: dict[str, Any] = {}
     for name, case in CASES.items():
         times, imported = [], []
         for _ in range(args.repeats):
-            elapsed, imported = run_once(case, env)
+            elapsed, imported = run_once(case, env, cwd)
             times.append(elapsed)
         results[name] = {
             "median_s": statistics.median(times),
