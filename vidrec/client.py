@@ -4,6 +4,7 @@ so the sync and async APIs cannot drift apart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
@@ -56,8 +57,11 @@ class _Loop:
                     return
         finally:
             aclose = getattr(aiter, "aclose", None)
+            # After Ctrl-C the generator may still be unwinding its cancellation (then aclose
+            # raises RuntimeError): that closes its connection anyway.
             if aclose is not None and self.loop.is_running():
-                self.run(aclose())
+                with contextlib.suppress(Exception):
+                    self.run(aclose())
 
     def close(self) -> None:
         if self.loop.is_running():
