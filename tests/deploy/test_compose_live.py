@@ -16,6 +16,7 @@ a few minutes; the first build (debootstrap, torch) takes longer.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import io
 import json
@@ -152,6 +153,14 @@ def _wait_ready(url: str, workers: int) -> dict[str, Any]:
 def stack() -> Iterator[Stack]:
     _require_tools()
     WORKDIR.mkdir(parents=True, exist_ok=True)
+    # One run at a time on a machine (CI and a developer share podman's storage and the ports'
+    # project name): a second run waits here.
+    with (WORKDIR / "e2e.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _run_stack()
+
+
+def _run_stack() -> Iterator[Stack]:
     images = _build_images(WORKDIR / "build.log")
     key = "vrk_" + secrets.token_urlsafe(32)
     keys_file = WORKDIR / "e2e-api-keys.txt"
@@ -234,6 +243,10 @@ def test_ready_and_containers_healthy(stack: Stack) -> None:
         # The image's HEALTHCHECK (`vidrec health`), run in the container as the engine would.
         check = _podman(stack.env, "healthcheck", "run", container)
         assert check.returncode == 0, f"{container}: {check.stdout}{check.stderr}"
+    # The web page and the offline API docs come with the image.
+    for path in ("/", "/docs"):
+        page = httpx.get(f"{stack.gateway}{path}", timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     user = _podman(stack.env, "exec", f"{PROJECT}_worker_1", "id", "-u")
     assert user.stdout.strip() == "10001"
     write = _podman(stack.env, "exec", f"{PROJECT}_gateway_1", "touch", "/opt/vidrec/x")
