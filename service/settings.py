@@ -115,7 +115,9 @@ class Settings(BaseSettings):
         worker_batch: Clip jobs a worker takes at once.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         torch_threads: Intra-op threads of a worker's torch (``torch.set_num_threads``);
-            ``None``: torch's default (``OMP_NUM_THREADS`` or the core count).
+            ``None``: ``OMP_NUM_THREADS`` when set, else the cores the worker may use divided
+            among the workers ``vidrec serve`` starts (one core left to its gateway and Redis on
+            a small machine), at least 1 (``service/threads.py``).
         session_capacity: Live sessions one worker runs at once.
         session_lease_s: A live session is held by a lease its gateway connection renews; when
             the gateway or the socket is gone the session ends this long after, its slot freed.

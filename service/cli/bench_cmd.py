@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("eventful", "service_overhead", "ingest_decode", "clip_lengths", "cli_startup")
+BENCHMARKS = (
+    "eventful",
+    "service_overhead",
+    "ingest_decode",
+    "clip_lengths",
+    "cli_startup",
+    "live_threads",
+)
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

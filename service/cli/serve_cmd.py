@@ -439,12 +439,20 @@ def run_supervised_worker() -> int:
     return 0
 
 
-def worker_env(settings: Settings, redis_url: str, models_dir: Path | None) -> dict[str, str]:
-    """The environment of the worker processes: this one, with the Redis URL and bundle dir."""
+def worker_env(
+    settings: Settings, redis_url: str, models_dir: Path | None, workers: int = 1
+) -> dict[str, str]:
+    """The environment of the worker processes: this one, with the Redis URL and bundle dir, and
+    unless set, torch threads for ``workers`` workers sharing this machine with the gateway and
+    Redis (:func:`service.threads.default_torch_threads`)."""
+    from service.threads import default_torch_threads
+
     env = dict(os.environ)
     env["VIDREC_REDIS_URL"] = redis_url
     if models_dir is not None:
         env["VIDREC_MODELS_DIR"] = str(models_dir)
+    if settings.torch_threads is None and "OMP_NUM_THREADS" not in env:
+        env["VIDREC_TORCH_THREADS"] = str(default_torch_threads(workers, shared=True))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -500,7 +508,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         settings = settings.model_copy(update={"redis_url": redis_url})
         pool = WorkerPool(
-            args.workers, worker_env(settings, redis_url, args.models_dir), settings, redis_url
+            args.workers,
+            worker_env(settings, redis_url, args.models_dir, args.workers),
+            settings,
+            redis_url,
         )
         url = base_url(sock)
         server = make_server(settings, args.log_level, lambda: announce(url, "serve"))

@@ -35,6 +35,7 @@ from service.queue import ClipConsumer, ClipTask, SessionInbox, WorkerRegistry
 from service.queue._codec import text
 from service.redis_conn import sync_client
 from service.settings import Settings
+from service.threads import default_torch_threads
 from service.worker.clips import ClipWork
 from service.worker.heartbeat import Heartbeat
 from service.worker.sessions import SessionManager
@@ -70,8 +71,11 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         if settings.redis_url is None:
             raise ValueError("a worker needs a Redis server: set VIDREC_REDIS_URL")
-        if settings.torch_threads is not None:
-            torch.set_num_threads(settings.torch_threads)
+        threads = settings.torch_threads
+        if threads is None and "OMP_NUM_THREADS" not in os.environ:
+            threads = default_torch_threads()  # not torch's one per host core
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.settings = settings
         self.worker_id = settings.resolved_worker_id()
         self.keys = Keys.from_settings(settings)
@@ -139,6 +143,7 @@ class Worker:
             "device": str(self.catalog.device),
             "state": "draining" if draining else "running",
             "jobs_running": len(self._batch),
+            "torch_threads": torch.get_num_threads(),
         }
         self.registry.beat(info, self.metrics.render())
         self.registered = True
@@ -166,11 +171,12 @@ class Worker:
     def run(self) -> int:
         """Serves until :meth:`stop`; returns the exit status (0)."""
         log.info(
-            "worker %s: models %s (live: %s) on %s",
+            "worker %s: models %s (live: %s) on %s, torch threads: %d",
             self.worker_id,
             ", ".join(self.catalog.names),
             ", ".join(self.catalog.live_names) or "none",
             self.catalog.device,
+            torch.get_num_threads(),
         )
         self._start()
         try:
