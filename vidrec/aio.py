@@ -361,8 +361,9 @@ class AsyncClient:
         """A session's events (``WS /v1/streams/{id}/events``) until it ends.
 
         Without ``after`` the first is a ``session`` event, then every event still kept; with
-        an event id, the events after it. A dropped connection is reopened after the last event
-        received (up to the retry policy's attempts in a row), so none is lost or repeated.
+        an event id, the events after it. A connection that drops or closes before the session's
+        ``end`` is reopened after the last event received (up to the retry policy's attempts in
+        a row), so none is lost or repeated; ``reconnect=False`` ends the iteration instead.
 
         Raises:
             NotFoundError: Unknown or expired session.
@@ -385,7 +386,11 @@ class AsyncClient:
                         yield event
                         if event.type in FINAL_EVENTS:
                             return
-                    return  # closed normally without an end event
+                # Closed without an end event: the gateway went away (a restart, a deploy).
+                if not reconnect:
+                    return
+                if attempt >= self.retry.max_retries:
+                    raise TransportError(f"the events of {session_id} stopped before its end")
             except InvalidHandshake as exc:
                 raise handshake_error(exc, url) from exc
             except (OSError, TimeoutError, ConnectionClosed) as exc:

@@ -15,9 +15,10 @@ from serve_support import ServeProcess, kill, serve_env
 
 
 @contextlib.contextmanager
-def gateway(redis_url: str, **settings: str) -> Iterator[str]:
-    """A ``vidrec gateway`` process on a free port with these ``VIDREC_*`` settings; its URL."""
-    port = free_port()
+def gateway(redis_url: str, port: int | None = None, **settings: str) -> Iterator[str]:
+    """A ``vidrec gateway`` process on ``port`` (default: a free one) with these ``VIDREC_*``
+    settings; its URL."""
+    port = port or free_port()
     env = serve_env(None, redis_url=redis_url, **settings)
     command = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
     process = subprocess.Popen(

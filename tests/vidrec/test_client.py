@@ -10,6 +10,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 from inference_bundles import CLIP_MODEL, LIVE_MODEL
 from pydantic import BaseModel
-from rtsp_fixture import PACKAGES, RtspTestServer, missing_requirements
+from rtsp_fixture import PACKAGES, RtspTestServer, free_port, missing_requirements
+from sdk_support import embedded_redis, gateway
 from serve_support import ServeProcess
 
 from model_core.data import CLASS_NAMES, ClipSpec, generate_stream
@@ -275,3 +277,52 @@ def test_rtsp_session_events_resume_after_an_event(
             assert closed.closed_now is True and closed.state == "closed"
     finally:
         camera.stop()
+
+
+def test_events_resume_across_a_gateway_restart(sdk_server: ServeProcess, tmp_path: Path) -> None:
+    """The events of a session, read through a gateway that is stopped and started again on the
+    same port, arrive once each and in order: the client reopens after the last event it got."""
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.fail(f"{reason}. Install the Debian packages {' '.join(PACKAGES)}.")
+    frames = generate_stream(7, num_actions=12, spec=ClipSpec(size=96, fps=20.0)).frames
+    camera = RtspTestServer({"cam": write_video(tmp_path / "cam.mp4", frames, fps=20.0)}, tmp_path)
+    camera.start()
+    redis_url, port = embedded_redis(sdk_server), free_port()
+    stop_second = threading.Event()
+
+    def second_gateway() -> None:
+        with gateway(redis_url, port=port):
+            stop_second.wait()
+
+    restarted = threading.Thread(target=second_gateway, daemon=True)
+    labels: list[LabelsEvent] = []
+    retry = RetryPolicy(max_retries=8, backoff_s=0.25)
+    try:
+        with Client(sdk_server.url) as opener:
+            session = opener.open_rtsp(camera.url("cam"), stride=4)
+            first = gateway(redis_url, port=port)
+            with Client(first.__enter__(), retry=retry) as reader:
+                try:
+                    for event in reader.events(session.session_id):
+                        if isinstance(event, LabelsEvent):
+                            labels.append(event)
+                            if len(labels) == 2:  # the gateway goes away under the reader
+                                first.__exit__(None, None, None)
+                                restarted.start()
+                            if len(labels) == 12:  # more than the client had buffered
+                                break
+                finally:
+                    if not restarted.is_alive():
+                        first.__exit__(None, None, None)
+            opener.close(session.session_id)
+        # The reader's events after the restart came through the second gateway's socket.
+        route = "/v1/streams/{session_id}/events"
+        assert http_count(f"http://127.0.0.1:{port}", route, 101) >= 1
+    finally:
+        stop_second.set()
+        if restarted.is_alive():
+            restarted.join(timeout=30)
+        camera.stop()
+    indices = [e.frame_index for e in labels]
+    assert indices == list(range(indices[0], indices[0] + 4 * len(indices), 4)), indices
