@@ -175,6 +175,8 @@ def _run_stack() -> Iterator[Stack]:
         "API_KEYS_FILE": str(keys_file),
         "GATEWAY_PORT": str(gateway_port),
         "PROMETHEUS_PORT": str(prometheus_port),
+        # Two workers on the two shared cores of the project's machines.
+        "WORKER_THREADS": "1",
     }
     # A run that died half-way may have left its containers and volumes.
     _compose(env, "down", "-v")
