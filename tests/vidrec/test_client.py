@@ -36,6 +36,7 @@ from vidrec import (
     JobAccepted,
     LabelsEvent,
     NotFoundError,
+    RateLimitError,
     RetryPolicy,
     ServiceUnavailableError,
     SessionEvent,
@@ -64,13 +65,14 @@ def assert_described(model: BaseModel) -> None:
     assert not missing, f"add these fields to service/wire.py {type(model).__name__}: {missing}"
 
 
-def http_count(url: str, route: str, status: int) -> float:
-    """``vidrec_http_requests_total`` of a route and status, from the gateway's /metrics."""
+def http_count(url: str, route: str, status: int, *, escape: bool = True) -> float:
+    """``vidrec_http_requests_total`` of a route (a regex with ``escape=False``) and status,
+    summed over methods, from the gateway's /metrics."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    labels = rf'[^}}]*route="{re.escape(route)}"[^}}]*status="{status}"[^}}]*'
+    where = re.escape(route) if escape else route
+    labels = rf'[^}}]*route="{where}"[^}}]*status="{status}"[^}}]*'
     pattern = rf"vidrec_http_requests_total{{{labels}}} (\S+)"
-    match = re.search(pattern, text)
-    return float(match.group(1)) if match else 0.0
+    return sum(float(value) for value in re.findall(pattern, text))
 
 
 def test_importing_the_sdk_loads_no_model_code() -> None:
@@ -326,3 +328,20 @@ def test_events_resume_across_a_gateway_restart(sdk_server: ServeProcess, tmp_pa
         camera.stop()
     indices = [e.frame_index for e in labels]
     assert indices == list(range(indices[0], indices[0] + 4 * len(indices), 4)), indices
+
+
+def test_429_is_retried_after_retry_after(sdk_server: ServeProcess) -> None:
+    redis_url = embedded_redis(sdk_server)
+    with gateway(redis_url, rate_limit_rps="1", rate_limit_burst="1") as url:
+        with Client(url, retry=RetryPolicy(max_retries=0)) as impatient:
+            impatient.models()
+            with pytest.raises(RateLimitError) as limited:
+                impatient.models()
+        assert limited.value.status == 429 and limited.value.retry_after_s is not None
+        assert limited.value.retry_after_s > 0
+        with Client(url) as patient:  # the default policy: waits Retry-After and tries again
+            for _ in range(3):
+                assert patient.models().defaults.clip == CLIP_MODEL
+        # Any route label: a request the rate limit refuses is answered before routing.
+        assert http_count(url, '[^"]*', 429, escape=False) >= 2  # the impatient one's, a retry's
+        assert http_count(url, "/v1/models", 200) == 4
