@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from inference_bundles import CLIP_MODEL, LIVE_MODEL
+from PIL import Image
 from pydantic import BaseModel
 from rtsp_fixture import PACKAGES, RtspTestServer, free_port, missing_requirements
 from sdk_support import embedded_redis, gateway
@@ -189,21 +190,25 @@ def test_url_from_the_environment(
     assert f"{LIVE_MODEL} " in capsys.readouterr().out
 
 
-def test_live_stream_from_arrays(sdk_server: ServeProcess) -> None:
+def test_live_stream_from_arrays(sdk_server: ServeProcess, tmp_path: Path) -> None:
     frames = np.zeros((16, 96, 96, 3), np.uint8)
     for t, frame in enumerate(frames):
         frame[30:60, 4 * t : 4 * t + 30] = 255
+    # One frame goes as an image file's path, the others as arrays.
+    png = tmp_path / "frame3.png"
+    Image.fromarray(frames[3]).save(png)
+    sent: list[np.ndarray | Path] = [*frames[:3], png, *frames[4:]]
     with Client(sdk_server.url) as client, client.live(stride=8, budget="all") as stream:
         assert_described(stream.session)
         assert stream.session.model == LIVE_MODEL and stream.session.stride == 8
         assert stream.session.budget == {"keep_all": True}
         # Paced, so the worker drops none (a stream faster than its worker loses frames).
-        for frame in frames[:8]:
+        for frame in sent[:8]:
             stream.send(frame)
             time.sleep(0.05)
         stream.set_budget(0.5)
         stream.send(b"\x89PNG but not really")
-        for frame in frames[8:]:
+        for frame in sent[8:]:
             stream.send(frame)
             time.sleep(0.05)
         stream.finish()
