@@ -1,10 +1,12 @@
-"""Regenerates the eventful tables in docs/BENCHMARKS.md from the JSON the benchmark wrote.
+"""Regenerates the benchmark tables in docs/BENCHMARKS.md from the JSON the benchmarks wrote.
 
 ``vidrec bench eventful`` writes docs/eventful_bench.json (backbones and batching) and, with
 ``--bundle``, docs/eventful_stream_bench.json (the streaming model) and
 docs/eventful_stream_bench_seed100.json (the same model on other streams); the tables in the
-doc are rendered from those files, so no figure is typed in by hand. (The tables of the lab
-notes, research/NOTES.md, have their own renderer: research/render_notes.py.)
+doc are rendered from those files, so no figure is typed in by hand. ``vidrec bench live``
+writes docs/live_bench.json and its plot; until that file exists its section says what to run.
+(The tables of the lab notes, research/NOTES.md, have their own renderer:
+research/render_notes.py.)
 
 python scripts/render_bench_docs.py          # rewrite the tables in place
 python scripts/render_bench_docs.py --check  # exit 1 if the doc is stale (the tests do this)
@@ -131,6 +133,87 @@ def first_streams_table() -> list[str]:
     return lines
 
 
+LIVE_JSON = "live_bench.json"
+LIVE_COMMAND = "vidrec bench live --out docs/live_bench.json"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def live_section(data: dict[str, Any] | None) -> list[str]:
+    """The ``vidrec bench live`` tables (docs/live_bench.json), or what to run when none was
+    recorded yet."""
+    if data is None:
+        return [
+            f"No figures recorded yet: `{LIVE_COMMAND}` writes `docs/{LIVE_JSON}` and its plot, "
+            "then `python scripts/render_bench_docs.py` renders them here."
+        ]
+    m, c = data["machine"], data["config"]
+    memory = f", {m['memory_bytes'] / 1024 / MiB:.0f} GiB" if m.get("memory_bytes") else ""
+    others = [p["cpu_percent"].get("others") for p in data["points"]]
+    busy = [x for x in others if x is not None]
+    noise = f"; other processes used {min(busy):.0f}–{max(busy):.0f}% CPU" if busy else ""
+    server = (
+        f"`vidrec serve` started by the bench, {'defaults' if not c['server_env'] else 'with '}"
+        + ", ".join(f"`{k}={v}`" for k, v in c["server_env"].items())
+        if c["own_service"]
+        else "a running service"
+    )
+    lines = [
+        f"Measured {data['date']} on {m['cpu']}, {m['cores']} cores{memory} ({m['os']}, Python "
+        f"{m['python']}){noise}. {server}; {c['fps']:g} fps per stream, {c['duration']:g} s per "
+        f"point (latencies without the first {c['warmup']:g} s), stride "
+        f"{c['stride'] or 'of the server'}, budget {c['budget'] or 'of the server'}; "
+        f"{data['wall_s'] / 60:.1f} minutes in all. Raw figures: [`{LIVE_JSON}`]({LIVE_JSON}).",
+        "",
+        "| workers | frames | streams | opened | ended early | sent | processed | dropped | drop % "
+        "| p50 / p95 / p99 ms | server p50 ms | worker CPU % | gateway CPU % | Redis MiB "
+        "| client late % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["rows"]:
+        redis = "—" if r["Redis MiB"] is None else f"{r['Redis MiB']:.1f}"
+        lines.append(
+            f"| {r['workers'] or '—'} | {r['frames']} | {r['streams']} | {r['opened']} "
+            f"| {r['ended early']} | {r['sent']} | {r['processed']} | {r['dropped']} "
+            f"| {_pct(r['drop %'])} "
+            f"| {_ms(r['p50 ms'])} / {_ms(r['p95 ms'])} / {_ms(r['p99 ms'])} "
+            f"| {_ms(r['server p50 ms'])} | {_pct(r['worker CPU %'])} "
+            f"| {_pct(r['gateway CPU %'])} | {redis} | {_pct(r['late %'])} |"
+        )
+    lines += [
+        "",
+        f"![p95 latency and drops against streams]({Path(LIVE_JSON).with_suffix('.png')})",
+        "",
+        "Where a labelled frame's time goes (ms, means over each point):",
+        "",
+        "| workers | frames | streams | round trip | outside server | server | queue + wait "
+        "| decode (whole step) | model step | frames per step | decode per frame |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["breakdown_rows"]:
+        per_step = "—" if r["frames/step"] is None else f"{r['frames/step']:.1f}"
+        lines.append(
+            f"| {r['workers'] or '—'} | {r['frames']} | {r['streams']} | {_ms(r['round trip'])} "
+            f"| {_ms(r['outside server'])} | {_ms(r['server'])} | {_ms(r['queue+wait'])} "
+            f"| {_ms(r['decode/step'])} | {_ms(r['model step'])} | {per_step} "
+            f"| {_ms(r['decode/frame'])} |"
+        )
+    lines += ["", "Not separated by what the events and metrics carry:", ""]
+    lines += [f"- {item}" for item in data["breakdown_missing"]]
+    return lines
+
+
+def _live() -> list[str]:
+    path = DOCS / LIVE_JSON
+    return live_section(_load(LIVE_JSON) if path.is_file() else None)
+
+
 def _section(name: str, render: Any) -> Section:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return start, end, lambda: "\n".join([start, *render(), end])
@@ -141,6 +224,7 @@ SECTIONS = [
     _section("eventful-batching", batching_table),
     _section("eventful-stream", stream_table),
     _section("eventful-stream-first", first_streams_table),
+    _section("live-bench", _live),
 ]
 
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RENDERERS = [
     "scripts/render_model_docs.py",  # docs/MODELS.md: the model and demo-bundle tables
     "scripts/render_settings_docs.py",  # docs/OPERATIONS.md: the settings table
-    "scripts/render_bench_docs.py",  # docs/BENCHMARKS.md: the eventful tables, from JSON
+    "scripts/render_bench_docs.py",  # docs/BENCHMARKS.md: the benchmark tables, from JSON
     "research/render_notes.py",  # research/NOTES.md: the lab notes' tables, from research/data
 ]
 

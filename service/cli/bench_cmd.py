@@ -18,6 +18,7 @@ BENCHMARKS = (
     "ingest_decode",
     "clip_lengths",
     "cli_startup",
+    "live",
     "live_threads",
 )
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"
