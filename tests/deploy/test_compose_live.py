@@ -255,6 +255,20 @@ def test_ready_and_containers_healthy(stack: Stack) -> None:
     assert write.returncode != 0  # read-only root filesystem
 
 
+def test_image_holds_no_build_tools_or_host_config(stack: Stack) -> None:
+    # What the build mounted (pip's configuration, wheel directories) left nothing behind, and no
+    # compiler came along.
+    probe = (
+        "import os, shutil; print(sorted(os.listdir('/opt'))); "
+        "print([c for c in ('gcc', 'cc', 'g++', 'clang', 'make') if shutil.which(c)]); "
+        "print([p for p in ('/etc/pip.conf', '/etc/xdg/pip', '/root/.config/pip') "
+        "if os.path.exists(p)])"
+    )
+    shown = _podman(stack.env, "exec", f"{PROJECT}_gateway_1", "python3", "-c", probe)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split("\n")[:3] == ["['vidrec', 'vidrec-app']", "[]", "[]"]
+
+
 def test_clip_over_rest_needs_a_key_and_is_answered(stack: Stack, clip_file: Path) -> None:
     refused = httpx.post(
         f"{stack.gateway}/v1/clips", files={"file": ("clip.mp4", clip_file.read_bytes())}
@@ -382,3 +396,15 @@ def test_jobs_answered_after_a_worker_is_killed(stack: Stack, clip_file: Path) -
         assert state["result"]["labels"][0]["label"] == "move_up"
     # The killed worker's heartbeat lapsed: it is gone from the live workers.
     _eventually(lambda: not (live_workers() & victim_ids), 60, "the killed worker leaving")
+
+
+def test_a_stopped_worker_drains_and_exits_cleanly(stack: Stack) -> None:
+    # SIGTERM reaches the worker through the container's init; it finishes what it took,
+    # deregisters and exits 0 well before podman would resort to SIGKILL.
+    container = f"{PROJECT}_worker_2"
+    started = time.monotonic()
+    stopped = _podman(stack.env, "stop", "--time", "60", container)
+    assert stopped.returncode == 0, stopped.stderr
+    assert time.monotonic() - started < 55
+    state = _podman(stack.env, "inspect", "--format", "{{.State.ExitCode}}", container)
+    assert state.stdout.strip() == "0", _podman(stack.env, "logs", "--tail", "20", container).stdout
