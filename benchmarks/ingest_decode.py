@@ -12,6 +12,9 @@ Writes (once, then reuses) a 60 s 1280x720 30 fps H.264 MP4 with a keyframe ever
 - ``ingest_sparse_resize224``: the same, scaled to a 224-pixel short side in swscale;
 - ``ingest_multiview_3x3``: 3 temporal clips x 3 crops (24 frames) with seeking;
 - ``ingest_sparse_isolated``: ``ingest_sparse`` in a child process (``decode_clip_isolated``);
+- ``worker_decoder``: what the worker runs on an upload by default (``clip_decoder(Settings())``:
+  isolated, with its CPU-time and memory budgets), scaled to 224 as the models want; compare
+  with ``ingest_sparse_resize224``, the same work in process;
 - ``probe``: the index pass and one frame, no sampling.
 
 Prints a table with ratios and writes JSON. Usage::
@@ -37,6 +40,8 @@ import av
 import numpy as np
 
 from service.ingest import Sampling, decode_clip, decode_clip_isolated, probe_clip
+from service.settings import Settings
+from service.worker.decode import clip_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench-results" / "ingest_decode.json"
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     data = CLIP.read_bytes()
     info = probe_clip(data)
     wanted = set(decode_clip(data, Sampling(num_frames=8)).frame_indices.ravel().tolist())
+    worker_decode = clip_decoder(Settings())
 
     def ingest(sampling: Sampling, **kwargs: Any) -> Callable[[], int]:
         return lambda: decode_clip(data, sampling, **kwargs).frames_decoded
@@ -132,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_sparse_resize224": ingest(Sampling(num_frames=8), short_side=224),
         "ingest_multiview_3x3": ingest(Sampling(num_frames=8, num_clips=3, num_crops=3)),
         "ingest_sparse_isolated": lambda: decode_clip_isolated(data).frames_decoded,
+        "worker_decoder": lambda: (
+            worker_decode(data, Sampling(num_frames=8), short_side=224).frames_decoded
+        ),
         "probe": lambda: 1 if probe_clip(data) else 0,  # the index pass plus one decoded frame
     }
     results = run_cases(cases, args.repeats)
@@ -149,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
             f"overhead_isolated_vs_in_process_{suffix}": (
                 t["ingest_sparse_isolated"] / t["ingest_sparse"]
+            ),
+            f"overhead_worker_decoder_vs_in_process_{suffix}": (
+                t["worker_decoder"] / t["ingest_sparse_resize224"]
+            ),
+            f"added_ms_worker_decoder_{suffix}": (
+                (t["worker_decoder"] - t["ingest_sparse_resize224"]) * 1000
             ),
         }
     base = results["bare_decode_all"]["median_s"]

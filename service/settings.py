@@ -93,7 +93,15 @@ class Settings(BaseSettings):
         max_clip_height: Tallest clip frame.
         max_clip_pixels: Width times height of a clip frame.
         max_clip_frames: Frames in a clip's index.
+        max_clip_pixel_frames: Width times height times frames of a clip: the decode work a clip
+            may ask for (probed by the gateway, counted again while the worker decodes). The
+            default allows about 32 s of 1080p at 30 fps, 100 s of 720p.
         max_decode_seconds: Wall time of one clip decode.
+        decode_isolated: The worker decodes each upload in a child process with the CPU-time and
+            memory limits below, killed at the wall-time limit.
+        decode_cpu_seconds: CPU time of one isolated decode.
+        decode_memory_bytes: Memory one isolated decode may add (address space, which counts
+            the decoder threads' reserved stacks too: a 4K decode on 2 cores needs about 1 GiB).
         frame_max_bytes: Largest WebSocket frame message.
         frame_max_width: Widest WebSocket frame.
         frame_max_height: Tallest WebSocket frame.
@@ -181,7 +189,11 @@ class Settings(BaseSettings):
     max_clip_height: PositiveInt = 3840
     max_clip_pixels: PositiveInt = 3840 * 2160
     max_clip_frames: PositiveInt = 18_000
+    max_clip_pixel_frames: PositiveInt = 2_000_000_000
     max_decode_seconds: PositiveFloat = 30.0
+    decode_isolated: bool = True
+    decode_cpu_seconds: PositiveFloat = 30.0
+    decode_memory_bytes: PositiveInt = 4 * 1024 * MiB
     frame_max_bytes: PositiveInt = 2 * MiB
     frame_max_width: PositiveInt = 1920
     frame_max_height: PositiveInt = 1920
@@ -307,6 +319,7 @@ class Settings(BaseSettings):
             max_height=self.max_clip_height,
             max_pixels=self.max_clip_pixels,
             max_frames=self.max_clip_frames,
+            max_pixel_frames=self.max_clip_pixel_frames,
             max_decode_seconds=self.max_decode_seconds,
         )
 

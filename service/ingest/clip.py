@@ -34,6 +34,7 @@ from service.ingest.convert import scaled_size, to_rgb
 from service.ingest.errors import (
     CorruptVideoError,
     DecodeTimeoutError,
+    DecodeTooCostlyError,
     IngestError,
     NotAVideoError,
     NoVideoStreamError,
@@ -364,6 +365,9 @@ def _index(
     keyframes: list[int] = []
     beyond_end = False
     max_ticks = limits.max_duration_s / float(tb)
+    codec_ctx = vs.codec_context
+    frame_pixels = max(codec_ctx.width * codec_ctx.height, 1)
+    max_indexed = limits.max_pixel_frames // frame_pixels  # more frames than this cost too much
     try:
         for packet in container.demux(vs):
             deadline.check()
@@ -379,6 +383,8 @@ def _index(
                 beyond_end = True
             if len(pts) > limits.max_frames:
                 raise TooManyFramesError(f"the clip has more than {limits.max_frames} frames")
+            if len(pts) > max_indexed:
+                raise _too_costly(len(pts), codec_ctx.width, codec_ctx.height, limits)
             if stamp - pts[0] > max_ticks:
                 raise TooLongError(f"the clip lasts longer than {limits.max_duration_s:g} s")
     except av.error.FFmpegError as exc:
@@ -405,7 +411,6 @@ def _index(
             f"the file was cut short: {len(pts)} frames ({duration:.2f} s) are present of the "
             f"{_declared_text(container, vs)} it declares"
         )
-    codec_ctx = vs.codec_context
     info = ClipInfo(
         container=container.format.name,
         codec=codec_ctx.codec.canonical_name,
@@ -419,6 +424,13 @@ def _index(
         size_bytes=size,
     )
     return info, _Index(pts=pts, keyframes=keyframes, times_s=times_s)
+
+
+def _too_costly(frames: int, width: int, height: int, limits: ClipLimits) -> DecodeTooCostlyError:
+    return DecodeTooCostlyError(
+        f"the clip holds {frames} or more frames of {width}x{height}, over the decode limit of "
+        f"{limits.max_pixel_frames} pixels times frames; send fewer or smaller frames"
+    )
 
 
 def _declared_duration_s(container: av.container.InputContainer, vs: VideoStream) -> float | None:
@@ -477,6 +489,7 @@ def _decode_wanted(
     got: dict[int, npt.NDArray[np.uint8]] = {}
     pending = list(wanted)
     decoded = 0
+    work = 0  # pixels times frames decoded so far
     seeks = 0
     frames: Iterator[VideoFrame] | None = None
     last_pts: int | None = None
@@ -499,6 +512,12 @@ def _decode_wanted(
             if decoded > limits.max_frames:
                 raise TooManyFramesError(f"more than {limits.max_frames} frames were decoded")
             _check_resolution(frame.width, frame.height, limits)
+            work += frame.width * frame.height
+            if work > limits.max_pixel_frames:
+                raise DecodeTooCostlyError(
+                    f"decoding passed {limits.max_pixel_frames} pixels times frames after "
+                    f"{decoded} frames; send fewer frames or smaller ones"
+                )
             stamp = frame.pts
             if stamp is None:
                 raise CorruptVideoError("a decoded frame has no timestamp")

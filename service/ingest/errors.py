@@ -104,6 +104,14 @@ class TooManyFramesError(IngestError):
     http_status = 422
 
 
+class DecodeTooCostlyError(IngestError):
+    """Decoding the clip would cost more than allowed: too many pixels times frames, or more
+    CPU time or memory than the decoder is given."""
+
+    code = "decode_too_costly"
+    http_status = 422
+
+
 class DecodeTimeoutError(IngestError):
     """Decoding took longer than the wall-time limit."""
 

@@ -31,6 +31,9 @@ class ClipLimits:
         max_height: Height of a frame, before rotation.
         max_pixels: Width times height, so a 4096x4096 frame can be refused while 4096x2160 passes.
         max_frames: Frames in the clip's index, and frames decoded in one call.
+        max_pixel_frames: The decode work: width times height times the frames in the clip's
+            index (at probe time), and summed over the frames decoded in one call. A clip of
+            few bytes can hold hundreds of large frames that each cost full decoding.
         max_decode_seconds: Wall time of one decode call, open to last frame.
         formats: Accepted FFmpeg demuxers; nothing else is even probed.
         codecs: Accepted video codecs.
@@ -42,12 +45,14 @@ class ClipLimits:
     max_height: int = 3840
     max_pixels: int = 3840 * 2160
     max_frames: int = 18_000
+    max_pixel_frames: int = 2_000_000_000
     max_decode_seconds: float = 30.0
     formats: frozenset[str] = DEFAULT_FORMATS
     codecs: frozenset[str] = DEFAULT_CODECS
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_width", "max_height", "max_pixels", "max_frames"):
+        names = ("max_bytes", "max_width", "max_height", "max_pixels", "max_frames")
+        for name in (*names, "max_pixel_frames"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_duration_s <= 0 or self.max_decode_seconds <= 0:

@@ -28,7 +28,7 @@ import redis
 import torch
 
 from service.inference import ClipClassifier, ModelCatalog, ModelEntry, answer_from_views
-from service.ingest import DecodedClip, IngestError, Sampling, decode_clip
+from service.ingest import DecodedClip, IngestError, Sampling
 from service.keys import CLIP_GROUP, Keys
 from service.metrics import WorkerMetrics
 from service.queue import ClipConsumer, ClipTask, job_error
@@ -42,6 +42,7 @@ from service.worker.answers import (
     ingest_error,
     internal_error,
 )
+from service.worker.decode import clip_decoder
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class ClipWork:
         self.classifier = ClipClassifier(catalog)
         self.metrics = metrics
         self.limits = settings.clip_limits()
+        self.decode = clip_decoder(settings)  # isolated, within CPU and memory budgets
         self.worker_id = worker_id
         self.served_elsewhere = served_elsewhere
         self.redis: redis.Redis = consumer.redis
@@ -291,7 +293,7 @@ class ClipWork:
             return None
         short_side = entry.config.preprocessing.resize_size
         try:
-            decoded = decode_clip(task.data, sampling, self.limits, short_side=short_side)
+            decoded = self.decode(task.data, sampling, short_side=short_side)
         except IngestError as exc:
             self._fail(task, name, ingest_error(exc), "rejected")
             return None

@@ -8,6 +8,7 @@ uvicorn settings it applies (keep-alive, concurrency and h11 limits) are the one
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -20,7 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 
 from service.redis_conn import ping_url
 
@@ -165,3 +168,29 @@ def running_gateway(**settings: object) -> Iterator[GatewayProcess]:
         yield gateway
     finally:
         gateway.stop()
+
+
+def decode_bomb(frames: int = 600, width: int = 3840, height: int = 2160) -> bytes:
+    """A small H.264 MP4 that is costly to decode: one keyframe, then one all-skip P frame muxed
+    ``frames - 1`` times (600 frames of 4K in about 44 KB, the issue's bomb)."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": "100000", "bframes": "0"}
+        planes = np.zeros((height * 3 // 2, width), np.uint8)  # (Y + U + V rows, W)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        packets = []
+        for index in range(2):
+            frame.pts = index
+            packets += stream.encode(frame)
+        packets += stream.encode()
+        key, skip = bytes(packets[0]), bytes(packets[1])
+        for index in range(frames):
+            packet = av.Packet(key if index == 0 else skip)
+            packet.pts = packet.dts = index
+            packet.time_base = packets[0].time_base
+            packet.is_keyframe = index == 0
+            packet.stream = stream
+            container.mux(packet)
+    return buf.getvalue()

@@ -17,7 +17,7 @@ import pytest
 from edge_support import GatewayProcess, free_port, running_gateway
 
 from service.ingest import check_source_url
-from service.ingest.errors import SourceURLForbiddenError, SourceUnreachableError
+from service.ingest.errors import SourceUnreachableError, SourceURLForbiddenError
 from service.ingest.rtsp import RtspReader, StreamState
 from service.ingest.settings import RtspSettings, UrlPolicy
 from service.settings import Settings
