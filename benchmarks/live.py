@@ -96,7 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="own service: a VIDREC_* setting to change from its default (repeatable)",
+        help="own service: a setting (VIDREC_*, OMP_NUM_THREADS) to change from its default "
+        "(repeatable)",
     )
     parser.add_argument("--sources", type=int, default=2, help="distinct generated streams")
     parser.add_argument("--jpeg-quality", type=int, default=85)
@@ -136,8 +137,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def parse_env(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not name.startswith("VIDREC_"):
-        raise ValueError(f"--server-env takes VIDREC_NAME=VALUE, not {text!r}")
+    if not sep or not (name.startswith("VIDREC_") or name == "OMP_NUM_THREADS"):
+        raise ValueError(f"--server-env takes VIDREC_NAME=VALUE or OMP_NUM_THREADS=N, not {text!r}")
     return name, value
 
 
@@ -401,8 +402,14 @@ class Service:
     """``vidrec serve --port 0 --workers W`` in a subprocess: its URL, workers' and Redis's pids."""
 
     def __init__(self, args: argparse.Namespace, workers: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
-        env.update(args.env_overrides)  # defaults, except what the caller changes
+        # No VIDREC_* and no OMP_NUM_THREADS: the worker then picks its threads itself.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("VIDREC_") and k != "OMP_NUM_THREADS"
+        }
+        env.update(args.env_overrides)
+        self.env = env  # defaults, except what the caller changes
         env["PYTHONUNBUFFERED"] = "1"
         command = [sys.executable, "-c", SERVE_CODE, "serve", "--port", "0"]
         command += ["--workers", str(workers), "--log-level", "warning"]
@@ -462,6 +469,34 @@ class Service:
         if self.redis_pid is not None:
             named["redis"] = self.redis_pid
         return named
+
+    def worker_info(self) -> list[dict[str, Any]]:
+        """What each worker's heartbeat says of it (threads, device, capacity), read from the
+        embedded Redis; empty when it cannot be read."""
+        if self.redis_url is None:
+            return []
+        import redis
+
+        from service.keys import Keys
+        from service.settings import Settings
+
+        # The service's settings: defaults (not this process's environment) and the overrides.
+        prefix = self.env.get("VIDREC_KEY_PREFIX", "vidrec")
+        keys = Keys.from_settings(Settings.model_construct(key_prefix=prefix))
+        fields = ("pid", "torch_threads", "device", "capacity", "stride")
+        found = []
+        try:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2.0)
+            try:
+                for member in sorted(client.smembers(keys.workers)):
+                    values = client.hmget(keys.worker(member.decode()), fields)
+                    info = {f: v.decode() for f, v in zip(fields, values, strict=True) if v}
+                    found.append({"id": member.decode(), **info})
+            finally:
+                client.close()
+        except (redis.RedisError, OSError, UnicodeDecodeError):
+            return []
+        return found
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -1075,6 +1110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.url:
         pids = {f"worker{i + 1}": pid for i, pid in enumerate(args.worker_pids)}
         print(f"driving {args.url}")
+        if local_address(args.url, 0, not args.no_spread) is None:
+            print(
+                "note: every stream comes from this machine's one address, so the server's "
+                "per-client quota of live sessions (VIDREC_QUOTA_LIVE_SESSIONS, default 4) and "
+                "its rate limit count them together: raise them there, or use a key (--api-key) "
+                "whose quota fits"
+            )
         sweep(args.url, args, frames, None, pids, args.redis_url, points)
     else:
         for workers in args.workers:
@@ -1082,11 +1124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = Service(args, workers)
             try:
                 server.wait_ready()
-                print(f"service ready at {server.url}: pids {server.pids()}", flush=True)
+                info = server.worker_info()
+                print(f"service ready at {server.url}: workers {info}", flush=True)
                 sweep(server.url, args, frames, workers, server.pids(), server.redis_url, points)
             finally:
                 status = server.stop()
-            services.append({"workers": workers, "exit_status": status})
+            services.append({"workers": workers, "worker_info": info, "exit_status": status})
     rows = rows_of(points)
     print()
     print(table(rows))

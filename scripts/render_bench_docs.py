@@ -157,13 +157,23 @@ def live_section(data: dict[str, Any] | None) -> list[str]:
     memory = f", {m['memory_bytes'] / 1024 / MiB:.0f} GiB" if m.get("memory_bytes") else ""
     others = [p["cpu_percent"].get("others") for p in data["points"]]
     busy = [x for x in others if x is not None]
-    noise = f"; other processes used {min(busy):.0f}–{max(busy):.0f}% CPU" if busy else ""
+    spread = f"{min(busy):.0f}–{max(busy):.0f}" if busy and min(busy) != max(busy) else ""
+    spread = spread or (f"{busy[0]:.0f}" if busy else "")
+    noise = f"; other processes used {spread}% CPU (100% = one core)" if busy else ""
     server = (
         f"`vidrec serve` started by the bench, {'defaults' if not c['server_env'] else 'with '}"
         + ", ".join(f"`{k}={v}`" for k, v in c["server_env"].items())
         if c["own_service"]
         else "a running service"
     )
+    threads = [
+        f"{'/'.join(sorted({str(w.get('torch_threads', '?')) for w in svc['worker_info']}))} "
+        f"with {svc['workers']} worker{'s' if svc['workers'] != 1 else ''}"
+        for svc in data.get("services", [])
+        if svc.get("worker_info")
+    ]
+    if threads:
+        server += "; torch threads per worker: " + ", ".join(threads)
     lines = [
         f"Measured {data['date']} on {m['cpu']}, {m['cores']} cores{memory} ({m['os']}, Python "
         f"{m['python']}){noise}. {server}; {c['fps']:g} fps per stream, {c['duration']:g} s per "
