@@ -904,7 +904,7 @@ def rows_of(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for p in points:
         lat, cpu, mem = p["latency_ms"], p["cpu_percent"], p["redis_memory"]
         workers = [v for k, v in cpu.items() if k.startswith("worker") and v is not None]
-        used = mem.get("used_max_bytes")
+        used, start = mem.get("used_max_bytes"), mem.get("used_start_bytes")
         rows.append(
             {
                 "workers": p["workers"],
@@ -922,6 +922,7 @@ def rows_of(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "server p50 ms": p["server_latency_ms"]["p50"],
                 "worker CPU %": sum(workers) if workers else None,
                 "gateway CPU %": cpu.get("gateway"),
+                "Redis start MiB": start / MiB if start is not None else None,
                 "Redis MiB": used / MiB if used is not None else None,
                 "late %": 100.0 * p["client"]["late_fraction"]
                 if p["client"]["late_fraction"] is not None
@@ -980,6 +981,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError:
         return False
     fig, (ax_lat, ax_drop) = plt.subplots(1, 2, figsize=(11, 4))
@@ -994,16 +996,24 @@ def plot(points: list[dict[str, Any]], path: Path) -> bool:
         ax_lat.plot(xs, [np.nan if v is None else v for v in p95], marker="o", label=name)
         drops = [p["drop_fraction"] for p in items]
         ax_drop.plot(xs, [np.nan if v is None else 100 * v for v in drops], marker="o", label=name)
+    streams = sorted({p["streams"] for p in points})
     for ax in (ax_lat, ax_drop):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(streams)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("concurrent streams")
         ax.grid(True, alpha=0.3)
     ax_lat.set_yscale("log")
+    ax_lat.yaxis.set_major_formatter(ScalarFormatter())
     ax_lat.set_ylabel("p95 frame-to-label latency (ms)")
-    ax_lat.axhline(100, color="grey", linestyle="--", linewidth=1)
-    ax_drop.set_ylabel("frames dropped (%)")
-    ax_drop.axhline(1, color="grey", linestyle="--", linewidth=1)
+    ax_lat.axhline(100, color="grey", linestyle="--", linewidth=1, label="100 ms")
+    ax_drop.set_ylabel("frames dropped (% of sent)")
+    ax_drop.axhline(1, color="grey", linestyle="--", linewidth=1, label="1%")
+    worst = max((100 * (p["drop_fraction"] or 0.0) for p in points), default=0.0)
+    ax_drop.set_ylim(0, max(5.0, 1.1 * worst))
     ax_lat.legend(fontsize=8)
+    ax_drop.legend(fontsize=8)
     fig.suptitle("vidrec bench live")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,12 +182,14 @@ def live_section(data: dict[str, Any] | None) -> list[str]:
         f"{data['wall_s'] / 60:.1f} minutes in all. Raw figures: [`{LIVE_JSON}`]({LIVE_JSON}).",
         "",
         "| workers | frames | streams | opened | ended early | sent | processed | dropped | drop % "
-        "| p50 / p95 / p99 ms | server p50 ms | worker CPU % | gateway CPU % | Redis MiB "
-        "| client late % |",
+        "| p50 / p95 / p99 ms | server p50 ms | worker CPU % | gateway CPU % "
+        "| Redis MiB, start → max | client late % |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["rows"]:
-        redis = "—" if r["Redis MiB"] is None else f"{r['Redis MiB']:.1f}"
+        redis = "—"
+        if r["Redis MiB"] is not None and r.get("Redis start MiB") is not None:
+            redis = f"{r['Redis start MiB']:.1f} → {r['Redis MiB']:.1f}"
         lines.append(
             f"| {r['workers'] or '—'} | {r['frames']} | {r['streams']} | {r['opened']} "
             f"| {r['ended early']} | {r['sent']} | {r['processed']} | {r['dropped']} "
