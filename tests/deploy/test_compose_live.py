@@ -187,6 +187,8 @@ def _run_stack() -> Iterator[Stack]:
         yield Stack(gateway, f"http://127.0.0.1:{prometheus_port}", key, env)
     finally:
         _compose(env, "down", "-v")
+        # podman-compose 1.0.3 leaves the project's network behind.
+        _podman(env, "network", "rm", "--force", f"{PROJECT}_default")
         left = _containers(env)
         assert not left, f"containers left after podman-compose down: {left}"
 
