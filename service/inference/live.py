@@ -170,6 +170,19 @@ class LiveEvent:
         }
 
 
+@dataclass(frozen=True)
+class LiveStep:
+    """What one batched step did.
+
+    Attributes:
+        events: Per session, its labels event when one was due, else None.
+        costs: Per session, what its frame cost in this step, as the engine counted it.
+    """
+
+    events: dict[str, LiveEvent | None]
+    costs: dict[str, SessionCost]
+
+
 @dataclass
 class _Session:
     slot: int
@@ -311,14 +324,25 @@ class LiveRunner:
             UnknownSessionError: a session that is not open (nothing is computed).
             ValueError: a frame of the wrong shape or type (nothing is computed).
         """
+        return self.run(frames).events
+
+    def run(self, frames: Mapping[str, np.ndarray]) -> LiveStep:
+        """:meth:`step`, with what each session's frame cost in it (for a caller that accounts
+        per session, as the worker's metrics do).
+
+        Raises:
+            UnknownSessionError: a session that is not open (nothing is computed).
+            ValueError: a frame of the wrong shape or type (nothing is computed).
+        """
         if not frames:
-            return {}
+            return LiveStep({}, {})
         ids = list(frames)
         sessions = [self._get(s) for s in ids]
         spec = self.entry.config.preprocessing
         batch = torch.stack([_preprocess(frames[s], spec, s) for s in ids])  # (S, 3, H, W)
         output = self.engine.step(batch, [s.slot for s in sessions])
         events: dict[str, LiveEvent | None] = {}
+        costs: dict[str, SessionCost] = {}
         due = [(i, logits) for i, logits in enumerate(output.logits) if logits is not None]
         probs = torch.stack([lg for _, lg in due]).float().softmax(-1).cpu() if due else None
         for i, (session_id, session) in enumerate(zip(ids, sessions, strict=True)):
@@ -327,6 +351,7 @@ class LiveRunner:
             session.since_event.add(cost)
             session.totals.add(cost)
             events[session_id] = None
+            costs[session_id] = cost
         for row, (i, _) in enumerate(due):
             assert probs is not None
             session_id, session = ids[i], sessions[i]
@@ -344,7 +369,7 @@ class LiveRunner:
                 totals=Compute(**session.totals.to_dict()),
             )
             session.since_event = Compute()
-        return events
+        return LiveStep(events, costs)
 
     def _get(self, session_id: str) -> _Session:
         try:

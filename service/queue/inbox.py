@@ -57,12 +57,16 @@ class Adoption:
     frames_processed: int
     frames_dropped: int
 
-    def unaccounted(self, recovered: int) -> int:
+    def unaccounted(self, recovered: int, processed: int = 0) -> int:
         """Frames routed to the dead owner that it neither processed nor dropped, and that are
-        not among the ``recovered`` still waiting in its inbox: they are lost."""
-        return max(
-            0, self.frames_received - self.frames_processed - self.frames_dropped - recovered
-        )
+        not among the ``recovered`` still waiting in its inbox: they are lost.
+
+        ``processed``: frames the new owner counts as processed already, when it knows more
+        than the counter (a labels event published just before a death that kept its counters
+        from being written).
+        """
+        done = max(self.frames_processed, processed)
+        return max(0, self.frames_received - done - self.frames_dropped - recovered)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,14 @@
-"""Live and RTSP sessions on their owner worker: inbox messages, backlogs, batched steps, events.
+"""The life of live and RTSP sessions on their owner worker: inbox messages, opening, adoption,
+leases and idle timeouts, RTSP readers, events and counters.
 
-Each session keeps at most ``session_backlog`` frames waiting; when more arrive the oldest go
-(counted in ``frames_dropped`` and the ``backlog`` metric), so a stream faster than the worker
-falls behind by a bounded amount and the newest frames win. Every step takes one waiting frame of
-each session of a runner and runs them as one batch. Frames are decoded here, not when they
-arrive, so a dropped frame costs nothing; a frame that does not decode becomes an ``error`` event
-and the session goes on.
-
-Runners are per live model and stride: the one at ``settings.stride`` is made at start-up, one for
-another stride (a session may ask for its own, recorded as ``stride`` in its hash) when a session
-needs it, and dropped when its last session ends.
+The worker's session code is split as an inference engine's is: the scheduler
+(:mod:`service.worker.scheduler`) keeps the books (backlogs, drops, budgets, which sessions have a
+frame due), the runner (:mod:`service.worker.runner`) owns the tensors (live runners and their
+slot pools) and runs a step, and this module decides what happens to sessions and publishes it.
+Each :meth:`SessionManager.step` takes the scheduler's plan (the oldest waiting frame of every
+session), decodes the frames (a bad one becomes an ``error`` event, counted as dropped, and the
+session goes on), runs them in one batched step per runner, and publishes the labels and the
+counters. A session takes its slot at its first frame here.
 
 Events (JSON on the session's stream):
 
@@ -34,32 +33,26 @@ adopts its sessions knows which frames were lost. A frame that does not decode c
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import time
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import redis
 
 from service.budget import default_budget
-from service.inference import (
-    CapacityError,
-    LiveEvent,
-    LiveRunner,
-    ModelCatalog,
-    parse_budget,
-)
-from service.ingest import IngestError, StreamState, decode_ws_frame
+from service.inference import CapacityError, LiveEvent, ModelCatalog, parse_budget
+from service.ingest import IngestError, StreamState
 from service.metrics import WorkerMetrics
 from service.queue import FINAL_STATES, Adoption, SessionInbox, SessionInfo, SessionMessage
 from service.queue._codec import text
 from service.settings import Settings
 from service.worker.answers import error_event, labels_event
+from service.worker.runner import Runner, StepFailure
+from service.worker.scheduler import Books, Frame, Scheduler
 from service.worker.sources import RtspSource, StateChange
 
 log = logging.getLogger(__name__)
@@ -75,25 +68,6 @@ RECONNECT_EVENT_EVERY_S = 60.0
 
 
 @dataclass
-class _Frame:
-    """A frame waiting for its step: encoded bytes (live) or an image (RTSP)."""
-
-    input_index: int | None
-    data: bytes | None = None
-    image: np.ndarray | None = None
-    received_wall: float | None = None  # gateway receive time, unix seconds
-    received_mono: float | None = None  # RTSP decode time, time.monotonic()
-    budget: dict[str, Any] | None = None  # a budget change that takes effect with this frame
-
-    def latency_ms(self) -> float:
-        if self.received_mono is not None:
-            return (time.monotonic() - self.received_mono) * 1000.0
-        if self.received_wall is not None:
-            return max(0.0, time.time() - self.received_wall) * 1000.0
-        return 0.0
-
-
-@dataclass
 class LocalSession:
     """What the owner keeps about one session.
 
@@ -104,15 +78,8 @@ class LocalSession:
         budget: Its budget (JSON form).
         stride: Labels every this many frames; ``None`` until known.
         first_index: Frames processed before it came here (a moved session keeps counting).
-        processed: Frames processed, all owners together.
-        dropped: Frames dropped, all owners together.
-        backlog: Frames waiting, oldest first.
-        runner: The (model, stride) of the runner holding it, once opened there.
+        books: Its backlog and counters, kept by the scheduler.
         source: Its RTSP reader.
-        dirty: Counters changed since they were last written.
-        next_budget: A budget change that came after the frames waiting now; it takes effect
-            with the next frame to arrive.
-        last_frame: When its last frame arrived here (or it opened), ``time.monotonic()``.
         last_reconnect_event: When its last ``reconnecting`` source event went out.
     """
 
@@ -122,14 +89,8 @@ class LocalSession:
     budget: dict[str, Any]
     stride: int | None
     first_index: int
-    processed: int
-    dropped: int
-    backlog: deque[_Frame]
-    runner: tuple[str, int] | None = None
+    books: Books
     source: RtspSource | None = None
-    dirty: bool = False
-    next_budget: dict[str, Any] | None = None
-    last_frame: float = field(default_factory=time.monotonic)
     last_reconnect_event: float = float("-inf")
 
 
@@ -163,13 +124,10 @@ class SessionManager:
         self.metrics = metrics
         self.settings = settings
         self.worker_id = inbox.worker_id
-        self.frame_limits = settings.frame_limits()
-        self.runners: dict[tuple[str, int], LiveRunner] = {
-            (name, settings.stride): LiveRunner(
-                catalog.get(name), settings.session_capacity, settings.stride
-            )
-            for name in catalog.live_names
-        }
+        self.scheduler = Scheduler(settings.session_backlog)
+        self.runner = Runner(
+            catalog, settings.session_capacity, settings.stride, settings.frame_limits()
+        )
         self.sessions: dict[str, LocalSession] = {}
         self.source_changes: queue.SimpleQueue[StateChange] = queue.SimpleQueue()
         self._foreign: dict[str, None] = {}
@@ -303,9 +261,7 @@ class SessionManager:
             budget=budget,
             stride=stride,
             first_index=first_index,
-            processed=first_index,
-            dropped=info.frames_dropped,
-            backlog=deque(),
+            books=self.scheduler.add(session_id, first_index, info.frames_dropped),
         )
         self.sessions[session_id] = session
         if moved_from is not None:
@@ -337,7 +293,7 @@ class SessionManager:
         if adoption is not None and info.kind == "live":
             taken = self.inbox.take_frames(moved_from, [session.session_id])
             recovered = taken.get(session.session_id, [])
-            lost = adoption.unaccounted(len(recovered))
+            lost = adoption.unaccounted(len(recovered), session.first_index)
         if lost:
             self.inbox.redis.hincrby(
                 self.inbox.keys.session(session.session_id), "frames_lost", lost
@@ -383,29 +339,15 @@ class SessionManager:
         if message.data is None:
             self._error(session.session_id, "invalid_message", "a frame message without data")
             return
-        frame = _Frame(
+        frame = Frame(
             input_index=message.index, data=message.data, received_wall=message.received_s
         )
-        session.last_frame = time.monotonic()
         self._push(session, frame)
 
-    def _push(self, session: LocalSession, frame: _Frame) -> None:
-        if session.next_budget is not None:
-            frame.budget, session.next_budget = session.next_budget, None
-        backlog = session.backlog
-        if len(backlog) >= self.settings.session_backlog:
-            oldest = backlog.popleft()
-            self._count_drops(session, 1)
-            head = backlog[0] if backlog else frame
-            if oldest.budget is not None and head.budget is None:
-                head.budget = oldest.budget  # a dropped frame's budget change still happens
-        backlog.append(frame)
-
-    def _count_drops(self, session: LocalSession, count: int) -> None:
-        if count:
-            session.dropped += count
-            session.dirty = True
-            self.metrics.dropped("backlog", count)
+    def _push(self, session: LocalSession, frame: Frame) -> None:
+        dropped = self.scheduler.push(session.session_id, frame)
+        if dropped:
+            self.metrics.dropped("backlog", dropped)
 
     def _set_budget(self, session: LocalSession, budget: dict[str, Any] | None) -> None:
         """A budget message: it applies from the frames sent after it, so with frames waiting
@@ -416,16 +358,12 @@ class SessionManager:
             self._error(session.session_id, "invalid_budget", str(exc))
             return
         assert budget is not None
-        if session.backlog:
-            session.next_budget = budget
-        else:
-            session.next_budget = None
+        if self.scheduler.budget_now(session.session_id, budget):
             self._apply_budget(session, budget)
 
     def _apply_budget(self, session: LocalSession, budget: dict[str, Any]) -> None:
         session.budget = budget
-        if session.runner is not None:
-            self.runners[session.runner].set_budget(session.session_id, budget)
+        self.runner.set_budget(session.session_id, budget)
 
     # RTSP sources.
 
@@ -445,13 +383,16 @@ class SessionManager:
             for frame in session.source.frames():
                 self._push(
                     session,
-                    _Frame(
+                    Frame(
                         input_index=frame.index,
                         image=frame.image,
                         received_mono=frame.received_at,
                     ),
                 )
-            self._count_drops(session, session.source.new_drops())
+            drops = session.source.new_drops()
+            self.scheduler.count_drops(session.session_id, drops)
+            if drops:
+                self.metrics.dropped("backlog", drops)
 
     def _source_state(self, session: LocalSession, state: StreamState) -> None:
         assert session.source is not None
@@ -499,119 +440,91 @@ class SessionManager:
 
     def pending(self) -> bool:
         """Whether some session has a frame waiting."""
-        return any(s.backlog for s in self.sessions.values())
+        return self.scheduler.pending()
 
     def step(self) -> int:
-        """One batched step per runner over every session with a frame waiting; returns the
-        frames processed."""
-        batches: dict[tuple[str, int], dict[str, tuple[np.ndarray, _Frame]]] = {}
-        for session in list(self.sessions.values()):
-            taken = self._next_image(session)
-            if taken is None:
-                continue
-            key = self._runner_of(session)
-            if key is None:
-                continue
-            batches.setdefault(key, {})[session.session_id] = taken
-        done = 0
-        for key, batch in batches.items():
-            done += self._step(key, batch)
-        return done
-
-    def _next_image(self, session: LocalSession) -> tuple[np.ndarray, _Frame] | None:
-        """The oldest waiting frame that decodes; bad ones become error events."""
-        while session.backlog:
-            frame = session.backlog.popleft()
+        """One batched step per runner over every session with a frame waiting (the
+        scheduler's plan); returns the frames processed."""
+        plan = self.scheduler.due()
+        images: dict[str, np.ndarray] = {}
+        frames: dict[str, Frame] = {}
+        for session_id, frame in plan.items():
+            session = self.sessions[session_id]
             if frame.budget is not None:
                 self._apply_budget(session, frame.budget)
-            if frame.image is not None:
-                return frame.image, frame
-            started = time.perf_counter()
-            try:
-                assert frame.data is not None
-                image = decode_ws_frame(frame.data, self.frame_limits).image
-            except IngestError as exc:
-                self.metrics.dropped("decode")
-                session.dropped += 1  # reported in the error event, and counted
-                session.dirty = True
-                self._error(
-                    session.session_id, exc.code, exc.message, input_index=frame.input_index
+            image = self._image(session, frame)
+            if image is not None and self._hold_slot(session):
+                images[session_id], frames[session_id] = image, frame
+        done: list[LocalSession] = []
+        for result in self.runner.step(images):
+            if isinstance(result, StepFailure):
+                log.error(
+                    "live step of %d sessions on %s failed: %s",
+                    len(result.session_ids),
+                    result.key[0],
+                    result.error,
                 )
+                for sid in result.session_ids:
+                    message = f"the step failed: {result.error}; restarting"
+                    self._error(sid, "inference_failed", message)
                 continue
-            self.metrics.decode_seconds.observe(time.perf_counter() - started)
-            # Pillow's arrays are read-only; torch warns about (and never needs) that.
-            return (image if image.flags.writeable else image.copy()), frame
-        return None
+            costs = result.costs.values()
+            self.metrics.observe_step(
+                result.key[0],
+                seconds=result.seconds,
+                frames=len(result.costs),
+                gmacs=sum(c.gmacs for c in costs),
+                dense_gmacs=sum(c.dense_gmacs for c in costs),
+                recompute_fractions=[c.recompute_fraction for c in costs],
+            )
+            self.scheduler.processed(list(result.costs))
+            for sid, event in result.events.items():
+                session = self.sessions[sid]
+                done.append(session)
+                if event is not None:
+                    self._publish_labels(session, event, frames[sid])
+        self._write_counters(done)
+        return len(done)
 
-    def _runner_of(self, session: LocalSession) -> tuple[str, int] | None:
-        """The runner holding the session, opening it there at its first frame."""
-        if session.runner is not None:
-            return session.runner
+    def _image(self, session: LocalSession, frame: Frame) -> np.ndarray | None:
+        """The frame decoded; a bad one becomes an error event and counts as dropped."""
+        started = time.perf_counter()
+        try:
+            image = self.runner.image(frame)
+        except IngestError as exc:
+            self.metrics.dropped("decode")
+            self.scheduler.count_drops(session.session_id, 1)
+            self._error(session.session_id, exc.code, exc.message, input_index=frame.input_index)
+            return None
+        if frame.data is not None:
+            self.metrics.decode_seconds.observe(time.perf_counter() - started)
+        return image
+
+    def _hold_slot(self, session: LocalSession) -> bool:
+        """Whether the session holds a slot of its runner, taking one at its first frame."""
+        if session.session_id in self.runner:
+            return True
         if session.stride is None:  # recorded with the session; absent means the default
             raw = self.inbox.redis.hget(self.inbox.keys.session(session.session_id), "stride")
             session.stride = _stride(raw) or self.settings.stride
-        key = (session.model, session.stride)
-        runner = self.runners.get(key)
-        if runner is None:
-            entry = self.catalog.get(session.model)
-            runner = LiveRunner(entry, self.settings.session_capacity, session.stride)
-            self.runners[key] = runner
         try:
-            runner.open(session.session_id, session.budget, first_index=session.first_index)
+            self.runner.open(
+                session.session_id,
+                session.model,
+                session.stride,
+                session.budget,
+                session.first_index,
+            )
         except (CapacityError, ValueError) as exc:
             self._fail(session.session_id, "capacity", str(exc))
-            return None
-        session.runner = key
-        return key
+            return False
+        return True
 
-    def _step(self, key: tuple[str, int], batch: dict[str, tuple[np.ndarray, _Frame]]) -> int:
-        runner = self.runners[key]
-        ids = list(batch)
-        before = {sid: _totals(runner, sid) for sid in ids}
-        started = time.perf_counter()
-        try:
-            events = runner.step({sid: image for sid, (image, _) in batch.items()})
-        except Exception as exc:
-            log.exception("live step of %d sessions on %s failed", len(ids), key[0])
-            for sid in ids:
-                # Its caches may be half written: it starts again with a full frame.
-                with contextlib.suppress(Exception):
-                    runner.reset(sid)
-                self._error(sid, "inference_failed", f"the step failed: {exc}; restarting")
-            return 0
-        seconds = time.perf_counter() - started
-        gmacs = dense = 0.0
-        fractions = []
-        for sid in ids:
-            (g0, d0, f0, n0), (g1, d1, f1, n1) = before[sid], _totals(runner, sid)
-            gmacs += g1 - g0
-            dense += d1 - d0
-            fractions.append(f1 * n1 - f0 * n0 if n1 > n0 else 0.0)
-        self.metrics.observe_step(
-            key[0],
-            seconds=seconds,
-            frames=len(ids),
-            gmacs=gmacs,
-            dense_gmacs=dense,
-            recompute_fractions=fractions,
-        )
-        stepped = []
-        for sid in ids:
-            session = self.sessions[sid]
-            session.processed += 1
-            session.dirty = True
-            stepped.append(session)
-            event = events.get(sid)
-            if event is not None:
-                self._publish_labels(session, event, batch[sid][1])
-        self._write_counters(stepped)
-        return len(ids)
-
-    def _publish_labels(self, session: LocalSession, event: LiveEvent, frame: _Frame) -> None:
+    def _publish_labels(self, session: LocalSession, event: LiveEvent, frame: Frame) -> None:
         body = labels_event(
             event,
             latency_ms=frame.latency_ms(),
-            dropped=session.dropped,
+            dropped=session.books.dropped,
             input_index=frame.input_index,
         )
         self.inbox.publish(session.session_id, body)
@@ -622,16 +535,19 @@ class SessionManager:
         """Writes the counters of ``sessions`` in one round trip."""
         self.inbox.update_many(
             {
-                s.session_id: {"frames_processed": s.processed, "frames_dropped": s.dropped}
+                s.session_id: {
+                    "frames_processed": s.books.processed,
+                    "frames_dropped": s.books.dropped,
+                }
                 for s in sessions
             }
         )
         for session in sessions:
-            session.dirty = False
+            session.books.dirty = False
 
     def flush(self) -> None:
         """Writes counters that changed and the readers' health."""
-        self._write_counters([s for s in self.sessions.values() if s.dirty])
+        self._write_counters([self.sessions[sid] for sid in self.scheduler.dirty()])
         for session in list(self.sessions.values()):
             if session.source is not None:
                 self.inbox.update(session.session_id, source_health=session.source.health())
@@ -644,7 +560,7 @@ class SessionManager:
             return []
         held = self.inbox.leases(s.session_id for s in live)
         idle_after = self.settings.session_idle_s
-        now = time.monotonic()
+        idle = set(self.scheduler.idle([s.session_id for s in live], idle_after))
         ended = []
         for session in live:
             if session.session_id not in held:
@@ -653,7 +569,7 @@ class SessionManager:
                     "the gateway connection holding the session stopped renewing its lease "
                     f"for {self.settings.session_lease_s:g} s; the session ended"
                 )
-            elif now - session.last_frame > idle_after:
+            elif session.session_id in idle:
                 reason = "idle"
                 message = f"no frame for {idle_after:g} s; the session ended"
             else:
@@ -741,11 +657,8 @@ class SessionManager:
         session = self.sessions.pop(session_id, None)
         if session is None:
             return
-        if session.runner is not None:
-            runner = self.runners[session.runner]
-            runner.close(session_id)
-            if not len(runner) and session.runner[1] != self.settings.stride:
-                del self.runners[session.runner]
+        self.runner.close(session_id)
+        self.scheduler.remove(session_id)
         if session.source is not None:
             session.source.stop()
         if write:
@@ -770,8 +683,3 @@ class SessionManager:
         self._error(session_id, code, message)
         self.close_local(session_id, write=True)
         self.inbox.update(session_id, state="failed")
-
-
-def _totals(runner: LiveRunner, session_id: str) -> tuple[float, float, float, int]:
-    t = runner.totals(session_id)
-    return t.gmacs, t.dense_gmacs, t.recompute_fraction, t.frames

@@ -274,3 +274,22 @@ def test_a_model_that_cannot_stream_is_refused(catalog: ModelCatalog) -> None:
     runner = LiveRunner(catalog.get(LIVE_MODEL), capacity=3, stride=5)
     assert (runner.capacity, runner.stride, runner.window) == (3, 5, 8)
     assert runner.bytes_per_slot > 0
+
+
+def test_run_tells_each_sessions_cost_as_the_engine_counted_it(catalog: ModelCatalog) -> None:
+    runner = LiveRunner(catalog.get(LIVE_MODEL), capacity=2, stride=4)
+    runner.open("dense", KEEP_ALL)
+    runner.open("cheap", {"fraction": 0.25})
+    a, b = stream(1), stream(2)
+    seen = {"dense": 0.0, "cheap": 0.0}
+    for i in range(6):
+        step = runner.run({"dense": a[i], "cheap": b[i]})
+        assert set(step.costs) == set(step.events) == {"dense", "cheap"}
+        for sid, cost in step.costs.items():
+            seen[sid] += cost.gmacs
+            assert math.isclose(seen[sid], runner.totals(sid).gmacs)
+        if i == 0:  # a first frame recomputes every token, whatever the budget
+            assert math.isclose(step.costs["cheap"].gmacs, step.costs["dense"].gmacs)
+        else:
+            assert step.costs["cheap"].gmacs < step.costs["dense"].gmacs
+            assert step.costs["cheap"].recompute_fraction < 1.0

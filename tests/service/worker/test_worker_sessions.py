@@ -225,7 +225,7 @@ def test_close_frees_the_slot_and_foreign_frames_are_ignored(
         wait_for(lambda: len(tw.worker.sessions) == 1, what="the session to open")
         assert gw.close(first.session_id)
         wait_for(lambda: len(tw.worker.sessions) == 0, what="the session to stop")
-        runner = tw.worker.sessions.runners[(LIVE_MODEL, 4)]
+        runner = tw.worker.sessions.runner.runners[(LIVE_MODEL, 4)]
         assert len(runner) == 0
         # A frame for a session this worker does not own is dropped, not run.
         client.xadd(
