@@ -166,9 +166,9 @@ class Settings(BaseSettings):
     )
     rate_limit_rps: float = Field(default=20.0, ge=0)
     rate_limit_burst: PositiveInt = 40
-    quota_live_sessions: int = Field(default=4, ge=0)
-    quota_rtsp_sessions: int = Field(default=4, ge=0)
-    quota_clip_jobs: int = Field(default=16, ge=0)
+    quota_live_sessions: int = Field(default=32, ge=0)
+    quota_rtsp_sessions: int = Field(default=32, ge=0)
+    quota_clip_jobs: int = Field(default=64, ge=0)
     log_format: Literal["text", "json"] = "text"
 
     models_dir: Path | None = None
