@@ -77,7 +77,6 @@ class SessionInfo:
             the ``moved`` event of the worker that took the session over).
         ended_reason: Why the session ended (``closed``, ``lease_expired``, ``idle``...), once
             it has.
-        key_id: The API key that opened it, when the gateway named one (for per-key quotas).
         source_url: The RTSP URL as given, credentials included, for the worker that reads it;
             never show it to clients.
     """
@@ -98,7 +97,6 @@ class SessionInfo:
     epoch: int
     frames_lost: int = 0
     ended_reason: str | None = None
-    key_id: str | None = None
     source_url: str | None = field(default=None, repr=False)
 
     @property
@@ -125,7 +123,6 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         epoch=as_int(fields.get("epoch")),
         frames_lost=as_int(fields.get("frames_lost")),
         ended_reason=fields.get("ended_reason") or None,
-        key_id=fields.get("key_id") or None,
         source_url=fields.get("source_url") or None,
     )
 
@@ -199,7 +196,6 @@ class SessionDirectory:
         budget: dict[str, Any],
         source: str | None = None,
         stride: int | None = None,
-        key_id: str | None = None,
     ) -> SessionInfo:
         """Opens a session on the least loaded live worker that runs ``model`` live.
 
@@ -214,7 +210,6 @@ class SessionDirectory:
                 policy); shown with its password removed.
             stride: Labels every ``stride`` frames (None: the worker's default). Recorded in
                 the same transaction as the ``open`` message, so the owner always sees it.
-            key_id: The API key opening it, recorded for :meth:`count_open`.
 
         Raises:
             NoWorkerError: No live worker can take it.
@@ -241,8 +236,6 @@ class SessionDirectory:
         }
         if stride is not None:
             fields["stride"] = stride
-        if key_id is not None:
-            fields["key_id"] = key_id
         inbox = self.keys.inbox(owner)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -271,15 +264,6 @@ class SessionDirectory:
         """The session, ``None`` when unknown or expired."""
         raw = await self.redis.hgetall(self.keys.session(session_id))
         return session_info(session_id, text_hash(raw)) if raw else None
-
-    async def count_open(self, key_id: str | None = None, kinds: tuple[str, ...] = KINDS) -> int:
-        """Open sessions of the given kinds, only those opened with ``key_id`` when one is named
-        (a per-key quota counts with this)."""
-        return sum(
-            1
-            for info in await self.list()
-            if info.kind in kinds and (key_id is None or info.key_id == key_id)
-        )
 
     async def list(self) -> list[SessionInfo]:
         """The open sessions (live and RTSP), oldest first."""
