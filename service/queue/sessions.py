@@ -48,6 +48,9 @@ redis.call('HINCRBY', KEYS[1], 'frames_received', 1)
 return {'ok', cur[1]}
 """
 
+# Tries of the optimistic placement before a session is refused as ``no_worker``.
+PLACEMENT_ATTEMPTS = 50
+
 KINDS = ("live", "rtsp")
 STATES = ("opening", "running", "reconnecting", "failed", "closed")
 FINAL_STATES = frozenset({"failed", "closed"})
@@ -217,13 +220,10 @@ class SessionDirectory:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         workers = await self.workers.live()
-        counts = await self._owner_counts()
-        owner = choose_owner(workers, counts, model, self.settings.session_capacity).worker_id
         session_id = uuid.uuid4().hex
         fields: dict[str, Any] = {
             "kind": kind,
             "model": model,
-            "owner": owner,
             "budget": budget,
             "state": "opening",
             "source": redact(source) if source else None,
@@ -236,22 +236,39 @@ class SessionDirectory:
         }
         if stride is not None:
             fields["stride"] = stride
-        inbox = self.keys.inbox(owner)
+        # The owner is chosen from the counts and written in one optimistic transaction on the
+        # open set: sessions opened at the same moment see each other (read-then-write without
+        # it sent 8 simultaneous sessions to one of two idle workers).
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.session(session_id), mapping={k: to_field(v) for k, v in fields.items()}
-            )
-            if kind == "live":
-                pipe.set(self.keys.lease(session_id), "1", px=self.keys.session_lease_ms)
-            pipe.sadd(self.keys.sessions, session_id)
-            pipe.xadd(
-                inbox,
-                {"type": "open", "session": session_id},
-                maxlen=INBOX_MAXLEN,
-                approximate=True,
-            )
-            pipe.expire(inbox, INBOX_TTL_S)
-            await pipe.execute()
+            for _ in range(PLACEMENT_ATTEMPTS):
+                try:
+                    await pipe.watch(self.keys.sessions)
+                    counts = await self._owner_counts()
+                    capacity = self.settings.session_capacity
+                    owner = choose_owner(workers, counts, model, capacity).worker_id
+                    fields["owner"] = owner
+                    inbox = self.keys.inbox(owner)
+                    pipe.multi()
+                    pipe.hset(
+                        self.keys.session(session_id),
+                        mapping={k: to_field(v) for k, v in fields.items()},
+                    )
+                    if kind == "live":
+                        pipe.set(self.keys.lease(session_id), "1", px=self.keys.session_lease_ms)
+                    pipe.sadd(self.keys.sessions, session_id)
+                    pipe.xadd(
+                        inbox,
+                        {"type": "open", "session": session_id},
+                        maxlen=INBOX_MAXLEN,
+                        approximate=True,
+                    )
+                    pipe.expire(inbox, INBOX_TTL_S)
+                    await pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue  # another session opened or ended meanwhile: count again
+            else:
+                raise NoWorkerError("sessions are opening too fast to place this one; try again")
         return session_info(session_id, {k: to_field(v) for k, v in fields.items()})
 
     async def renew(self, session_id: str) -> bool:

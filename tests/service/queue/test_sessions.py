@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -78,6 +79,25 @@ def test_create_picks_the_live_worker_with_fewest_sessions(
     assert [(m.type, m.session_id) for m in opened][-1] == ("open", info.session_id)
     with pytest.raises(ValueError, match="kind"):
         create(arun, keys, settings, kind="file")
+
+
+def test_sessions_opened_at_once_are_spread_over_the_workers(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    register(r, keys, "w1", ["tiny"], capacity=8)
+    register(r, keys, "w2", ["tiny"], capacity=8)
+
+    async def eight(client: redis.asyncio.Redis) -> list[str]:
+        directory = SessionDirectory(client, keys, settings)
+        opened = await asyncio.gather(
+            *(directory.create("live", "tiny", {"fraction": 0.25}) for _ in range(8))
+        )
+        return [info.owner for info in opened]
+
+    owners = arun(eight)
+    # Each placement saw the others: 4 and 4, not 8 on the lowest id.
+    assert sorted(owners) == ["w1"] * 4 + ["w2"] * 4
+    assert r.scard(keys.sessions) == 8
 
 
 def test_frames_go_to_the_owners_inbox(
