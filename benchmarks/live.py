@@ -54,6 +54,7 @@ OPEN_TIMEOUT_S = 60.0
 CLOSE_WAIT_S = 5.0
 # Events stopping for this long after the last frame was sent ends a point's tail.
 QUIET_S = 1.0
+COUNTERS_POLL_S = 0.2
 # A worker's metrics reach the gateway with its heartbeat (VIDREC_HEARTBEAT_INTERVAL_S, 0.5 s).
 METRICS_SETTLE_S = 1.2
 REDIS_SAMPLE_S = 0.25
@@ -702,6 +703,25 @@ async def send(stream: Stream, start: float, fps: float, count: int, give_up: fl
             return
 
 
+def accounted(live: list[Stream], counters: dict[str, dict[str, Any]]) -> bool:
+    """Whether the server received every frame each open session sent and processed, dropped
+    or lost each one (read defensively: a counter it does not report is not waited for)."""
+    for stream in live:
+        if stream.ended is not None:
+            continue
+        c = counters.get(stream.session_id or "")
+        if c is None:
+            return False
+        received = c.get("frames_received")
+        done = [c.get(k) for k in ("frames_processed", "frames_dropped", "frames_lost")]
+        if isinstance(received, int) and received < len(stream.sent_at):
+            return False
+        handled = sum(x for x in done if isinstance(x, int))
+        if isinstance(received, int) and done[0] is not None and handled < received:
+            return False
+    return True
+
+
 def settled(stream: Stream) -> bool:
     """The newest labels event names one of the last ``stride`` frames sent."""
     if not stream.sent_at:
@@ -769,15 +789,19 @@ async def run_load(
     )
     sent_done = time.perf_counter()
     timing["send_s"] = sent_done - start
-    while time.perf_counter() - sent_done < args.tail:
-        if all(settled(s) for s in live):
-            break
+    deadline = sent_done + args.tail
+    # First the server's counters: every frame sent received, and processed or dropped.
+    counters = await list_counters(url, args)
+    while time.perf_counter() < deadline and not accounted(live, counters):
+        await asyncio.sleep(COUNTERS_POLL_S)
+        counters = await list_counters(url, args)
+    # Then the last labels events on their way (or none coming for a while).
+    while time.perf_counter() < deadline and not all(settled(s) for s in live):
         latest = max((s.last_event for s in live), default=0.0)
         if time.perf_counter() - max(latest, sent_done) > QUIET_S:
             break
         await asyncio.sleep(0.05)
     timing["tail_s"] = time.perf_counter() - sent_done
-    counters = await list_counters(url, args)
     usage = meters.stop()
     await asyncio.gather(*(close_stream(s, readers[s.index]) for s in live))
     return streams, {"timing": timing, "counters": counters, "usage": usage}
