@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+from websockets.exceptions import InvalidStatus
 
 SERVE_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
 START_TIMEOUT_S = 180.0
@@ -55,6 +56,8 @@ CLOSE_WAIT_S = 5.0
 # Events stopping for this long after the last frame was sent ends a point's tail.
 QUIET_S = 1.0
 COUNTERS_POLL_S = 0.2
+# A handshake refused by the rate limit (429 rate_limited) is tried again this many times.
+RATE_LIMIT_RETRIES = 5
 # A worker's metrics reach the gateway with its heartbeat (VIDREC_HEARTBEAT_INTERVAL_S, 0.5 s).
 METRICS_SETTLE_S = 1.2
 REDIS_SAMPLE_S = 0.25
@@ -579,6 +582,20 @@ def ws_url(url: str, args: argparse.Namespace) -> str:
     return base + "/v1/streams/live" + ("?" + "&".join(query) if query else "")
 
 
+def _refusal(exc: InvalidStatus) -> tuple[str, float]:
+    """The error code of a refused handshake's body, and its Retry-After in seconds."""
+    response = exc.response
+    try:
+        code = str(json.loads(response.body or b"{}")["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        code = "unknown"
+    try:
+        retry_s = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        retry_s = 1.0
+    return code, min(max(retry_s, 0.1), 5.0)
+
+
 async def open_stream(stream: Stream, url: str, args: argparse.Namespace) -> None:
     """Connects and reads the session event; a refusal is recorded, not raised."""
     from websockets.asyncio.client import connect
@@ -588,20 +605,29 @@ async def open_stream(stream: Stream, url: str, args: argparse.Namespace) -> Non
     address = local_address(url, stream.index, not args.no_spread)
     if address is not None:
         extra["local_addr"] = address
-    try:
-        stream.ws = await connect(
-            ws_url(url, args),
-            additional_headers=headers,
-            compression=None,  # JPEG does not deflate; a camera would not spend CPU on it
-            proxy=None,
-            max_size=None,
-            open_timeout=OPEN_TIMEOUT_S,
-            **extra,
-        )
-        first = json.loads(await asyncio.wait_for(stream.ws.recv(), OPEN_TIMEOUT_S))
-    except Exception as exc:  # refused handshakes, timeouts: counted as refused
-        stream.refused = f"connect: {type(exc).__name__}"
-        return
+    for attempt in range(RATE_LIMIT_RETRIES + 1):
+        try:
+            stream.ws = await connect(
+                ws_url(url, args),
+                additional_headers=headers,
+                compression=None,  # JPEG does not deflate; a camera would not spend CPU on it
+                proxy=None,
+                max_size=None,
+                open_timeout=OPEN_TIMEOUT_S,
+                **extra,
+            )
+            first = json.loads(await asyncio.wait_for(stream.ws.recv(), OPEN_TIMEOUT_S))
+            break
+        except InvalidStatus as exc:  # refused before the handshake: 401, 403, 429
+            code, retry_s = _refusal(exc)
+            if code == "rate_limited" and attempt < RATE_LIMIT_RETRIES:
+                await asyncio.sleep(retry_s)  # many cameras behind one key: they come back
+                continue
+            stream.refused = f"http {exc.response.status_code}: {code}"
+            return
+        except Exception as exc:  # timeouts, resets: counted as refused
+            stream.refused = f"connect: {type(exc).__name__}"
+            return
     if first.get("type") != "session":
         stream.refused = str(first.get("code") or first.get("type") or "unknown")
         with contextlib.suppress(Exception):
@@ -1147,7 +1173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if local_address(args.url, 0, not args.no_spread) is None:
             print(
                 "note: every stream comes from this machine's one address, so the server's "
-                "per-client quota of live sessions (VIDREC_QUOTA_LIVE_SESSIONS, default 4) and "
+                "per-client quota of live sessions (VIDREC_QUOTA_LIVE_SESSIONS) and "
                 "its rate limit count them together: raise them there, or use a key (--api-key) "
                 "whose quota fits"
             )
