@@ -25,6 +25,9 @@ from service.queue._codec import as_float, as_int, as_json, text, text_hash, to_
 from service.queue.events import UPDATE_IF_EXISTS, EventWriter
 from service.queue.sessions import FINAL_STATES, SessionInfo, end_session, session_info
 
+# Entries read at once when taking over a dead owner's inbox.
+TAKE_PAGE = 256
+
 # KEYS: session, the dead owner's heartbeat. ARGV: dead owner, new owner. Returns the new epoch
 # and the frame counters as they stood when the owner changed (frames counted as received until
 # then went to the dead owner's inbox), or 0.
@@ -160,11 +163,16 @@ class SessionInbox:
         wanted = set(session_ids)
         inbox = self.keys.inbox(dead_owner)
         taken: dict[str, list[SessionMessage]] = {}
-        entries: Any = self.redis.xrange(inbox)
-        for entry_id, fields in entries:
-            message = _message(entry_id, fields)
-            if message.type == "frame" and message.session_id in wanted:
-                taken.setdefault(message.session_id, []).append(message)
+        start = "-"
+        while True:  # in pages, so a full inbox of large frames is never one reply
+            entries: Any = self.redis.xrange(inbox, min=start, count=TAKE_PAGE)
+            for entry_id, fields in entries:
+                message = _message(entry_id, fields)
+                if message.type == "frame" and message.session_id in wanted:
+                    taken.setdefault(message.session_id, []).append(message)
+            if len(entries) < TAKE_PAGE:
+                break
+            start = "(" + text(entries[-1][0])
         ids = [m.entry_id for messages in taken.values() for m in messages]
         if ids:
             self.redis.xdel(inbox, *ids)

@@ -145,11 +145,16 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self.sessions)
 
-    def room_for(self, model: str) -> bool:
-        """Whether a session of ``model`` can open here now."""
-        if model not in self.catalog.live_names or len(self.sessions) >= self.capacity:
+    def room_for(self, model: str, coming: Iterable[str] = ()) -> bool:
+        """Whether a session of ``model`` can open here now, besides sessions of the models
+        ``coming`` that are about to."""
+        coming = list(coming)
+        if model not in self.catalog.live_names:
             return False
-        return sum(1 for s in self.sessions.values() if s.model == model) < self.capacity
+        if len(self.sessions) + len(coming) >= self.capacity:
+            return False
+        same = sum(1 for s in self.sessions.values() if s.model == model) + coming.count(model)
+        return same < self.capacity
 
     # Inbox messages.
 
@@ -217,12 +222,13 @@ class SessionManager:
         info: SessionInfo,
         moved_from: str | None = None,
         adoption: Adoption | None = None,
+        recovered: list[SessionMessage] | None = None,
     ) -> LocalSession | None:
         """Starts running a session this worker owns (new, adopted, or left from a restart).
 
         Its first frame here recomputes every token; frame numbering goes on from what the
         session processed elsewhere. A session that cannot run here fails with an error event.
-        An adopted one (``adoption``) first takes over the frames waiting in the dead owner's
+        An adopted one (``adoption``) first runs the frames ``recovered`` from the dead owner's
         inbox, and its ``moved`` event counts the frames lost with the owner.
         """
         session_id = info.session_id
@@ -265,7 +271,7 @@ class SessionManager:
         )
         self.sessions[session_id] = session
         if moved_from is not None:
-            self._moved(session, info, moved_from, adoption)
+            self._moved(session, info, moved_from, adoption, recovered or [])
         if info.kind == "rtsp":
             if not self._start_source(session, info):
                 return None
@@ -286,13 +292,11 @@ class SessionManager:
         info: SessionInfo,
         moved_from: str,
         adoption: Adoption | None,
+        recovered: list[SessionMessage],
     ) -> None:
-        """Takes over the frames the dead owner left in its inbox and says what was lost."""
-        recovered: list[SessionMessage] = []
+        """Queues the frames taken over from the dead owner's inbox and says what was lost."""
         lost = 0
         if adoption is not None and info.kind == "live":
-            taken = self.inbox.take_frames(moved_from, [session.session_id])
-            recovered = taken.get(session.session_id, [])
             lost = adoption.unaccounted(len(recovered), session.first_index)
         if lost:
             self.inbox.redis.hincrby(
@@ -611,7 +615,7 @@ class SessionManager:
         well) is ended instead."""
         orphans = [sid for sid in self.inbox.orphans() if sid not in self.sessions]
         held = self.inbox.leases(orphans)
-        adopted = []
+        claimed: list[tuple[SessionInfo, str, Adoption]] = []  # (session, dead owner, adoption)
         for session_id in orphans:
             info = self.inbox.get(session_id)
             if info is None or not info.open:
@@ -628,16 +632,25 @@ class SessionManager:
                 )
                 self.inbox.end(session_id, "closed", "lease_expired")
                 continue
-            if not self.room_for(info.model):
+            if not self.room_for(info.model, (c[0].model for c in claimed)):
                 continue
             adoption = self.inbox.adopt(session_id, info.owner)
             if adoption is None:
                 continue  # another worker won it, or the owner came back
             fresh = self.inbox.get(session_id)
-            if fresh is None or not fresh.open:
-                continue
-            if self.open(fresh, moved_from=info.owner, adoption=adoption) is not None:
-                adopted.append(session_id)
+            if fresh is not None and fresh.open:
+                claimed.append((fresh, info.owner, adoption))
+        # The frames waiting in each dead owner's inbox, read once for all its sessions taken.
+        dead: dict[str, list[str]] = {}
+        for fresh, owner, _ in claimed:
+            if fresh.kind == "live":
+                dead.setdefault(owner, []).append(fresh.session_id)
+        waiting = {owner: self.inbox.take_frames(owner, ids) for owner, ids in dead.items()}
+        adopted = []
+        for fresh, owner, adoption in claimed:
+            recovered = waiting.get(owner, {}).get(fresh.session_id, [])
+            if self.open(fresh, owner, adoption, recovered) is not None:
+                adopted.append(fresh.session_id)
         return adopted
 
     def resume_owned(self) -> list[str]:

@@ -224,3 +224,35 @@ def test_worker_updates_and_ends_a_session(
     assert not r.sismember(keys.sessions, info.session_id)
     assert 0 < r.ttl(keys.session(info.session_id)) <= keys.session_ttl_s
     assert not inbox.adopt(info.session_id, "w1")  # an ended session is nobody's to adopt
+
+
+def test_an_adopter_takes_over_the_dead_owners_waiting_frames(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    register(r, keys, "w1", ["tiny"])  # beats once, then goes silent
+    a = create(arun, keys, settings)
+    b = create(arun, keys, settings)
+
+    async def send(client: redis.asyncio.Redis) -> None:
+        directory = SessionDirectory(client, keys, settings)
+        for index in range(300):  # more than one page of the inbox
+            await directory.send_frame(a.session_id, b"a%d" % index, 1.0, index)
+        for index in range(5):
+            await directory.send_frame(b.session_id, b"b%d" % index, 1.0, index)
+
+    arun(send)
+    survivor = SessionInbox(r, keys, "w2")
+    deadline = time.monotonic() + 3.0
+    while sorted(survivor.orphans()) != sorted([a.session_id, b.session_id]):
+        assert time.monotonic() < deadline, "the silent owner never expired"
+        time.sleep(0.05)
+    adoption = survivor.adopt(a.session_id, "w1")
+    assert adoption is not None and adoption.frames_received == 300
+    taken = survivor.take_frames("w1", [a.session_id])
+    assert [m.index for m in taken[a.session_id]] == list(range(300))
+    assert taken[a.session_id][7].data == b"a7"
+    assert adoption.unaccounted(len(taken[a.session_id])) == 0
+    assert adoption.unaccounted(290) == 10  # ten the dead owner took and never ran: lost
+    # The other session's frames (and the open messages) stay for whoever takes it.
+    left = [m for m in SessionInbox(r, keys, "w1").read(count=1000) if m.type == "frame"]
+    assert [m.data for m in left] == [b"b%d" % i for i in range(5)]
