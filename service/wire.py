@@ -13,9 +13,12 @@ these models (``response_model`` on the routes; the worker's answers) so the two
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from service import limits
 
 Budget = dict[str, Any]
 """A live session's compute budget: exactly one of ``{"fraction": f}``, ``{"tokens": n}``,
@@ -27,23 +30,87 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    def wire(self) -> dict[str, Any]:
+        """The JSON object to send: the fields that were given (a field left out stays out, as
+        the hand-built answers had it), by their wire names (``from``)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def undescribed(model: BaseModel, where: str = "") -> list[str]:
+    """Fields of ``model`` and of the models inside it that the wire models do not name (dotted
+    paths); empty when the models describe all of it."""
+    found = [f"{where}{name}" for name in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, BaseModel):
+                found += undescribed(item, f"{where}{name}.")
+    return found
+
+
+def build(cls: type[M], data: Mapping[str, Any]) -> M:
+    """Server side: ``data`` as ``cls``, refusing what the lenient parse would let through.
+
+    The models accept unknown fields so that clients read newer servers; the server, which writes
+    the answers, must not send a field the contract does not name (a typo, or a field added
+    without its model). Answers the server builds itself go through here; answers it only relays
+    (a worker's, read back from Redis) are parsed leniently, so a newer worker's fields pass.
+
+    Raises:
+        pydantic.ValidationError: A field missing or of the wrong type.
+        ValueError: Fields the models do not name.
+    """
+    model = cls.model_validate(data)
+    extra = undescribed(model)
+    if extra:
+        raise ValueError(f"{cls.__name__} has fields service/wire.py does not name: {extra}")
+    return model
+
 
 # Errors.
 
 
+class ValidationIssue(WireModel):
+    """One thing wrong with a request's parameters: where (``["body", "top_k"]``) and what."""
+
+    loc: list[str | int]
+    msg: str
+
+
 class ErrorDetail(WireModel):
-    """What was wrong. Some codes carry more fields (``models``, ``max_bytes``,
-    ``retry_after_s``, ``details``), kept in ``model_extra``.
+    """What was wrong; some codes carry the optional fields too.
 
     Attributes:
         code: Stable snake_case code to branch on.
         message: What was wrong and what is accepted, for people.
         request_id: The request's id (the ``X-Request-ID`` header), when the server sends one.
+        details: ``invalid_request``: each parameter that was wrong (an unknown field is named
+            in ``loc``).
+        models: ``unknown_model``: the models that are served.
+        max_bytes: ``too_large``: the size accepted.
+        retry_after_s: ``queue_full``, ``rate_limited``, ``quota_exceeded``: seconds to wait
+            (also the ``Retry-After`` header).
+        limit: ``rate_limited``, ``quota_exceeded``: the setting that sets the limit.
+        required_scopes: ``forbidden``: the scopes that would do.
+        job_id: A failed or unfollowable clip job's id.
+        status_url: Where that job's state can still be read.
     """
 
     code: str
     message: str
     request_id: str | None = None
+    details: list[ValidationIssue] | None = None
+    models: list[str] | None = None
+    max_bytes: int | None = None
+    retry_after_s: int | float | None = None
+    limit: str | None = None
+    required_scopes: list[str] | None = None
+    job_id: str | None = None
+    status_url: str | None = None
 
 
 class ErrorBody(WireModel):
@@ -62,9 +129,34 @@ class Label(WireModel):
     score: float
 
 
+class Probed(Protocol):
+    """What ``service.ingest.ClipInfo`` holds (named here so this module imports no ingest)."""
+
+    @property
+    def container(self) -> str: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def rotation(self) -> int: ...
+    @property
+    def num_frames(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def avg_fps(self) -> float: ...
+
+
 class VideoInfo(WireModel):
-    """What an uploaded file is. The worker's answer names the frame rate ``fps``, the gateway's
-    probe (a job's ``params.probe``) ``avg_fps``; both parse into ``fps``."""
+    """What an uploaded file is.
+
+    Attributes:
+        fps: Average frame rate, ``num_frames / duration_s`` (the file's rate may vary). Servers
+            before this contract named it ``avg_fps`` in a job's ``params.probe``; that parses too.
+    """
 
     container: str
     codec: str
@@ -74,6 +166,20 @@ class VideoInfo(WireModel):
     num_frames: int
     duration_s: float
     fps: float = Field(validation_alias=AliasChoices("fps", "avg_fps"))
+
+    @classmethod
+    def of(cls, info: Probed) -> VideoInfo:
+        """The answer's form of a probed or decoded file (rounded: 0.1 ms, 0.001 fps)."""
+        return cls(
+            container=info.container,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+            rotation=info.rotation,
+            num_frames=info.num_frames,
+            duration_s=round(info.duration_s, 4),
+            fps=round(info.avg_fps, 3),
+        )
 
 
 class Sampled(WireModel):
@@ -89,14 +195,27 @@ class Sampled(WireModel):
     clip: VideoInfo
 
 
-class ClipTiming(WireModel):
-    """Milliseconds: queued until a worker took it, decoding, its share of the batched forward
-    pass, and queued until answered."""
+class Timing(WireModel):
+    """Where an answer's time went, in milliseconds; every answer carries one (``timing_ms``).
+
+    Attributes:
+        queue_wait: A clip: from the upload being queued until a worker took it. A live event:
+            from the newest frame's arrival (the gateway's receive time, or the RTSP reader's
+            decode time) until its worker started on it (its backlog, and the batch it joined).
+        decode: Decoding: the clip's frames, or the event's frames since the previous event.
+        inference: The model: this answer's share of the batched forward passes.
+        total: From the upload being queued, or the newest frame's arrival, to the answer being
+            written; the rest of it is the worker's own work (sampling, writing).
+    """
 
     queue_wait: float
     decode: float
     inference: float
     total: float
+
+
+ClipTiming = Timing
+"""The name of :class:`Timing` before live events carried it too."""
 
 
 class ClipCompute(WireModel):
@@ -113,7 +232,7 @@ class ClipAnswer(WireModel):
     model: str
     labels: list[Label]
     sampled: Sampled | None = None
-    timing_ms: ClipTiming
+    timing_ms: Timing
     compute: ClipCompute
     worker: str | None = None
     deliveries: int = 1
@@ -135,6 +254,15 @@ class JobError(WireModel):
     http_status: int = 500
 
 
+class JobParams(WireModel):
+    """What the gateway stored with a clip job: the request's parameters and the file's probe."""
+
+    top_k: int = limits.DEFAULT_TOP_K
+    clips: int = limits.DEFAULT_CLIPS
+    crops: int = limits.DEFAULT_CROPS
+    probe: VideoInfo | None = None
+
+
 class JobView(WireModel):
     """``GET /v1/jobs/{id}``.
 
@@ -148,7 +276,7 @@ class JobView(WireModel):
     job_id: str
     status: str
     model: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JobParams = Field(default_factory=JobParams)
     filename: str = ""
     size: int = 0
     created: float
@@ -192,6 +320,10 @@ class EventBase(WireModel):
     event_id: str | None = None
     request_id: str | None = None
 
+    def wire(self) -> dict[str, Any]:
+        """The event's JSON, ``type`` first (given or not: each event class fixes it)."""
+        return {"type": self.type, **super().wire()}
+
 
 class SessionEvent(EventBase):
     """First event of a stream: the session as opened (the live socket: with ``window``), or its
@@ -222,7 +354,10 @@ class LabelsEvent(EventBase):
         frame_index: Frames of the session the model processed.
         input_index: Index of the newest frame as the gateway (or RTSP reader) numbered it.
         compute: Cost of the frames since the previous event; ``totals`` since the start.
-        latency_ms: From the newest frame's arrival to the event.
+        latency_ms: From the newest frame's arrival to the event (``timing_ms.total``; kept for
+            clients of servers before ``timing_ms``).
+        timing_ms: Where the time went, as for a clip (the newest frame's wait, the decoding
+            and model steps of the frames since the previous event); ``None`` from older servers.
         dropped: Frames of the session dropped so far.
     """
 
@@ -235,6 +370,7 @@ class LabelsEvent(EventBase):
     compute: LiveCompute
     totals: LiveCompute | None = None
     latency_ms: float | None = None
+    timing_ms: Timing | None = None
     dropped: int = 0
 
 

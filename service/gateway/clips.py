@@ -13,15 +13,17 @@ import logging
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from service import limits, wire
 from service.gateway.catalog import LiveCatalog
 from service.gateway.errors import ApiError, error_body, job_error_status
+from service.gateway.responses import answer, errors, relay
 from service.gateway.state import Gateway, get_gateway
-from service.ingest import ClipInfo, probe_clip
+from service.ingest import probe_clip
 from service.queue import JobView
 from service.settings import Settings
 
@@ -31,52 +33,52 @@ log = logging.getLogger(__name__)
 ROUTE_SCOPE_KEY = "vidrec.route"
 # Multipart framing and the small form fields around the file, on top of max_upload_bytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
-MAX_TOP_K = 100
-MAX_CLIPS = 10
 
 
-class JobAccepted(BaseModel):
-    """A job that is queued or running; poll ``status_url``."""
-
-    job_id: str
-    status: str = Field(description="queued, running, done or failed")
-    status_url: str
+def _one_or_three(value: int) -> int:
+    if value not in limits.CROPS:
+        raise ValueError("must be 1 (the full frame) or 3 (three square crops)")
+    return value
 
 
-class ErrorDetail(BaseModel):
-    """What was wrong."""
+class ClipForm(BaseModel):
+    """The form of ``POST /v1/clips``: the file and its parameters; any other field is refused
+    (a typo such as ``topk`` would otherwise be ignored)."""
 
-    code: str
-    message: str
+    model_config = ConfigDict(extra="forbid")
 
-
-class ErrorResponse(BaseModel):
-    """The shape of every refusal."""
-
-    error: ErrorDetail
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        404: "Unknown model or job",
-        413: "Upload too large",
-        415: "Not a video, or a container or codec that is not accepted",
-        422: "Bad parameters, or a video that cannot be used (truncated, too long...)",
-        429: "Queue full; retry after the Retry-After header's seconds",
-        503: "No live worker serves clip models",
-    }.items()
-}
+    file: UploadFile = Field(description="The video (mp4, mkv, webm, avi, mov)")
+    model: str | None = Field(
+        default=None,
+        max_length=limits.MAX_NAME_CHARS,
+        description="Model name; default: the deployment's clip model",
+    )
+    top_k: int = Field(
+        default=limits.DEFAULT_TOP_K, ge=1, le=limits.MAX_TOP_K, description="Labels to return"
+    )
+    clips: int = Field(
+        default=limits.DEFAULT_CLIPS,
+        ge=1,
+        le=limits.MAX_CLIPS,
+        description="Temporal views, each a forward pass",
+    )
+    crops: Annotated[int, AfterValidator(_one_or_three)] = Field(
+        default=limits.DEFAULT_CROPS, description="Spatial views: 1 (the full frame) or 3"
+    )
+    wait: bool = Field(default=True, description="Wait for the answer (true) or answer 202 at once")
 
 
 def _accepted(job_id: str, state: str) -> JSONResponse:
-    body = JobAccepted(job_id=job_id, status=state, status_url=f"/v1/jobs/{job_id}")
-    return JSONResponse(body.model_dump(), status_code=202)
+    body = wire.build(
+        wire.JobAccepted, {"job_id": job_id, "status": state, "status_url": f"/v1/jobs/{job_id}"}
+    )
+    return answer(body, 202)
 
 
-def _answer(job_id: str, answer: dict[str, Any]) -> JSONResponse:
-    """A finished job's answer: the result, or its error with the matching status."""
-    error = answer.get("error")
+def _answer(job_id: str, result: dict[str, Any]) -> JSONResponse:
+    """A finished job's answer: the result, or its error with the matching status. The result
+    is the worker's, parsed leniently (a newer worker's fields pass through)."""
+    error = result.get("error")
     if isinstance(error, dict):
         status = job_error_status(error)
         code = str(error.get("code", "error"))
@@ -85,20 +87,7 @@ def _answer(job_id: str, answer: dict[str, Any]) -> JSONResponse:
             k: v for k, v in error.items() if k not in ("code", "message", "http_status", "status")
         }
         return JSONResponse(error_body(code, message, job_id=job_id, **extra), status_code=status)
-    return JSONResponse({"job_id": job_id, **answer})
-
-
-def _probe_dict(info: ClipInfo) -> dict[str, Any]:
-    return {
-        "container": info.container,
-        "codec": info.codec,
-        "width": info.width,
-        "height": info.height,
-        "rotation": info.rotation,
-        "num_frames": info.num_frames,
-        "duration_s": round(info.duration_s, 4),
-        "avg_fps": round(info.avg_fps, 3),
-    }
+    return relay(wire.ClipAnswer, {**result, "job_id": job_id})
 
 
 def _job_body(view: JobView) -> dict[str, Any]:
@@ -130,29 +119,22 @@ def router(settings: Settings) -> APIRouter:
     """The clip routes; the body limit is fixed here from ``settings.max_upload_bytes``."""
     api = APIRouter(tags=["clips"])
     max_upload = settings.max_upload_bytes
-    limits = settings.clip_limits()
+    clip_limits = settings.clip_limits()
 
     @api.post(
         "/v1/clips",
-        responses={200: {"description": "The answer"}, 202: {"model": JobAccepted}, **ERRORS},
+        response_model=wire.ClipAnswer,
+        responses={
+            202: {"model": wire.JobAccepted, "description": "Queued or running; poll status_url"},
+            **errors(404, 410, 413, 415, 422),
+        },
         summary="Classify an uploaded clip",
     )
     async def post_clip(
-        file: Annotated[UploadFile, File(description="The video (mp4, mkv, webm, avi, mov)")],
-        gw: Annotated[Gateway, Depends(get_gateway)],
-        model: Annotated[
-            str | None, Form(description="Model name; default: the deployment's clip model")
-        ] = None,
-        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="Labels to return")] = 5,
-        clips: Annotated[int, Form(ge=1, le=MAX_CLIPS, description="Temporal views")] = 1,
-        crops: Annotated[
-            int, Form(description="Spatial views: 1 or 3"), AfterValidator(_one_or_three)
-        ] = 1,
-        wait: Annotated[
-            bool, Form(description="Wait for the answer (true) or answer 202 at once")
-        ] = True,
+        form: Annotated[ClipForm, Form()], gw: Annotated[Gateway, Depends(get_gateway)]
     ) -> JSONResponse:
         """Upload a clip; answers the labels (or 202 with a job id when ``wait`` is false)."""
+        file, model, wait = form.file, form.model, form.wait
         if file.size is not None and file.size > max_upload:
             raise _too_large(file.size, max_upload)
         data = await file.read()
@@ -161,26 +143,29 @@ def router(settings: Settings) -> APIRouter:
         # The cheap check first: a model nobody serves is refused before the clip is probed.
         catalog = LiveCatalog.of(await gw.workers.live())
         name = catalog.resolve(model or None, "clip", settings.clip_model)
-        info = await run_in_threadpool(probe_clip, data, limits)
-        params = {"top_k": top_k, "clips": clips, "crops": crops, "probe": _probe_dict(info)}
+        info = await run_in_threadpool(probe_clip, data, clip_limits)
+        params = wire.JobParams(
+            top_k=form.top_k, clips=form.clips, crops=form.crops, probe=wire.VideoInfo.of(info)
+        ).wire()
         job_id = await gw.limits.hold(  # within the caller's quota of outstanding jobs
             "clips", lambda: gw.jobs.submit(data, name, params, file.filename or "upload"), str
         )
         if not wait:
             return _accepted(job_id, "queued")
         try:
-            answer = await gw.jobs.wait(job_id, settings.wait_timeout_s)
-            if answer is None:
+            done = await gw.jobs.wait(job_id, settings.wait_timeout_s)
+            if done is None:
                 view = await gw.jobs.job(job_id)
                 return _accepted(job_id, view.state if view else "queued")
         except redis.RedisError as exc:
             # The job is queued: a refusal without its id would make the client submit it again.
             raise _lost_wait(job_id, exc) from exc
-        return _answer(job_id, answer)
+        return _answer(job_id, done)
 
     @api.get(
         "/v1/jobs/{job_id}",
-        responses={404: {"model": ErrorResponse, "description": "Unknown or expired job"}},
+        response_model=wire.JobView,
+        responses=errors(404, 422, s404="Unknown or expired job"),
         summary="A clip job's state and result",
     )
     async def get_job(job_id: str, gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
@@ -188,15 +173,9 @@ def router(settings: Settings) -> APIRouter:
         view = await gw.jobs.job(job_id)
         if view is None:
             raise ApiError(404, "job_not_found", f"no clip job {job_id!r} (unknown or expired)")
-        return JSONResponse(_job_body(view))
+        return relay(wire.JobView, _job_body(view))
 
     return api
-
-
-def _one_or_three(value: int) -> int:
-    if value not in (1, 3):
-        raise ValueError("must be 1 (the full frame) or 3 (three square crops)")
-    return value
 
 
 def _lost_wait(job_id: str, exc: redis.RedisError) -> ApiError:

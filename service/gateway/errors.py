@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketState
 from service.ingest import IngestError
 from service.logs import request_id_var
 from service.queue import QueueError, QueueFullError
+from service.wire import ErrorBody, ErrorEvent
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,16 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """``{"error": {"code", "message", ...extra, "request_id"}}``; the request id is the one
-    being handled (``service.gateway.request_id``), when there is one."""
-    return {"error": {"code": code, "message": clip(message), **extra, **_request_id()}}
+    being handled (``service.gateway.request_id``), when there is one. Built through
+    ``service.wire.ErrorBody``, whose ``ErrorDetail`` names the extra fields."""
+    detail = {"code": code, "message": clip(message), **extra, **_request_id()}
+    return ErrorBody.model_validate({"error": detail}).wire()
 
 
 def error_event(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """The WebSocket form of a refusal: ``{"type": "error", "code", "message", "request_id"}``."""
-    return {"type": "error", "code": code, "message": clip(message), **extra, **_request_id()}
+    fields = {"code": code, "message": clip(message), **extra, **_request_id()}
+    return ErrorEvent.model_validate(fields).wire()
 
 
 def _request_id() -> dict[str, str]:
@@ -171,6 +175,9 @@ def _validation_message(errors: Sequence[Any]) -> str:
         loc = [clip(str(p), MAX_LOC_CHARS) for p in err.get("loc", ())]
         loc = [p for p in loc if p not in ("body", "query", "path", "form")]
         where = ".".join(loc) or "request"
+        if err.get("type") == "extra_forbidden":  # a typo (``topk``) must not pass unnoticed
+            parts.append(f"unknown field {where!r}: not a parameter of this route")
+            continue
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
 

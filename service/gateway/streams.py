@@ -21,15 +21,16 @@ import anyio
 import redis
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
+from service import limits, wire
 from service.budget import check_budget, default_budget, parse_budget_text
 from service.gateway.catalog import LiveCatalog, Role
-from service.gateway.clips import ErrorResponse
 from service.gateway.errors import ApiError, close_unavailable, error_event
 from service.gateway.request_id import request_id_of
+from service.gateway.responses import answer, errors
 from service.gateway.state import Gateway, get_gateway
 from service.ingest import IngestError, check_source_url, split_message
 from service.queue import FINAL_STATES, QueueError, SessionInfo
@@ -37,8 +38,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_STRIDE = 1000
-MAX_NAME_CHARS = 128
+MAX_STRIDE = limits.MAX_STRIDE
 MAX_EVENT_ID_CHARS = 64
 CLOSE_TIMEOUT_S = 5.0
 EVENT_BLOCK_MS = 1000
@@ -52,12 +52,24 @@ WS_POLICY = 1008
 WS_TRY_AGAIN = 1013
 
 
-class StreamRequest(BaseModel):
-    """An RTSP source to read."""
+# The query parameters each WebSocket takes; any other is refused by name (a typo such as
+# ``bugdet`` would otherwise open a session with the default budget).
+LIVE_QUERY = ("model", "budget", "stride")
+EVENTS_QUERY = ("after",)
 
-    source: str = Field(description="rtsp:// or rtsps:// URL", max_length=4096)
+
+class StreamRequest(BaseModel):
+    """An RTSP source to read; any other field is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        description="rtsp:// or rtsps:// URL", min_length=1, max_length=limits.MAX_SOURCE_CHARS
+    )
     model: str | None = Field(
-        default=None, max_length=MAX_NAME_CHARS, description="Model; default: the live default"
+        default=None,
+        max_length=limits.MAX_NAME_CHARS,
+        description="Model; default: the live default",
     )
     budget: float | str | dict[str, Any] | None = Field(
         default=None,
@@ -68,7 +80,12 @@ class StreamRequest(BaseModel):
 
 
 def session_body(info: SessionInfo, gw: Gateway, stride: int | None = None) -> dict[str, Any]:
-    """A session as the API shows it (never the source URL with its credentials)."""
+    """A session as the API shows it (never the source URL with its credentials), built
+    through ``service.wire.SessionView``."""
+    return wire.build(wire.SessionView, _session_fields(info, gw, stride)).wire()
+
+
+def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[str, Any]:
     return {
         "session_id": info.session_id,
         "kind": info.kind,
@@ -136,8 +153,7 @@ async def _open_session(
 
 
 def _session_event(info: SessionInfo, row: dict[str, Any], stride: int) -> dict[str, Any]:
-    return {
-        "type": "session",
+    fields = {
         "session_id": info.session_id,
         "kind": info.kind,
         "model": info.model,
@@ -147,6 +163,16 @@ def _session_event(info: SessionInfo, row: dict[str, Any], stride: int) -> dict[
         "owner": info.owner,
         "events_url": f"/v1/streams/{info.session_id}/events",
     }
+    return wire.build(wire.SessionEvent, fields).wire()
+
+
+def _unknown_query(ws: WebSocket, accepted: tuple[str, ...]) -> str | None:
+    """What to say of query parameters the route does not take; ``None`` when there are none."""
+    unknown = sorted({name for name in ws.query_params if name not in accepted})
+    if not unknown:
+        return None
+    names = ", ".join(repr(n) for n in unknown)
+    return f"unknown query parameter {names}; this route takes {', '.join(accepted)}"
 
 
 class _Socket:
@@ -226,6 +252,10 @@ def router(settings: Settings) -> APIRouter:
         Query: ``model``, ``budget`` (a fraction, ``all``, or a JSON budget object), ``stride``.
         Text messages: ``{"budget": ...}`` changes the budget, ``{"type": "close"}`` ends.
         """
+        unknown = _unknown_query(ws, LIVE_QUERY)
+        if unknown:
+            await _refuse(ws, "invalid_request", unknown)
+            return
         try:
             spec = parse_budget_text(budget) if budget else None
             every = _parse_stride(stride, gw.settings.stride)
@@ -272,13 +302,17 @@ def router(settings: Settings) -> APIRouter:
     @api.post(
         "/v1/streams",
         status_code=201,
-        responses={
-            400: {"model": ErrorResponse, "description": "Malformed or non-RTSP URL"},
-            403: {"model": ErrorResponse, "description": "Source host not allowed"},
-            404: {"model": ErrorResponse, "description": "Unknown model"},
-            422: {"model": ErrorResponse, "description": "Bad parameters"},
-            503: {"model": ErrorResponse, "description": "No worker can take a session"},
-        },
+        response_model=wire.SessionView,
+        responses=errors(
+            400,
+            403,
+            404,
+            413,
+            422,
+            s400="Malformed or non-RTSP URL",
+            s403="The key lacks the scope, or the source host is not allowed",
+            s503="No worker can take a session, or the queue (Redis) is not reachable",
+        ),
         summary="Read an RTSP source",
     )
     async def create_stream(
@@ -294,17 +328,23 @@ def router(settings: Settings) -> APIRouter:
         info, _row = await _open_session(gw, "rtsp", body.model, spec, every, source=checked.url)
         return JSONResponse(session_body(info, gw, every), status_code=201)
 
-    @api.get("/v1/streams", summary="Every open session, live and RTSP, oldest first")
+    @api.get(
+        "/v1/streams",
+        response_model=wire.SessionList,
+        responses=errors(),
+        summary="Every open session, live and RTSP, oldest first",
+    )
     async def list_streams(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
         """The open sessions as ``GET /v1/streams/{id}`` shows each (``DELETE`` ends any)."""
         infos = await gw.sessions.list()
         strides = [await _stride_of(gw, info.session_id) for info in infos]
-        sessions = [session_body(i, gw, s) for i, s in zip(infos, strides, strict=True)]
-        return JSONResponse({"sessions": sessions, "count": len(sessions)})
+        sessions = [_session_fields(i, gw, s) for i, s in zip(infos, strides, strict=True)]
+        return answer(wire.build(wire.SessionList, {"sessions": sessions, "count": len(sessions)}))
 
     @api.get(
         "/v1/streams/{session_id}",
-        responses={404: {"model": ErrorResponse, "description": "Unknown or expired session"}},
+        response_model=wire.SessionView,
+        responses=errors(404, 422, s404="Unknown or expired session"),
         summary="A session's state, source health, latest labels and counters",
     )
     async def get_stream(
@@ -316,7 +356,8 @@ def router(settings: Settings) -> APIRouter:
 
     @api.delete(
         "/v1/streams/{session_id}",
-        responses={404: {"model": ErrorResponse, "description": "Unknown or expired session"}},
+        response_model=wire.SessionView,
+        responses=errors(404, 422, s404="Unknown or expired session"),
         summary="Stop a session",
     )
     async def delete_stream(
@@ -326,9 +367,8 @@ def router(settings: Settings) -> APIRouter:
         await _existing(gw, session_id)
         closed = await gw.sessions.close(session_id)
         info = await _existing(gw, session_id)
-        body = session_body(info, gw, await _stride_of(gw, session_id))
-        body["closed_now"] = closed
-        return JSONResponse(body)
+        fields = _session_fields(info, gw, await _stride_of(gw, session_id))
+        return answer(wire.build(wire.SessionView, {**fields, "closed_now": closed}))
 
     @api.websocket("/v1/streams/{session_id}/events")
     async def stream_events(
@@ -338,6 +378,10 @@ def router(settings: Settings) -> APIRouter:
         after: str | None = None,
     ) -> None:
         """The session's events, from after the event id ``after`` (default: the oldest kept)."""
+        unknown = _unknown_query(ws, EVENTS_QUERY)
+        if unknown:
+            await _refuse(ws, "invalid_request", unknown)
+            return
         cursor = after or "0-0"
         if len(cursor) > MAX_EVENT_ID_CHARS or not _EVENT_ID.match(cursor):
             message = f"after must be an event id like 1712-0, not {cursor!r}"
@@ -353,8 +397,8 @@ def router(settings: Settings) -> APIRouter:
         stride = await _stride_of(gw, session_id)
         try:
             if after is None:
-                first = {**session_body(info, gw, stride), "type": "session"}
-                await sock.send(first)
+                fields = _session_fields(info, gw, stride)
+                await sock.send(wire.build(wire.SessionEvent, fields).wire())
             relay = _relay_events(gw, sock, session_id, cursor, stop_when_final=True)
             if await _first_of(relay, _until_disconnect(ws)) == 0:
                 await _send_end(gw, sock, session_id)
@@ -395,10 +439,10 @@ async def _send_end(gw: Gateway, sock: _Socket, session_id: str) -> None:
     """Tells the client the session ended (closed elsewhere, or failed) before closing."""
     info = await gw.sessions.get(session_id)
     state = info.state if info else "closed"
-    end: dict[str, Any] = {"type": "end", "session_id": session_id, "state": state}
+    end: dict[str, Any] = {"session_id": session_id, "state": state}
     if info is not None and info.ended_reason:
         end["reason"] = info.ended_reason
-    await sock.send(end)
+    await sock.send(wire.build(wire.EndEvent, end).wire())
 
 
 async def _hold_lease(gw: Gateway, session_id: str) -> None:
@@ -488,7 +532,7 @@ async def _control(gw: Gateway, sock: _Socket, session_id: str, text: str) -> bo
         return False
     if msg.get("type") == "close":
         await gw.sessions.close(session_id)
-        await sock.send({"type": "closed", "session_id": session_id})
+        await sock.send(wire.ClosedEvent(session_id=session_id).wire())
         return True
     if "budget" in msg:
         try:
@@ -501,7 +545,7 @@ async def _control(gw: Gateway, sock: _Socket, session_id: str, text: str) -> bo
         except QueueError as exc:
             await sock.send(error_event(exc.code, exc.message))
             return True
-        await sock.send({"type": "budget", "session_id": session_id, "budget": budget})
+        await sock.send(wire.BudgetEvent(session_id=session_id, budget=budget).wire())
         return False
     await sock.send(
         error_event(

@@ -14,7 +14,9 @@ import redis
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
+from service import wire
 from service.gateway.catalog import LiveCatalog
+from service.gateway.responses import ERROR_DESCRIPTIONS, answer, errors, relay
 from service.gateway.state import Gateway, get_gateway
 from service.metrics import CONTENT_TYPE, Scrape
 from service.redis_conn import async_ping
@@ -28,8 +30,13 @@ def router() -> APIRouter:
     """The system routes."""
     api = APIRouter(tags=["system"])
 
-    @api.get("/v1/models", summary="Models the live workers serve")
-    async def models(gw: Annotated[Gateway, Depends(get_gateway)]) -> dict[str, Any]:
+    @api.get(
+        "/v1/models",
+        response_model=wire.ModelList,
+        responses=errors(),
+        summary="Models the live workers serve",
+    )
+    async def models(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
         """Each model's labels, frames, image size and GMACs, with the workers serving it for
         clips and for live sessions, and the defaults a request without ``model`` gets."""
         catalog = LiveCatalog.of(await gw.workers.live())
@@ -37,21 +44,31 @@ def router() -> APIRouter:
             "clip": catalog.default("clip", gw.settings.clip_model),
             "live": catalog.default("live", gw.settings.live_model),
         }
-        return {
-            "models": catalog.describe(),
+        listing: dict[str, Any] = {
+            "models": catalog.describe(),  # the workers' own rows: parsed leniently
             "defaults": defaults,
             "workers": [w.worker_id for w in catalog.workers],
         }
+        return relay(wire.ModelList, listing)
 
-    @api.get("/healthz", summary="Liveness: the process runs")
-    async def healthz() -> dict[str, str]:
+    @api.get(
+        "/healthz",
+        response_model=wire.Health,
+        responses={500: {"model": wire.ErrorBody, "description": ERROR_DESCRIPTIONS[500]}},
+        summary="Liveness: the process runs",
+    )
+    async def healthz() -> JSONResponse:
         """Always 200 while the process runs; it touches nothing outside."""
-        return {"status": "ok"}
+        return answer(wire.Health(status="ok"))
 
     @api.get(
         "/readyz",
+        response_model=wire.Readiness,
         summary="Readiness: Redis answers and a live worker has its models loaded",
-        responses={503: {"description": "Not ready; the body says why"}},
+        responses={
+            503: {"model": wire.Readiness, "description": "Not ready; reason says why"},
+            500: {"model": wire.ErrorBody, "description": ERROR_DESCRIPTIONS[500]},
+        },
     )
     async def readyz(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
         """200 when Redis answers and at least one live worker advertises loaded models."""
@@ -70,14 +87,9 @@ def router() -> APIRouter:
                 redis_ok=True,
                 workers=len(workers),
             )
-        return JSONResponse(
-            {
-                "ready": True,
-                "redis": True,
-                "workers": len(workers),
-                "workers_ready": len(loaded),
-            }
-        )
+        ready = {"ready": True, "redis": True, "workers": len(workers)}
+        ready["workers_ready"] = len(loaded)
+        return answer(wire.build(wire.Readiness, ready))
 
     @api.get("/metrics", summary="Prometheus metrics of the gateway and every live worker")
     async def metrics(gw: Annotated[Gateway, Depends(get_gateway)]) -> Response:
@@ -97,7 +109,5 @@ def router() -> APIRouter:
 
 
 def _not_ready(reason: str, *, redis_ok: bool, workers: int = 0) -> JSONResponse:
-    return JSONResponse(
-        {"ready": False, "reason": reason, "redis": redis_ok, "workers": workers},
-        status_code=503,
-    )
+    body = {"ready": False, "reason": reason, "redis": redis_ok, "workers": workers}
+    return answer(wire.build(wire.Readiness, body), 503)

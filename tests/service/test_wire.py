@@ -112,7 +112,10 @@ def test_errors_and_models() -> None:
     body = ErrorBody.model_validate(
         {"error": {"code": "unknown_model", "message": "no", "models": ["a"], "request_id": "r"}}
     )
-    assert body.error.request_id == "r" and body.error.model_extra == {"models": ["a"]}
+    assert body.error.request_id == "r" and body.error.models == ["a"]
+    assert body.error.model_extra == {}
+    newer = ErrorBody.model_validate({"error": {"code": "c", "message": "m", "hint": "h"}})
+    assert newer.error.model_extra == {"hint": "h"}
     listing = ModelList.model_validate({"models": [{"name": "m", "serving": {"clip": ["w"]}}]})
     assert listing.models[0].serving.clip == ["w"] and listing.defaults.clip is None
 

@@ -98,7 +98,7 @@ def default_answer(task: ClipTask) -> dict[str, Any]:
         "model": task.model,
         "labels": [{"label": "waving", "score": 0.9}, {"label": "jumping", "score": 0.1}],
         "params": task.params,
-        "timing_ms": {"queue": 1.0, "decode": 2.0, "inference": 3.0, "total": 6.0},
+        "timing_ms": {"queue_wait": 1.0, "decode": 2.0, "inference": 3.0, "total": 6.0},
         "compute": {"gmacs": 0.8, "frames": 8},
     }
 
