@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.budget import check_budget, parse_budget_text
@@ -31,6 +31,15 @@ _ORIGIN_RE = re.compile(r"^https?://[^/?#\s]+/?$", re.IGNORECASE)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """The problems of a failed :class:`Settings` as the variables are set (``VIDREC_DTYPE: ...``,
+    not pydantic's bare field names), without the values (a Redis URL may hold a password)."""
+    return "; ".join(
+        f"VIDREC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 def _split_list(value: Any) -> Any:
@@ -121,7 +130,13 @@ class Settings(BaseSettings):
         max_deliveries: Deliveries of one clip job before it goes to the dead-letter stream.
         worker_id: This worker's id; ``None``: ``{hostname}-{pid}``.
         worker_batch: Clip jobs a worker takes at once.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Under ``vidrec serve``,
+            ``auto`` and ``cuda`` pin one worker to each visible GPU (``cuda:0``, ``cuda:1``...).
+        dtype: Floating type of the models: ``auto`` (bfloat16 on a CUDA GPU with native
+            bfloat16, compute capability 8.0 on, else float32), ``float32``, ``bfloat16`` or
+            ``float16``. Answers are float32 whatever the type.
+        workers: Worker processes ``vidrec serve`` starts (``--workers``); ``None``: one per
+            visible GPU when ``device`` is ``auto`` or ``cuda`` and there are GPUs, else 1.
         torch_threads: Intra-op threads of a worker's torch (``torch.set_num_threads``);
             ``None``: ``OMP_NUM_THREADS`` when set, else the cores the worker may use divided
             among the workers ``vidrec serve`` starts (one core left to its gateway and Redis on
@@ -214,6 +229,8 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     worker_batch: PositiveInt = 8
     device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    workers: PositiveInt | None = None
     torch_threads: PositiveInt | None = None
 
     session_capacity: PositiveInt = 32

@@ -39,7 +39,9 @@ from service.cli.gateway_cmd import (
     load_settings,
     make_server,
 )
+from service.devices import WorkerPlan, describe_plan, plan_workers, visible_gpus
 from service.settings import Settings
+from service.threads import available_cores
 
 # `python -m service.worker` behind a watch on stdin (see run_supervised_worker).
 WORKER_COMMAND = (
@@ -80,7 +82,12 @@ def add_parser(subparsers: Any) -> None:
     )
     add_listen_options(parser)
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes to run (default: 1)"
+        "--workers",
+        type=int,
+        help=(
+            "worker processes to run (default: VIDREC_WORKERS, else one per visible GPU, pinned "
+            "to cuda:0, cuda:1 ..., or 1 without GPUs)"
+        ),
     )
     parser.add_argument(
         "--models-dir",
@@ -247,12 +254,15 @@ class WorkerPool:
         env: Their environment (``VIDREC_REDIS_URL`` set).
         settings: The deployment's settings (key prefix, worker id).
         redis_url: The server, to see which workers are ready (heartbeat with models).
+        plans: Per worker, its device and threads (:func:`service.devices.plan_workers`);
+            empty: every worker gets ``env`` alone.
     """
 
     count: int
     env: dict[str, str]
     settings: Settings
     redis_url: str
+    plans: list[WorkerPlan] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
     fatal: str | None = None
     all_ready: threading.Event = field(default_factory=threading.Event)
@@ -282,6 +292,8 @@ class WorkerPool:
 
     def _spawn(self, slot: _Slot) -> None:
         env = dict(self.env)
+        if slot.index <= len(self.plans):
+            env.update(self.plans[slot.index - 1].env())  # its GPU, its threads
         if self.settings.worker_id is not None:
             # A configured id must stay unique per worker and per restart: sessions of a dead
             # worker move only once its id's heartbeat has expired.
@@ -475,12 +487,21 @@ class _Stop:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if args.drain_timeout < 0:
         raise ValueError(f"--drain-timeout must not be negative, got {args.drain_timeout}")
-    settings = load_settings(host=args.host, port=args.port, models_dir=args.models_dir)
+    settings = load_settings(
+        host=args.host, port=args.port, models_dir=args.models_dir, workers=args.workers
+    )
     check_bundles(settings.models_dir)
+    plans = plan_workers(
+        settings.device,
+        visible_gpus(settings.device),
+        available_cores(),
+        settings.workers,
+        threads_set=settings.torch_threads is not None or "OMP_NUM_THREADS" in os.environ,
+    )
     sock = bind(settings.host, settings.port)  # a port in use fails before anything starts
 
     stop = _Stop()
@@ -507,11 +528,13 @@ def run(args: argparse.Namespace) -> int:
         if stop.requested.is_set():
             return 0
         settings = settings.model_copy(update={"redis_url": redis_url})
+        say(f"{describe_plan(plans)}; VIDREC_DTYPE={settings.dtype}")
         pool = WorkerPool(
-            args.workers,
-            worker_env(settings, redis_url, args.models_dir, args.workers),
+            len(plans),
+            worker_env(settings, redis_url, args.models_dir, len(plans)),
             settings,
             redis_url,
+            plans,
         )
         url = base_url(sock)
         server = make_server(settings, args.log_level, lambda: announce(url, "serve"))

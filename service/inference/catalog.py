@@ -22,6 +22,8 @@ from model_core.training import resolve_device
 from model_core.zoo import DEFAULT_CLIP_MODEL, DEFAULT_LIVE_MODEL, bundle_dir, list_bundles
 from service.budget import check_budget
 
+from .precision import resolve_dtype
+
 Role = Literal["clip", "live"]
 ROLES: tuple[Role, ...] = ("clip", "live")
 
@@ -93,7 +95,8 @@ class ModelEntry:
 
     Attributes:
         name: the bundle's file name without ``.safetensors``.
-        model: the model, float32, in eval mode, on the catalog's device, no gradients.
+        model: the model, in the catalog's floating type (``VIDREC_DTYPE``), in eval mode, on
+            the catalog's device, no gradients.
         config: its ``ModelConfig`` (architecture, labels, preprocessing).
         path: the bundle file.
         training: the bundle's free-form training facts, if any.
@@ -137,6 +140,11 @@ class ModelEntry:
     @property
     def device(self) -> torch.device:
         return self.model.cls_token.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating type of the weights: inputs are cast to it before the forward."""
+        return self.model.cls_token.dtype
 
     @property
     def recommended_budget(self) -> dict[str, Any] | None:
@@ -195,6 +203,7 @@ class ModelCatalog:
         names: Sequence[str] = (),
         device: torch.device | str = "auto",
         *,
+        dtype: torch.dtype | str = "auto",
         clip_model: str | None = None,
         live_model: str | None = None,
     ) -> ModelCatalog:
@@ -205,14 +214,19 @@ class ModelCatalog:
                 demo bundles (``model_core.zoo.bundle_dir()``).
             names: the bundles to load; empty for all of them.
             device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+            dtype: the floating type of the weights: a ``torch.dtype``, or ``"auto"``,
+                ``"float32"``, ``"bfloat16"``, ``"float16"`` (see
+                :func:`service.inference.precision.resolve_dtype`).
             clip_model: default model for clips (None: see :func:`pick_default`).
             live_model: default model for live streams (None: see :func:`pick_default`).
 
         Raises:
             CatalogError: no directory, no bundles, or a bundle that does not load.
             UnknownModelError: a name in ``names`` (or a default) with no bundle.
+            ValueError: an unknown ``dtype`` name.
         """
         target = resolve_device(device) if isinstance(device, str) else device
+        floating = resolve_dtype(dtype, target) if isinstance(dtype, str) else dtype
         paths = _bundle_paths(models_dir)
         wanted = list(dict.fromkeys(names)) or list(paths)
         for name in wanted:
@@ -223,7 +237,7 @@ class ModelCatalog:
         for default in (clip_model, live_model):
             if default is not None and default not in wanted:
                 raise UnknownModelError(default, wanted)
-        entries = {name: _load_entry(name, paths[name], target) for name in wanted}
+        entries = {name: _load_entry(name, paths[name], target, floating) for name in wanted}
         return cls(entries, target, clip_model=clip_model, live_model=live_model)
 
     def get(self, name: str) -> ModelEntry:
@@ -257,6 +271,11 @@ class ModelCatalog:
                 detail=f"{_family_text(entry.config)} cannot stream: {LIVE_RULE}",
             )
         return entry
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating type the models run in (every entry of :meth:`load` shares it)."""
+        return next(iter(self._entries.values())).dtype
 
     @property
     def names(self) -> list[str]:
@@ -343,13 +362,14 @@ def _read_config(path: Path) -> ModelConfig:
     return config
 
 
-def _load_entry(name: str, path: Path, device: torch.device) -> ModelEntry:
+def _load_entry(name: str, path: Path, device: torch.device, dtype: torch.dtype) -> ModelEntry:
     try:
         _, training = read_bundle_config(path)
         model = load_bundle(path, map_location="cpu")
     except (CheckpointError, OSError) as err:
         raise CatalogError(f"cannot load model bundle {path}: {err}") from err
-    model = model.float().to(device).eval().requires_grad_(False)
+    # Cast on the CPU before the move: a GPU never holds a float32 copy of the weights.
+    model = model.to(dtype).to(device).eval().requires_grad_(False)
     return ModelEntry(
         name=name,
         model=model,

@@ -127,7 +127,7 @@ class ClipClassifier:
         for first in range(0, len(views), self.max_batch):
             chunk = views[first : first + self.max_batch]
             batch = torch.stack([preprocess_frames(v, spec) for v in chunk])  # (B, T, 3, S, S)
-            logits = entry.model(batch.to(entry.device))
+            logits = entry.model(batch.to(entry.device, entry.dtype))  # the model's own type
             out.append(logits.float().softmax(dim=-1).cpu())
         return torch.cat(out)
 

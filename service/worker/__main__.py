@@ -6,7 +6,7 @@ import sys
 
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import Settings, settings_problems
 from service.worker.process import run_worker
 
 
@@ -15,7 +15,7 @@ def main() -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"vidrec worker: bad settings: {exc}", file=sys.stderr)
+        print(f"vidrec worker: bad settings: {settings_problems(exc)}", file=sys.stderr)
         return 2
     return run_worker(settings)
 

@@ -28,6 +28,7 @@ import redis
 import torch
 
 from service.inference import ModelCatalog
+from service.inference.precision import dtype_name
 from service.keys import Keys
 from service.logs import configure_logging
 from service.metrics import WorkerMetrics
@@ -83,6 +84,7 @@ class Worker:
             settings.models_dir,
             settings.models,
             settings.device,
+            dtype=settings.dtype,
             clip_model=settings.clip_model,
             live_model=settings.live_model,
         )
@@ -141,6 +143,7 @@ class Worker:
             "capacity": self.settings.session_capacity,
             "stride": self.settings.stride,
             "device": str(self.catalog.device),
+            "dtype": dtype_name(self.catalog.dtype),
             "state": "draining" if draining else "running",
             "jobs_running": len(self._batch),
             "torch_threads": torch.get_num_threads(),
@@ -171,11 +174,12 @@ class Worker:
     def run(self) -> int:
         """Serves until :meth:`stop`; returns the exit status (0)."""
         log.info(
-            "worker %s: models %s (live: %s) on %s, torch threads: %d",
+            "worker %s: models %s (live: %s) on %s in %s, torch threads: %d",
             self.worker_id,
             ", ".join(self.catalog.names),
             ", ".join(self.catalog.live_names) or "none",
             self.catalog.device,
+            dtype_name(self.catalog.dtype),
             torch.get_num_threads(),
         )
         self._start()
