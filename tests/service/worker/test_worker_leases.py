@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +18,15 @@ from typing import Any
 import pytest
 import redis
 import websockets
-from worker_support import (
+
+# --import-mode=importlib keeps test directories off sys.path; the gateway process helper lives
+# beside the edge tests.
+_ABUSE = str(Path(__file__).resolve().parent.parent / "abuse")
+if _ABUSE not in sys.path:
+    sys.path.insert(0, _ABUSE)
+
+from edge_support import GatewayProcess  # noqa: E402
+from worker_support import (  # noqa: E402
     LIVE_MODEL,
     GatewaySide,
     ThreadWorker,
@@ -31,15 +35,13 @@ from worker_support import (
     events_of,
     labels_of,
     png_bytes,
-    settings_env,
     wait_for,
     worker_settings,
 )
 
-from service.keys import Keys
-from service.settings import Settings
+from service.keys import Keys  # noqa: E402
+from service.settings import Settings  # noqa: E402
 
-GATEWAY_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
 HELD = 64
 
 
@@ -101,50 +103,6 @@ def test_an_idle_session_times_out_with_an_event_saying_so(
         assert not expired_events(client, keys, busy.session_id)
 
 
-class GatewayProcess:
-    """``vidrec gateway`` on a free port, as a real process."""
-
-    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
-        env.update(settings_env(settings))
-        env["PYTHONUNBUFFERED"] = "1"
-        # One client address opens them all, quickly: no per-client quota or rate limit.
-        env.update({"VIDREC_QUOTA_LIVE_SESSIONS": "0", "VIDREC_RATE_LIMIT_RPS": "0"})
-        self.log_path = log_dir / f"gateway-{name}.log"
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", GATEWAY_CODE, "gateway", "--port", "0"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        found: list[str] = []
-
-        def read() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                match = re.search(r"listening on http://(\S+)", line)
-                if match and not found:
-                    found.append(match.group(1))
-
-        threading.Thread(target=read, daemon=True).start()
-        self.address = wait_for(lambda: found and found[0], 60, 0.05, f"gateway {name}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
-
-
 @pytest.fixture
 def gateways() -> Iterator[list[GatewayProcess]]:
     started: list[GatewayProcess] = []
@@ -153,8 +111,8 @@ def gateways() -> Iterator[list[GatewayProcess]]:
         gateway.stop()
 
 
-async def _open(address: str) -> tuple[Any, dict[str, Any]]:
-    ws = await websockets.connect(f"ws://{address}/v1/streams/live?model={LIVE_MODEL}")
+async def _open(gateway: GatewayProcess) -> tuple[Any, dict[str, Any]]:
+    ws = await websockets.connect(f"{gateway.ws_url}/v1/streams/live?model={LIVE_MODEL}")
     first = json.loads(await ws.recv())
     return ws, first
 
@@ -183,9 +141,16 @@ def test_sessions_of_a_killed_gateway_end_and_free_the_worker(
     worker = WorkerProcess(settings, tmp_path)
     try:
         worker.wait_registered(client)
-        doomed = GatewayProcess(settings, tmp_path, "doomed")
+        # One client address opens them all, quickly: no per-client quota or rate limit.
+        common = {
+            "redis_url": redis_url,
+            "key_prefix": key_prefix,
+            "quota_live_sessions": 0,
+            "rate_limit_rps": 0,
+        }
+        doomed = GatewayProcess(**common)
         gateways.append(doomed)
-        survivor = GatewayProcess(settings, tmp_path, "survivor")
+        survivor = GatewayProcess(**common)
         gateways.append(survivor)
         frame = png_bytes(clip_frames(2, 2, 112)[0])
 
@@ -199,13 +164,13 @@ def test_sessions_of_a_killed_gateway_end_and_free_the_worker(
 
         async def hold_then_kill(held: list[tuple[Any, str]]) -> tuple[list[str], float, int]:
             for _ in range(HELD):
-                ws, first = await _open(doomed.address)
+                ws, first = await _open(doomed)
                 held.append((ws, first.get("session_id", "")))
                 assert first["type"] == "session", first
                 await ws.send(frame)
             ids = [sid for _, sid in held]
             # Full: a 65th session is refused, on either gateway.
-            ws, refused = await _open(survivor.address)
+            ws, refused = await _open(survivor)
             assert refused["type"] == "error" and refused["code"] == "no_worker", refused
             await ws.close()
             doomed.process.send_signal(signal.SIGKILL)
@@ -214,7 +179,7 @@ def test_sessions_of_a_killed_gateway_end_and_free_the_worker(
             attempts = 0
             while True:
                 attempts += 1
-                ws, first = await _open(survivor.address)
+                ws, first = await _open(survivor)
                 if first["type"] == "session":
                     reopened = time.monotonic() - killed
                     await ws.close()
