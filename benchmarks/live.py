@@ -58,6 +58,8 @@ QUIET_S = 1.0
 COUNTERS_POLL_S = 0.2
 # A handshake refused by the rate limit (429 rate_limited) is tried again this many times.
 RATE_LIMIT_RETRIES = 5
+# The clip uploads in flight when a point's sending ends get this long to be answered.
+CLIP_WAIT_S = 120.0
 # A worker's metrics reach the gateway with its heartbeat (VIDREC_HEARTBEAT_INTERVAL_S, 0.5 s).
 METRICS_SETTLE_S = 1.2
 REDIS_SAMPLE_S = 0.25
@@ -103,6 +105,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="own service: a setting (VIDREC_*, OMP_NUM_THREADS) to change from its default "
         "(repeatable)",
     )
+    parser.add_argument(
+        "--clip-load",
+        type=int,
+        default=0,
+        help="clip uploads kept in flight beside the streams (default: none)",
+    )
+    parser.add_argument(
+        "--clip-form",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a form field of those uploads, e.g. clips=10 (repeatable)",
+    )
     parser.add_argument("--sources", type=int, default=2, help="distinct generated streams")
     parser.add_argument("--jpeg-quality", type=int, default=85)
     parser.add_argument(
@@ -117,6 +132,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--fps and --duration must be positive, --warmup and --tail not negative")
     if args.warmup >= args.duration:
         parser.error("--warmup must be shorter than --duration")
+    if args.clip_load < 0 or any("=" not in f for f in args.clip_form):
+        parser.error("--clip-load must not be negative; --clip-form takes NAME=VALUE")
     if args.sources < 1 or not 1 <= args.jpeg_quality <= 100:
         parser.error("--sources >= 1 and --jpeg-quality in 1..100 please")
     try:
@@ -344,8 +361,8 @@ class RedisMemory:
 
 
 def scrape(client: httpx.Client) -> dict[str, float] | None:
-    """Sums of the samples the breakdown needs, over every label set; None when /metrics
-    cannot be read."""
+    """Sums over the workers of the samples the breakdown needs, by name and model
+    (``name/model``, or ``name`` for a family without one); None when /metrics cannot be read."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
@@ -366,27 +383,37 @@ def scrape(client: httpx.Client) -> dict[str, float] | None:
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
                 if sample.name in wanted and "worker" in sample.labels:
-                    sums[sample.name] = sums.get(sample.name, 0.0) + float(sample.value)
+                    model = sample.labels.get("model")
+                    key = f"{sample.name}/{model}" if model else sample.name
+                    sums[key] = sums.get(key, 0.0) + float(sample.value)
     except ValueError:
         return None
     return sums
 
 
 def metric_deltas(
-    before: dict[str, float] | None, after: dict[str, float] | None
+    before: dict[str, float] | None,
+    after: dict[str, float] | None,
+    live_models: Sequence[str],
+    clips: bool,
 ) -> dict[str, Any]:
-    """Mean model step, frames per step and decode per frame between two scrapes."""
+    """Mean model step of the live models, frames per step, and decode per frame (unless clip
+    jobs ran: their decodes are in the same histogram) between two scrapes."""
     if before is None or after is None:
         return {}
 
-    def delta(name: str) -> float | None:
-        if name not in after:
+    def delta(name: str, models: Sequence[str] = ()) -> float | None:
+        keys = [f"{name}/{m}" for m in models] if models else [name]
+        if not any(k in after for k in keys):
             return None
-        return after[name] - before.get(name, 0.0)
+        return sum(after.get(k, 0.0) - before.get(k, 0.0) for k in keys)
 
-    steps, step_s = delta("vidrec_inference_seconds_count"), delta("vidrec_inference_seconds_sum")
+    steps = delta("vidrec_inference_seconds_count", live_models)
+    step_s = delta("vidrec_inference_seconds_sum", live_models)
     decodes, decode_s = delta("vidrec_decode_seconds_count"), delta("vidrec_decode_seconds_sum")
-    frames = delta("vidrec_frames_processed_total")
+    if clips:
+        decodes = decode_s = None
+    frames = delta("vidrec_frames_processed_total", live_models)
     out: dict[str, Any] = {}
     if steps and step_s is not None:
         out["model_step_ms"] = 1000.0 * step_s / steps
@@ -785,9 +812,15 @@ async def close_stream(stream: Stream, reader: asyncio.Task[None]) -> None:
 
 
 async def run_load(
-    url: str, n: int, sources: list[list[bytes]], args: argparse.Namespace, meters: Any
+    url: str,
+    n: int,
+    sources: list[list[bytes]],
+    args: argparse.Namespace,
+    meters: Any,
+    clip: bytes | None = None,
 ) -> tuple[list[Stream], dict[str, Any]]:
-    """Opens ``n`` sessions, sends for ``--duration`` seconds, waits for the tail, closes."""
+    """Opens ``n`` sessions, sends for ``--duration`` seconds (with ``--clip-load`` uploads of
+    ``clip`` in flight meanwhile), waits for the tail, closes."""
     streams = [
         Stream(i, sources[i % len(sources)], (i * 13) % len(sources[i % len(sources)]))
         for i in range(n)
@@ -800,6 +833,15 @@ async def run_load(
     count = round(args.duration * args.fps)
     start = time.perf_counter() + 0.2
     meters.start()
+    stop_clips = asyncio.Event()
+    clip_load = ClipLoad()
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    clip_client = httpx.AsyncClient(base_url=url, timeout=120.0, headers=headers)
+    form = dict(f.split("=", 1) for f in args.clip_form)
+    uploaders = [
+        asyncio.create_task(upload_clips(clip_client, clip, form, stop_clips, clip_load))
+        for _ in range(args.clip_load if clip is not None else 0)
+    ]
     # Phases spread over one frame interval, as unsynchronised cameras send.
     await asyncio.gather(
         *(
@@ -815,6 +857,7 @@ async def run_load(
     )
     sent_done = time.perf_counter()
     timing["send_s"] = sent_done - start
+    stop_clips.set()  # the uploads in flight finish while the tail runs
     deadline = sent_done + args.tail
     # First the server's counters: every frame sent received, and processed or dropped.
     counters = await list_counters(url, args)
@@ -828,9 +871,80 @@ async def run_load(
             break
         await asyncio.sleep(0.05)
     timing["tail_s"] = time.perf_counter() - sent_done
+    clips = clip_figures(clip_load, len(uploaders), sent_done - start)
     usage = meters.stop()
+    # Their answers, so no job of this point runs into the next one.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*uploaders), CLIP_WAIT_S)
+    await clip_client.aclose()
     await asyncio.gather(*(close_stream(s, readers[s.index]) for s in live))
-    return streams, {"timing": timing, "counters": counters, "usage": usage}
+    extra = {"timing": timing, "counters": counters, "usage": usage}
+    if uploaders:
+        extra["clip_load"] = clips
+    return streams, extra
+
+
+# Clip uploads beside the streams.
+
+
+def make_clip(fps: float) -> bytes:
+    """An MP4 of a generated 16-frame action clip at 112 px."""
+    import tempfile
+
+    from model_core.data import ClipSpec, generate_clip
+    from model_core.data.video_io import write_video
+
+    with tempfile.TemporaryDirectory(prefix="vidrec-bench-") as tmp:
+        frames = generate_clip(0, spec=ClipSpec(frames=16, size=112, fps=fps)).frames
+        return write_video(Path(tmp) / "clip.mp4", frames, fps).read_bytes()
+
+
+@dataclass
+class ClipLoad:
+    """What the clip uploaders got while a point ran."""
+
+    latencies: list[float] = field(default_factory=list)
+    failed: Counter[str] = field(default_factory=Counter)
+
+
+async def upload_clips(
+    client: httpx.AsyncClient, clip: bytes, form: dict[str, str], stop: asyncio.Event, out: ClipLoad
+) -> None:
+    """Uploads the clip again and again, each once the previous one was answered, until
+    ``stop``; a 202 (answer not there in time) is followed on its status_url."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            response = await client.post(
+                "/v1/clips", files={"file": ("clip.mp4", clip, "video/mp4")}, data=form
+            )
+            body = response.json()
+            while response.status_code == 202 and isinstance(body, dict):
+                await asyncio.sleep(0.2)
+                response = await client.get(str(body.get("status_url")))
+                body = response.json()
+                if not isinstance(body, dict) or body.get("status") not in ("queued", "running"):
+                    break
+        except (httpx.HTTPError, ValueError) as exc:
+            out.failed[type(exc).__name__] += 1
+            await asyncio.sleep(0.5)
+            continue
+        if response.status_code == 200 and not (isinstance(body, dict) and body.get("error")):
+            out.latencies.append(time.perf_counter() - started)
+        else:
+            code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+            out.failed[f"{response.status_code} {code}"] += 1
+            await asyncio.sleep(0.5)
+
+
+def clip_figures(load: ClipLoad, uploaders: int, seconds: float) -> dict[str, Any]:
+    return {
+        "uploaders": uploaders,
+        "done": len(load.latencies),
+        "per_s": len(load.latencies) / seconds if seconds > 0 else None,
+        "failed": dict(load.failed),
+        "latency_ms": distribution([1000.0 * x for x in load.latencies]),
+    }
 
 
 # One point's figures.
@@ -974,6 +1088,7 @@ def rows_of(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "gateway CPU %": cpu.get("gateway"),
                 "Redis start MiB": start / MiB if start is not None else None,
                 "Redis MiB": used / MiB if used is not None else None,
+                "clips/s": p["clip_load"]["per_s"] if p.get("clip_load") else None,
                 "late %": 100.0 * p["client"]["late_fraction"]
                 if p["client"]["late_fraction"] is not None
                 else None,
@@ -999,6 +1114,10 @@ def breakdown_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "model step": b.get("model_step"),
                 "frames/step": b.get("frames_per_step"),
                 "decode/frame": b.get("decode_per_frame"),
+                # the events' own timing_ms of their newest frame, when they carry it
+                "event wait": b.get("event_queue_wait"),
+                "event decode": b.get("event_decode"),
+                "event model": b.get("event_inference"),
             }
         )
     return rows
@@ -1112,7 +1231,7 @@ def measure_point(
         cpu = CpuMeter(pids)
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         try:
-            streams, extra = asyncio.run(run_load(url, n, frames, args, cpu))
+            streams, extra = asyncio.run(run_load(url, n, frames, args, cpu, args.clip_bytes))
         finally:
             redis_figures = memory.stop()
             memory.close()
@@ -1122,8 +1241,9 @@ def measure_point(
     usage = extra["usage"]
     point["cpu_percent"] = {k: v for k, v in usage.items() if k not in ("wall_s", "cores")}
     point["load_average_1m"] = load_before
+    point["clip_load"] = extra.get("clip_load")
     point["redis_memory"] = {"used_start_bytes": used_start, **redis_figures}
-    metrics = metric_deltas(before, after)
+    metrics = metric_deltas(before, after, point["models"], bool(point["clip_load"]))
     point["worker_metrics"] = metrics
     point["breakdown_ms"] = breakdown(point, metrics)
     return point
@@ -1165,6 +1285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames[label_of(size)] = make_frames(size, args.sources, args.fps, args.jpeg_quality)
         sizes = [len(f) for source in frames[label_of(size)] for f in source]
         print(f"frames {label_of(size)}: {len(sizes)} JPEGs, mean {np.mean(sizes) / 1024:.1f} KiB")
+    args.clip_bytes = make_clip(args.fps) if args.clip_load else None
     points: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     if args.url:
@@ -1199,7 +1320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
-        if k not in ("api_key", "frame_sizes", "env_overrides")
+        if k not in ("api_key", "frame_sizes", "env_overrides", "clip_bytes")
     }
     results = {
         "benchmark": "live",

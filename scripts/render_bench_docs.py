@@ -180,11 +180,21 @@ def live_section(data: dict[str, Any] | None) -> list[str]:
         f"point (latencies without the first {c['warmup']:g} s), stride "
         f"{c['stride'] or 'of the server'}, budget {c['budget'] or 'of the server'}; "
         f"{data['wall_s'] / 60:.1f} minutes in all. Raw figures: [`{LIVE_JSON}`]({LIVE_JSON}).",
+    ]
+    clips = any(r.get("clips/s") is not None for r in data["rows"])
+    timed = any(r.get("event wait") is not None for r in data["breakdown_rows"])
+    if clips:
+        form = ", ".join(f"`{f}`" for f in c.get("clip_form") or []) or "default form fields"
+        lines[0] += (
+            f" Beside the streams, {c['clip_load']} clip uploads in flight ({form}); clips/s: "
+            "those answered per second of sending."
+        )
+    lines += [
         "",
         "| workers | frames | streams | opened | ended early | sent | processed | dropped | drop % "
         "| p50 / p95 / p99 ms | server p50 ms | worker CPU % | gateway CPU % "
-        "| Redis MiB, start → max | client late % |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Redis MiB, start → max | client late % |" + (" clips/s |" if clips else ""),
+        "|---:|---|" + "---:|" * (13 + clips),
     ]
     for r in data["rows"]:
         redis = "—"
@@ -197,6 +207,7 @@ def live_section(data: dict[str, Any] | None) -> list[str]:
             f"| {_ms(r['p50 ms'])} / {_ms(r['p95 ms'])} / {_ms(r['p99 ms'])} "
             f"| {_ms(r['server p50 ms'])} | {_pct(r['worker CPU %'])} "
             f"| {_pct(r['gateway CPU %'])} | {redis} | {_pct(r['late %'])} |"
+            + (f" {_pct(r.get('clips/s'))} |" if clips else "")
         )
     lines += [
         "",
@@ -204,17 +215,28 @@ def live_section(data: dict[str, Any] | None) -> list[str]:
         "",
         "Where a labelled frame's time goes (ms, means over each point):",
         "",
+        *(
+            [
+                "The events' own `timing_ms` of their newest frame: queue wait (arrival at the "
+                "gateway to the start of its step), its decode, and the model step it was in.",
+                "",
+            ]
+            if timed
+            else []
+        ),
         "| workers | frames | streams | round trip | outside server | server | queue + wait "
-        "| decode (whole step) | model step | frames per step | decode per frame |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| decode (whole step) | model step | frames per step | decode per frame |"
+        + (" events: queue wait | events: decode | events: model step |" if timed else ""),
+        "|---:|---|" + "---:|" * (9 + 3 * timed),
     ]
     for r in data["breakdown_rows"]:
         per_step = "—" if r["frames/step"] is None else f"{r['frames/step']:.1f}"
+        events = [_ms(r.get(k)) for k in ("event wait", "event decode", "event model")]
         lines.append(
             f"| {r['workers'] or '—'} | {r['frames']} | {r['streams']} | {_ms(r['round trip'])} "
             f"| {_ms(r['outside server'])} | {_ms(r['server'])} | {_ms(r['queue+wait'])} "
             f"| {_ms(r['decode/step'])} | {_ms(r['model step'])} | {per_step} "
-            f"| {_ms(r['decode/frame'])} |"
+            f"| {_ms(r['decode/frame'])} |" + ("".join(f" {e} |" for e in events) if timed else "")
         )
     lines += ["", "Not separated by what the events and metrics carry:", ""]
     lines += [f"- {item}" for item in data["breakdown_missing"]]

@@ -18,7 +18,7 @@ _INFERENCE = ROOT / "tests" / "service" / "inference"
 if str(_INFERENCE) not in sys.path:
     sys.path.insert(0, str(_INFERENCE))
 
-from inference_bundles import LIVE_MODEL, write_bundles  # noqa: E402
+from inference_bundles import CLIP_MODEL, LIVE_MODEL, write_bundles  # noqa: E402
 
 VIDREC = Path(sys.executable).parent / "vidrec"
 
@@ -95,3 +95,33 @@ def test_tiny_live_sweep_writes_json_plot_and_table(tmp_path: Path) -> None:
     rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 2 ")]
     assert len(rows) == 2 * len(points)  # the figures table and the breakdown table
     assert report["machine"]["cpu"] in lines[0]
+    assert not any("clips/s" in line for line in lines)  # no clip load, no column
+
+
+@pytest.mark.integration
+def test_live_sweep_with_clip_uploads_beside(tmp_path: Path) -> None:
+    models = write_bundles(tmp_path / "models", (CLIP_MODEL, LIVE_MODEL))
+    out = tmp_path / "live.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDREC_")}
+    command = [
+        str(VIDREC), "bench", "live", "--models-dir", str(models), "--out", str(out),
+        "--streams", "2", "--workers", "1", "--sizes", "112", "--fps", "10", "--duration", "3",
+        "--warmup", "0.5", "--sources", "1", "--clip-load", "2", "--clip-form", "crops=3",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text(), parse_constant=pytest.fail)
+    (point,) = report["points"]
+    clips = point["clip_load"]
+    assert clips["uploaders"] == 2 and clips["failed"] == {}
+    assert clips["done"] >= 1 and clips["latency_ms"]["count"] == clips["done"]
+    assert report["rows"][0]["clips/s"] == pytest.approx(clips["per_s"])
+    assert point["events"].get("labels", 0) >= 2 and point["frames_processed"] > 0
+    # clip decodes share the worker's decode histogram: no live decode figure then
+    assert point["breakdown_ms"]["decode_per_frame"] is None
+    assert point["breakdown_ms"]["model_step"] > 0  # the live model's steps only
+    lines = _renderer().live_section(report)
+    assert "2 clip uploads in flight (`crops=3`)" in lines[0]
+    assert any(line.endswith(f" {clips['per_s']:.1f} |") for line in lines)
