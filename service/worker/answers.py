@@ -1,7 +1,9 @@
 """The JSON a worker writes: clip answers, job errors and session events.
 
-Kept apart from the loops so the shapes the gateway and clients read are in one place.
-A clip answer::
+Every answer is built through its model in ``service/wire.py`` (``wire.build``: a field the
+contract does not name, or a missing one, fails here rather than in a client), so the gateway,
+the SDK and the docs read the shapes this module writes. A clip answer is a
+:class:`service.wire.ClipAnswer`::
 
     {"job_id", "model", "labels": [{"label", "score"}],
      "sampled": {"frames", "views", "clips", "crops", "indices", "timestamps_s",
@@ -10,14 +12,16 @@ A clip answer::
      "timing_ms": {"queue_wait", "decode", "inference", "total"},
      "compute": {"gmacs", "frames"}, "worker", "deliveries"}
 
-A failed job's answer is ``{"error": {"code", "message", "http_status"}}`` (written by
-``ClipConsumer.fail``).
+A labels event (:class:`service.wire.LabelsEvent`) carries the same ``timing_ms`` breakdown
+for its newest frame, and its ``compute``. A failed job's answer is
+``{"error": {"code", "message", "http_status"}}`` (written by ``ClipConsumer.fail``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from service import wire
 from service.inference import ClipAnswer, LiveEvent
 from service.ingest import DecodedClip, IngestError
 from service.queue import ClipTask, job_error
@@ -53,10 +57,9 @@ def clip_answer(
         finished_s: When the answer was ready (unix seconds).
         worker_id: This worker.
     """
-    info = decoded.info
     enqueued = task.enqueued_s or started_s
     frames_per_view = int(decoded.views.shape[1])
-    return {
+    fields = {
         "job_id": task.job_id,
         "model": answer.model,
         "labels": [{"label": label, "score": score} for label, score in answer.labels[:top_k]],
@@ -68,16 +71,7 @@ def clip_answer(
             "indices": decoded.frame_indices.tolist(),
             "timestamps_s": [[round(t, 4) for t in row] for row in decoded.timestamps_s.tolist()],
             "frames_decoded": decoded.frames_decoded,
-            "clip": {
-                "container": info.container,
-                "codec": info.codec,
-                "width": info.width,
-                "height": info.height,
-                "rotation": info.rotation,
-                "num_frames": info.num_frames,
-                "duration_s": round(info.duration_s, 4),
-                "fps": round(info.avg_fps, 3),
-            },
+            "clip": wire.VideoInfo.of(decoded.info),
         },
         "timing_ms": {
             "queue_wait": max(0.0, started_s - enqueued) * 1000.0,
@@ -89,6 +83,7 @@ def clip_answer(
         "worker": worker_id,
         "deliveries": task.deliveries,
     }
+    return wire.build(wire.ClipAnswer, fields).wire()
 
 
 def ingest_error(exc: IngestError) -> dict[str, Any]:
@@ -108,25 +103,40 @@ def labels_event(
     latency_ms: float,
     dropped: int,
     input_index: int | None,
+    queue_wait_ms: float = 0.0,
+    decode_ms: float = 0.0,
+    inference_ms: float = 0.0,
 ) -> dict[str, Any]:
     """A ``labels`` event: the runner's fields plus what the worker knows.
 
     Args:
         event: The runner's event.
         latency_ms: From the newest frame's arrival (gateway receive time, or the RTSP reader's
-            decode time) to now.
+            decode time) to now; ``timing_ms.total``.
         dropped: Frames of the session the workers dropped so far.
         input_index: The newest frame's index as numbered by the gateway (or the RTSP reader);
             ``frame_index`` counts processed frames, which differ once frames are dropped.
+        queue_wait_ms: From the newest frame's arrival until its step started.
+        decode_ms: Decoding the newest frame (0 for an RTSP frame: its reader decoded it
+            before it counted as arrived).
+        inference_ms: The batched model step the newest frame was in (the frame waited all
+            of it; ``compute`` says what this session's share cost).
     """
     body = event.to_dict()
     body["model"] = event.model
     body["latency_ms"] = latency_ms
+    body["timing_ms"] = {
+        "queue_wait": queue_wait_ms,
+        "decode": decode_ms,
+        "inference": inference_ms,
+        "total": latency_ms,
+    }
     body["dropped"] = dropped
     body["input_index"] = input_index
-    return body
+    return wire.build(wire.LabelsEvent, body).wire()
 
 
 def error_event(session_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
     """An ``error`` event: a bad frame or message; the session goes on."""
-    return {"type": "error", "session_id": session_id, "code": code, "message": message, **extra}
+    fields = {"session_id": session_id, "code": code, "message": message, **extra}
+    return wire.build(wire.ErrorEvent, fields).wire()

@@ -27,6 +27,7 @@ import numpy as np
 import redis
 import torch
 
+from service import limits
 from service.inference import ClipClassifier, ModelCatalog, ModelEntry, answer_from_views
 from service.ingest import DecodedClip, IngestError, Sampling
 from service.keys import CLIP_GROUP, Keys
@@ -46,7 +47,6 @@ from service.worker.decode import clip_decoder
 
 log = logging.getLogger(__name__)
 
-MAX_TOP_K = 100
 # One unit of clip work takes about this long (a view is the smallest unit: a model slower than
 # this per view runs one view at a time).
 CLIP_SLICE_S = 0.05
@@ -284,9 +284,12 @@ class ClipWork:
         started = time.time()
         try:
             params = task.params if isinstance(task.params, dict) else {}
-            top_k = _int_param(params, "top_k", 5, 1, MAX_TOP_K)
-            clips = _int_param(params, "clips", 1, 1, 100)
-            crops = _int_param(params, "crops", 1, 1, 3)
+            # The gateway's bounds (service/limits.py), for a job it did not check itself.
+            top_k = _int_param(params, "top_k", limits.DEFAULT_TOP_K, 1, limits.MAX_TOP_K)
+            clips = _int_param(params, "clips", limits.DEFAULT_CLIPS, 1, limits.MAX_CLIPS)
+            crops = _int_param(params, "crops", limits.DEFAULT_CROPS, 1, max(limits.CROPS))
+            if crops not in limits.CROPS:
+                raise ValueError(f"crops must be one of {limits.CROPS}, got {crops}")
             sampling = Sampling(num_frames=entry.frames, num_clips=clips, num_crops=crops)
         except ValueError as exc:
             self._fail(task, name, job_error(INVALID_REQUEST, str(exc), 422), "rejected")

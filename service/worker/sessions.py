@@ -14,7 +14,8 @@ Events (JSON on the session's stream):
 
 - ``{"type": "labels", "session_id", "model", "frame_index", "labels": [{"label", "score"}],
   "window", "compute": {"gmacs", "dense_gmacs", "recompute_fraction", "frames"}, "totals": {...},
-  "latency_ms", "dropped", "input_index"}``
+  "latency_ms", "timing_ms": {"queue_wait", "decode", "inference", "total"}, "dropped",
+  "input_index"}`` (``service.wire.LabelsEvent``; ``timing_ms`` is the newest frame's time)
 - ``{"type": "error", "session_id", "code", "message", "input_index"?}``
 - ``{"type": "moved", "session_id", "owner", "worker", "from", "epoch", "frame_index",
   "recovered_frames", "lost_frames"}``: the session resumed on ``worker``; frames still waiting
@@ -452,13 +453,17 @@ class SessionManager:
         plan = self.scheduler.due()
         images: dict[str, np.ndarray] = {}
         frames: dict[str, Frame] = {}
+        waits: dict[str, tuple[float, float]] = {}  # ms: queued until its step, decoding
         for session_id, frame in plan.items():
             session = self.sessions[session_id]
             if frame.budget is not None:
                 self._apply_budget(session, frame.budget)
+            queued_ms, started = frame.latency_ms(), time.perf_counter()
             image = self._image(session, frame)
+            decode_ms = (time.perf_counter() - started) * 1000.0 if frame.data is not None else 0.0
             if image is not None and self._hold_slot(session):
                 images[session_id], frames[session_id] = image, frame
+                waits[session_id] = (queued_ms, decode_ms)
         done: list[LocalSession] = []
         for result in self.runner.step(images):
             if isinstance(result, StepFailure):
@@ -486,7 +491,8 @@ class SessionManager:
                 session = self.sessions[sid]
                 done.append(session)
                 if event is not None:
-                    self._publish_labels(session, event, frames[sid])
+                    timing = (*waits[sid], result.seconds * 1000.0)
+                    self._publish_labels(session, event, frames[sid], timing)
         self._write_counters(done)
         return len(done)
 
@@ -524,12 +530,23 @@ class SessionManager:
             return False
         return True
 
-    def _publish_labels(self, session: LocalSession, event: LiveEvent, frame: Frame) -> None:
+    def _publish_labels(
+        self,
+        session: LocalSession,
+        event: LiveEvent,
+        frame: Frame,
+        timing: tuple[float, float, float],
+    ) -> None:
+        """Publishes the event with its newest frame's time: queued, decoding, its step."""
+        queue_wait_ms, decode_ms, inference_ms = timing
         body = labels_event(
             event,
             latency_ms=frame.latency_ms(),
             dropped=session.books.dropped,
             input_index=frame.input_index,
+            queue_wait_ms=queue_wait_ms,
+            decode_ms=decode_ms,
+            inference_ms=inference_ms,
         )
         self.inbox.publish(session.session_id, body)
 

@@ -17,6 +17,7 @@ from worker_support import (
     worker_settings,
 )
 
+from service import limits, wire
 from service.inference import ClipClassifier
 from service.ingest import Sampling, decode_clip
 from service.keys import Keys
@@ -60,6 +61,9 @@ def test_a_clip_is_answered_as_the_in_process_classifier_answers_it(
     assert timing["total"] >= timing["queue_wait"] + timing["inference"]
     assert answer["compute"] == {"gmacs": pytest.approx(expected.gmacs), "frames": 16}
     assert answer["worker"] == "w-clips"
+    # Written through the contract: every field named by service/wire.py, the frame rate as fps.
+    assert wire.build(wire.ClipAnswer, answer).sampled.clip.fps == pytest.approx(10.0)  # type: ignore[union-attr]
+    assert "avg_fps" not in sampled["clip"]
 
     job = client.hgetall(Keys(key_prefix).job(job_id))
     assert job[b"state"] == b"done" and job[b"worker"] == b"w-clips"
@@ -78,6 +82,8 @@ def test_bad_jobs_fail_alone_and_the_worker_keeps_serving(
         "not_video": gw.submit(b"this is not a video at all", CLIP_MODEL),
         "truncated": gw.submit(good[: len(good) // 2], CLIP_MODEL),
         "bad_crops": gw.submit(good, CLIP_MODEL, {"crops": 2}),
+        # Past the gateway's bound: the worker holds the same one (service/limits.py).
+        "many_clips": gw.submit(good, CLIP_MODEL, {"clips": limits.MAX_CLIPS + 1}),
         "no_model": gw.submit(good, "no_such_model"),
         "good2": gw.submit(mp4_bytes(2), LIVE_MODEL, {"top_k": 2}),
     }
@@ -106,13 +112,17 @@ def test_bad_jobs_fail_alone_and_the_worker_keeps_serving(
     assert error("truncated")["http_status"] in (415, 422)
     assert error("bad_crops")["code"] == "invalid_request"
     assert error("bad_crops")["http_status"] == 422
+    assert error("many_clips")["code"] == "invalid_request"
+    assert (
+        f"clips must be an integer from 1 to {limits.MAX_CLIPS}" in error("many_clips")["message"]
+    )
     assert error("no_model")["code"] == "unknown_model"
     assert error("no_model")["http_status"] == 404
     assert "no_such_model" in error("no_model")["message"]
-    for name in ("not_video", "truncated", "bad_crops", "no_model"):
+    for name in ("not_video", "truncated", "bad_crops", "many_clips", "no_model"):
         state = client.hget(Keys(key_prefix).job(jobs[name]), "state")
         assert state == b"failed", name
-    assert f'vidrec_clip_jobs_total{{model="{CLIP_MODEL}",status="rejected"}} 3.0' in text
+    assert f'vidrec_clip_jobs_total{{model="{CLIP_MODEL}",status="rejected"}} 4.0' in text
 
 
 def test_a_job_for_a_model_held_elsewhere_goes_to_that_worker(

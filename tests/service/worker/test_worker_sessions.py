@@ -23,6 +23,7 @@ from worker_support import (
 
 from model_core.checkpoint import update_bundle_training
 from model_core.data import ClipSpec, generate_stream
+from service import wire
 from service.inference import LiveRunner
 from service.keys import INBOX_MAXLEN, Keys
 
@@ -88,6 +89,12 @@ def test_labels_every_stride_frames_as_the_in_process_runner_gives_them(
         assert compute["dense_gmacs"] == pytest.approx(compute["gmacs"])  # keep_all is dense
         assert compute["recompute_fraction"] == pytest.approx(1.0)
         assert event["latency_ms"] >= 0 and event["dropped"] == 0
+        # The breakdown of the newest frame's time, as a clip answer has it; the whole
+        # event written through service/wire.py.
+        timing = wire.build(wire.LabelsEvent, event).timing_ms
+        assert timing is not None and timing.total == event["latency_ms"]
+        assert timing.decode > 0 and timing.inference > 0 and timing.queue_wait >= 0
+        assert timing.queue_wait + timing.decode + timing.inference <= timing.total
     assert session.state == "running" and session.frames_dropped == 0
     assert session.last_event is not None and session.last_event["frame_index"] == 12
 
