@@ -173,6 +173,8 @@ def test_compose_services() -> None:
     assert services["worker"]["deploy"]["replicas"] >= 2
     gpu = services["worker-gpu0"]
     assert gpu["profiles"] == ["gpu"] and gpu["environment"]["VIDREC_DEVICE"] == "cuda"
+    assert gpu["environment"]["VIDREC_DTYPE"] == "bfloat16"
+    assert "VIDREC_DTYPE" not in services["worker"]["environment"]  # CPU: auto, i.e. float32
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert services["grafana"]["profiles"] == ["grafana"]
@@ -377,6 +379,7 @@ def test_gpu_overlay_puts_workers_on_gpus() -> None:
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert main["image"].endswith(":gpu")
     assert {"name": "VIDREC_DEVICE", "value": "cuda"} in main["env"]
+    assert {"name": "VIDREC_DTYPE", "value": "bfloat16"} in main["env"]
     assert pod["nodeSelector"] and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert container(find(docs, "Deployment", "gateway"))["image"].endswith(":cpu")
     cpu_worker = container(find(rendered("cpu"), "Deployment", "worker"))
