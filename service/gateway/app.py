@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.gateway.body_guard import BodyGuardMiddleware
+from service.gateway.body_guard import EDGE_RESPONSES, BodyGuardMiddleware
 from service.gateway.clips import ROUTE_SCOPE_KEY
 from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
@@ -158,6 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=EDGE_RESPONSES,  # 400, 408, 413: the body guard and parsing answer them anywhere
         # /docs and /redoc are served by page.py from local assets (the defaults load a CDN).
         docs_url=None,
         redoc_url=None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 from fastapi.responses import JSONResponse
@@ -21,8 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.gateway.clips import FORM_OVERHEAD_BYTES, ROUTE_SCOPE_KEY
 from service.gateway.errors import error_body
+from service.wire import ErrorBody
 
 CLOSE = {"Connection": "close"}
+
+# What any route may answer before it runs, documented on every operation: a body the server
+# cannot parse, one that does not arrive in time, one over its limit.
+EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed request (body or form not parseable)"},
+    408: {"model": ErrorBody, "description": "The request body did not arrive in time"},
+    413: {"model": ErrorBody, "description": "The request body is over its limit"},
+}
 
 
 class BodyTooLargeError(StarletteHTTPException):

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.routing import Match
 from starlette.websockets import WebSocketState
 
 from service.ingest import IngestError
@@ -247,13 +248,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = clip(str(exc.detail)) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
-    allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+    headers = dict(exc.headers or {})
+    allow = headers.get("Allow") or headers.get("allow")
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path; every route of
+        # the path counts (GET and POST /v1/streams are two routes).
+        allow = _allowed_methods(request) or allow
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        if allow:
+            headers["Allow"] = allow
     if exc.status_code == 405 and message == "Method Not Allowed" and allow:
         message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
     extra = getattr(exc, "extra", None) or {}  # fields a subclass adds (``max_bytes``)
     return JSONResponse(
-        error_body(code, message, **extra), status_code=exc.status_code, headers=exc.headers or None
+        error_body(code, message, **extra), status_code=exc.status_code, headers=headers or None
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route fully matches on the request's path, for ``Allow``."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from service import wire
 from service.gateway.catalog import LiveCatalog
@@ -91,7 +91,12 @@ def router() -> APIRouter:
         ready["workers_ready"] = len(loaded)
         return answer(wire.build(wire.Readiness, ready))
 
-    @api.get("/metrics", summary="Prometheus metrics of the gateway and every live worker")
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics of the gateway and every live worker",
+        response_class=PlainTextResponse,  # documented as the text it is, not as JSON
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(gw: Annotated[Gateway, Depends(get_gateway)]) -> Response:
         """Text exposition; worker families carry a ``worker`` label."""
         scrape = Scrape()

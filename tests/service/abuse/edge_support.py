@@ -65,7 +65,11 @@ class GatewayProcess:
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.url = self.wait_for(r"listening on (\S+)").group(1)
+        try:
+            self.url = self.wait_for(r"listening on (\S+)").group(1)
+        except BaseException:
+            self.stop()
+            raise
         self.port = int(self.url.rsplit(":", 1)[1])
         self.ws_url = self.url.replace("http://", "ws://")
 
