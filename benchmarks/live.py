@@ -7,6 +7,7 @@ the gateway on a free port and the shipped live bundle), or drives a running ser
 fixed schedule, F frames a second per stream with the streams' phases spread over a frame
 interval, never waiting for labels: the client measures the server, and records when it falls
 behind its own schedule. Each stream is one asyncio task that sends and one that reads events.
+With ``--clip-load C``, C clip uploads stay in flight beside the streams.
 
 Per point (workers, frame size, N): frames sent, frames processed (the ``frame_index`` of the
 last ``labels`` event), dropped (as the server reports them), frame-to-label latency (from
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import numpy as np
@@ -56,6 +57,8 @@ CLOSE_WAIT_S = 5.0
 # Events stopping for this long after the last frame was sent ends a point's tail.
 QUIET_S = 1.0
 COUNTERS_POLL_S = 0.2
+# Before a point, open sessions (the previous point's closing) are waited for this long at most.
+IDLE_WAIT_S = 10.0
 # A handshake refused by the rate limit (429 rate_limited) is tried again this many times.
 RATE_LIMIT_RETRIES = 5
 # The clip uploads in flight when a point's sending ends get this long to be answered.
@@ -598,15 +601,11 @@ def local_address(url: str, index: int, spread: bool) -> tuple[str, int] | None:
 
 
 def ws_url(url: str, args: argparse.Namespace) -> str:
-    query = []
-    if args.model:
-        query.append(f"model={args.model}")
-    if args.budget:
-        query.append(f"budget={args.budget}")
-    if args.stride:
-        query.append(f"stride={args.stride}")
+    """The live route with the session's parameters that were given (JSON budgets quoted)."""
+    named = {"model": args.model, "budget": args.budget, "stride": args.stride}
+    query = urlencode({k: v for k, v in named.items() if v})
     base = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return base + "/v1/streams/live" + ("?" + "&".join(query) if query else "")
+    return base + "/v1/streams/live" + ("?" + query if query else "")
 
 
 def _refusal(exc: InvalidStatus) -> tuple[str, float]:
@@ -655,7 +654,8 @@ async def open_stream(stream: Stream, url: str, args: argparse.Namespace) -> Non
         except Exception as exc:  # timeouts, resets: counted as refused
             stream.refused = f"connect: {type(exc).__name__}"
             return
-    if first.get("type") != "session":
+    if not isinstance(first, dict) or first.get("type") != "session":
+        first = first if isinstance(first, dict) else {}
         stream.refused = str(first.get("code") or first.get("type") or "unknown")
         with contextlib.suppress(Exception):
             await stream.ws.close()
@@ -825,6 +825,10 @@ async def run_load(
         Stream(i, sources[i % len(sources)], (i * 13) % len(sources[i % len(sources)]))
         for i in range(n)
     ]
+    # The previous point's sessions gone from the workers first, so they take no slots.
+    idle_by = time.perf_counter() + IDLE_WAIT_S
+    while await list_counters(url, args) and time.perf_counter() < idle_by:
+        await asyncio.sleep(COUNTERS_POLL_S)
     open_started = time.perf_counter()
     await asyncio.gather(*(open_stream(s, url, args) for s in streams))
     timing: dict[str, Any] = {"open_s": time.perf_counter() - open_started}
