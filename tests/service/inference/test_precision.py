@@ -76,13 +76,14 @@ def test_clips_in_bfloat16_keep_the_float32_top_labels(shipped: dict[str, ModelC
                 assert score == pytest.approx(scores[label], abs=SCORE_TOLERANCE)
 
 
-@pytest.mark.parametrize("budget", [None, {"fraction": 0.25}])
+@pytest.mark.parametrize("budget", [None, {"fraction": 0.25}, "recommended"])
 def test_live_frames_in_bfloat16(
-    shipped: dict[str, ModelCatalog], budget: dict[str, float] | None
+    shipped: dict[str, ModelCatalog], budget: dict[str, float] | str | None
 ) -> None:
     """A generated stream through the live runner of the shipped live bundle in both types: the
     bfloat16 caches take half the bytes, the events keep their shape and cost, and the labels
-    follow float32's."""
+    follow float32's; under the bundle's recommended threshold budget, whose gates sum changes
+    in the caches' type, about the same share of tokens is recomputed."""
     stream = generate_stream(3, num_actions=2, spec=ClipSpec(size=112, fps=10.0))
     frames = stream.frames[:24]
     events = {}
@@ -91,7 +92,9 @@ def test_live_frames_in_bfloat16(
         entry = catalog.live_default
         assert entry is not None
         runner = LiveRunner(entry, capacity=2, stride=4)
-        runner.open("cam", budget)
+        if budget == "recommended":
+            assert entry.recommended_budget is not None and "threshold" in entry.recommended_budget
+        runner.open("cam", entry.recommended_budget if budget == "recommended" else budget)
         events[name] = [e for f in frames if (e := runner.step({"cam": f})["cam"]) is not None]
         runners[name] = runner
     # Every cache of a slot but its frame counter is floating point: half the bytes.
@@ -111,6 +114,10 @@ def test_live_frames_in_bfloat16(
             assert have.compute.gmacs == pytest.approx(want.compute.gmacs)
         agree += have.labels[0][0] == want.labels[0][0]
     assert agree >= len(full) - 1, f"{agree} of {len(full)} events kept float32's top label"
+    spent = {name: runner.totals("cam") for name, runner in runners.items()}
+    assert spent["bfloat16"].recompute_fraction == pytest.approx(
+        spent["float32"].recompute_fraction, abs=0.03
+    )
 
 
 def test_a_bad_dtype_is_refused_at_start_up_naming_the_variable(
