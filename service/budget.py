@@ -18,6 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 _KINDS = ("fraction", "tokens", "threshold", "keep_all")
+
+BUDGET_FORMS = (
+    '{"fraction": f} with 0 < f <= 1, {"tokens": n} with n >= 1, {"threshold": t} with t >= 0 '
+    '(or [t_qkv, t_proj, t_mlp], one per gate), {"keep_all": true}, a bare fraction, or "all"'
+)
+"""Every form a budget takes, for the messages that refuse one (the service's one grammar:
+:func:`check_budget`; ``service.inference.parse_budget`` goes through it)."""
 _DENSE_WORDS = ("all", "keep_all", "dense")  # spellings of {"keep_all": true}
 
 
@@ -44,23 +51,20 @@ def check_budget(budget: Any) -> dict[str, Any]:
     if isinstance(budget, str) and budget.strip().lower() in _DENSE_WORDS:
         budget = {"keep_all": True}
     if not isinstance(budget, dict) or len(budget) != 1 or next(iter(budget)) not in _KINDS:
-        raise ValueError(
-            "a budget is one of {'fraction': 0<f<=1}, {'tokens': n>=1}, {'threshold': t>=0} "
-            "(or [t_qkv, t_proj, t_mlp]), {'keep_all': true}, a bare fraction, or 'all'; "
-            f"got {budget!r}"
-        )
+        raise ValueError(f"a budget is one of {BUDGET_FORMS}; got {budget!r}")
     ((kind, value),) = budget.items()
     number = _number(value)
+    wrong = None
     if kind == "fraction" and (number is None or not 0.0 < number <= 1.0):
-        raise ValueError("budget fraction must be a number in (0, 1]")
+        wrong = "fraction must be a number in (0, 1]"
     if kind == "tokens" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError("budget tokens must be an integer >= 1")
+        wrong = "tokens must be an integer >= 1"
     if kind == "threshold" and not valid_threshold(value):
-        raise ValueError(
-            "budget threshold must be a number >= 0 or a list of three (qkv, proj, mlp gates)"
-        )
+        wrong = "threshold must be a number >= 0 or a list of three (qkv, proj, mlp gates)"
     if kind == "keep_all" and value is not True:
-        raise ValueError("budget keep_all must be true")
+        wrong = "keep_all must be true"
+    if wrong:
+        raise ValueError(f"budget {wrong}, got {value!r}; a budget is one of {BUDGET_FORMS}")
     return {kind: value}
 
 

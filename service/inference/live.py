@@ -9,7 +9,6 @@ None), with the compute spent since the session's previous event.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +27,9 @@ from model_core.eventful import (
     TopR,
 )
 from model_core.preprocess import preprocess_frames
-from service.budget import valid_threshold
+from service.budget import check_budget
 
 from .catalog import LIVE_RULE, ModelEntry
-
-_BUDGET_FORMS = (
-    '{"fraction": f} with 0 < f <= 1, {"tokens": r} with r >= 1, '
-    '{"threshold": x} with x >= 0 (or [x_qkv, x_proj, x_mlp], one per gate), '
-    'or {"keep_all": true}'
-)
 
 
 class CapacityError(RuntimeError):
@@ -50,34 +43,29 @@ class UnknownSessionError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def parse_budget(spec: Mapping[str, Any]) -> Budget:
-    """A compute budget from its JSON form.
+def parse_budget(spec: Any) -> Budget:
+    """A compute budget from its JSON form, checked by ``service.budget.check_budget`` (the
+    service's one budget grammar: the gateway, the settings, the CLI and the SDK check with it).
 
-    ``{"fraction": 0.25}`` recomputes the quarter of each frame's tokens that changed most,
-    ``{"tokens": 20}`` the 20 that changed most, ``{"threshold": 0.1}`` every token whose
-    accumulated change exceeds 0.1 (``{"threshold": [0.8, 2.2, 1.6]}``: one threshold for each
-    gate, qkv, projection and MLP), ``{"keep_all": true}`` every token (the dense model).
+    ``{"fraction": 0.25}`` (or a bare ``0.25``) recomputes the quarter of each frame's tokens that
+    changed most, ``{"tokens": 20}`` the 20 that changed most, ``{"threshold": 0.1}`` every token
+    whose accumulated change exceeds 0.1 (``{"threshold": [0.8, 2.2, 1.6]}``: one threshold for
+    each gate, qkv, projection and MLP), ``{"keep_all": true}`` (or ``"all"``) every token (the
+    dense model).
 
     Raises:
         ValueError: anything else, with a message that lists the accepted forms.
     """
-    if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise ValueError(f"a budget is one of {_BUDGET_FORMS}; got {spec!r}")
-    ((key, value),) = spec.items()
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if key == "fraction" and number and math.isfinite(value) and 0 < value <= 1:
+    ((kind, value),) = check_budget(spec).items()
+    if kind == "fraction":
         return TopFraction(float(value))
-    if key == "tokens" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return TopR(value)
-    if key == "threshold" and valid_threshold(value):
+    if kind == "tokens":
+        return TopR(int(value))
+    if kind == "threshold":
         if isinstance(value, list):
             return Threshold((float(value[0]), float(value[1]), float(value[2])))
         return Threshold(float(value))
-    if key == "keep_all" and value is True:
-        return KEEP_ALL
-    if key in ("fraction", "tokens", "threshold", "keep_all"):
-        raise ValueError(f"bad budget value {key}={value!r}; a budget is one of {_BUDGET_FORMS}")
-    raise ValueError(f"unknown budget {key!r}; a budget is one of {_BUDGET_FORMS}")
+    return KEEP_ALL
 
 
 def budget_to_dict(budget: Budget) -> dict[str, Any]:

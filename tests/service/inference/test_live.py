@@ -13,6 +13,7 @@ from inference_bundles import AVG_MODEL, CLIP_MODEL, LIVE_MODEL, clip_frames
 
 from model_core.eventful import KEEP_ALL, Threshold, TopFraction, TopR
 from model_core.preprocess import preprocess_frames
+from service.budget import check_budget
 from service.inference import (
     CapacityError,
     LiveEvent,
@@ -65,27 +66,36 @@ def test_parse_budget(spec: dict[str, Any], budget: Any) -> None:
         ({}, "a budget is one of"),
         ({"fraction": 0.5, "tokens": 3}, "a budget is one of"),
         ([("fraction", 0.5)], "a budget is one of"),
-        (0.25, "a budget is one of"),
-        ({"fraction": 0}, "bad budget value fraction=0"),
-        ({"fraction": 1.5}, "bad budget value"),
-        ({"fraction": math.nan}, "bad budget value"),
-        ({"fraction": "0.5"}, "bad budget value"),
-        ({"tokens": 0}, "bad budget value tokens=0"),
-        ({"tokens": 2.5}, "bad budget value"),
-        ({"tokens": True}, "bad budget value"),
-        ({"threshold": -1}, "bad budget value"),
-        ({"threshold": math.inf}, "bad budget value"),
-        ({"threshold": [1.0, 2.0]}, "bad budget value"),
-        ({"threshold": [1.0, math.nan, 2.0]}, "bad budget value"),
-        ({"keep_all": False}, "bad budget value"),
-        ({"keep_all": 1}, "bad budget value"),
-        ({"budget": 0.5}, "unknown budget 'budget'"),
+        ({"fraction": 0}, "budget fraction must be a number in (0, 1], got 0"),
+        ({"fraction": 1.5}, "budget fraction must be"),
+        ({"fraction": math.nan}, "budget fraction must be"),
+        ({"fraction": "0.5"}, "budget fraction must be"),
+        ({"tokens": 0}, "budget tokens must be an integer >= 1, got 0"),
+        ({"tokens": 2.5}, "budget tokens must be"),
+        ({"tokens": True}, "budget tokens must be"),
+        ({"threshold": -1}, "budget threshold must be"),
+        ({"threshold": math.inf}, "budget threshold must be"),
+        ({"threshold": [1.0, 2.0]}, "budget threshold must be"),
+        ({"threshold": [1.0, math.nan, 2.0]}, "budget threshold must be"),
+        ({"keep_all": False}, "budget keep_all must be true"),
+        ({"keep_all": 1}, "budget keep_all must be true"),
+        ({"budget": 0.5}, "got {'budget': 0.5}"),
     ],
 )
 def test_parse_budget_errors(spec: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
+    with pytest.raises(ValueError) as info:
         parse_budget(spec)
-    assert '{"keep_all": true}' in str(info.value)
+    assert message in str(info.value)
+    assert '{"keep_all": true}' in str(info.value)  # every refusal lists the accepted forms
+
+
+def test_parse_budget_takes_the_services_one_grammar() -> None:
+    """The engine's parse takes what the gateway, the settings and the SDK accept
+    (service.budget.check_budget): a bare fraction and the dense words too."""
+    assert parse_budget(0.25) == TopFraction(0.25)
+    assert parse_budget("all") == KEEP_ALL
+    for spec in (0.25, "dense", {"tokens": 3}, {"threshold": [1, 2, 2]}):
+        assert parse_budget(spec) == parse_budget(check_budget(spec))
 
 
 # Equivalence with the dense model.
@@ -257,7 +267,7 @@ def test_slots_capacity_and_unknown_sessions(catalog: ModelCatalog) -> None:
         runner.step({"c": frame[None]})
     with pytest.raises(ValueError, match="uint8"):
         runner.step({"c": frame.astype(np.float32)})
-    with pytest.raises(ValueError, match="bad budget"):
+    with pytest.raises(ValueError, match="budget fraction must be"):
         runner.open("d", {"fraction": 2})
     assert runner.step({}) == {}
     out = runner.step({"c": frame, "b": stream(10, frames=2, size=64)[0]})
