@@ -45,6 +45,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)"
     )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="the models' floating type (default auto: bfloat16 on CUDA GPUs with native "
+        "bfloat16, else float32), as VIDREC_DTYPE for workers",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -94,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.clips < 1:
         raise ValueError(f"--clips must be at least 1, got {args.clips}")
     name = args.model or pick_default(read_configs(args.models_dir), "clip")
-    catalog = ModelCatalog.load(args.models_dir, [name] if name else (), args.device)
+    catalog = ModelCatalog.load(
+        args.models_dir, [name] if name else (), args.device, dtype=args.dtype
+    )
     entry = catalog.resolve(name)
     classifier = ClipClassifier(catalog)
     sampling = Sampling(num_frames=entry.frames, num_clips=args.clips, num_crops=args.crops)

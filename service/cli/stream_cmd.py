@@ -89,6 +89,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)"
     )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="the models' floating type (default auto: bfloat16 on CUDA GPUs with native "
+        "bfloat16, else float32), as VIDREC_DTYPE for workers",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.set_defaults(handler=run)
 
@@ -145,7 +152,7 @@ def _stream(
     if name is None or (name in configs and name not in live):
         which = f"model {name!r} cannot stream" if name else "no model can stream"
         raise ValueError(f"{which} ({LIVE_RULE}); live models: {', '.join(live) or 'none'}")
-    catalog = ModelCatalog.load(args.models_dir, [name], args.device)
+    catalog = ModelCatalog.load(args.models_dir, [name], args.device, dtype=args.dtype)
     entry = catalog.resolve(name, "live")
     if budget is None:
         budget = parse_budget(default_budget(None, entry.recommended_budget))

@@ -97,6 +97,27 @@ def test_json_matches_the_in_process_classifier(
     )
 
 
+def test_dtype_option_runs_the_model_in_that_type(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--dtype bfloat16`` gives the scores of a bfloat16 catalog, not float32's."""
+    argv = ["classify", str(files["clip1"]), "--models-dir", str(files["models"]), "--json"]
+    assert main([*argv, "--top-k", "3", "--device", "cpu", "--dtype", "bfloat16"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    got = [row["score"] for row in result["labels"]]
+    answers = {}
+    for dtype in ("bfloat16", "float32"):
+        catalog = ModelCatalog.load(files["models"], [CLIP_MODEL], device="cpu", dtype=dtype)
+        short_side = catalog.get(CLIP_MODEL).config.preprocessing.resize_size
+        clip = decode_clip(files["clip1"], Sampling(num_frames=8), short_side=short_side)
+        (answers[dtype],) = ClipClassifier(catalog).classify(CLIP_MODEL, [clip.views], top_k=3)
+    assert got == pytest.approx([score for _, score in answers["bfloat16"].labels], abs=1e-6)
+    assert got != pytest.approx([score for _, score in answers["float32"].labels], abs=1e-6)
+    with pytest.raises(SystemExit):
+        main([*argv, "--dtype", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
 def test_model_option_and_unknown_model(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,6 +93,26 @@ def test_json_events_of_a_file_equal_the_dense_model(
         assert event["latency_ms"] >= 0 and "session_id" not in event
 
 
+def test_dtype_option(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """``--dtype bfloat16``: the same events and costs, scores off float32's by bfloat16's
+    rounding only (and not equal to them: the option reaches the model)."""
+    argv = ["stream", str(files["video"]), "--models-dir", str(files["models"]), "--json"]
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        assert main([*argv, "--budget", "keep_all", "--top-k", "11", "--dtype", dtype]) == 0
+        runs[dtype] = json_lines(capsys.readouterr().out)
+    full, half = runs["float32"][1:-1], runs["bfloat16"][1:-1]
+    assert [e["frame_index"] for e in half] == [e["frame_index"] for e in full]
+    assert runs["bfloat16"][-1]["totals"]["gmacs"] == pytest.approx(
+        runs["float32"][-1]["totals"]["gmacs"]
+    )
+    for want, have in zip(full, half, strict=True):
+        scores = {row["label"]: row["score"] for row in want["labels"]}
+        got = {row["label"]: row["score"] for row in have["labels"]}
+        assert got == pytest.approx(scores, abs=0.02)
+    assert half[0]["labels"] != full[0]["labels"]
+
+
 def test_text_output_and_a_lower_budget(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
