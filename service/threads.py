@@ -7,7 +7,7 @@ and Redis) on the same cores every worker still takes them all. On the 2-core ma
 So the default is derived from the cores this process may actually use (its CPU affinity and the
 cgroup's CPU quota) and the workers that share them, and ``vidrec serve``, whose gateway and
 Redis share the machine with its workers, leaves them a core when there are few
-(``benchmarks/live_threads.py`` measured the choice on 2 cores: see docs/OPERATIONS.md).
+(``vidrec bench live`` measured the choice on 2 cores: see docs/OPERATIONS.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ BENCHMARKS = (
     "clip_lengths",
     "cli_startup",
     "live",
-    "live_threads",
 )
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"
 
