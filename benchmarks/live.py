@@ -497,6 +497,11 @@ class Service:
     def _ready_workers(self) -> int:
         return sum(1 for line in self.log if re.search(r"worker \d+ ready", line))
 
+    def warnings(self, keep: int = 40) -> dict[str, Any]:
+        """How many warning and error lines the service logged, and the last ``keep`` of them."""
+        lines = [x for x in self.log if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback", x)]
+        return {"count": len(lines), "last": lines[-keep:]}
+
     def pids(self) -> dict[str, int]:
         named = {f"worker{i}": pid for i, pid in sorted(self.worker_pids.items())}
         named["gateway"] = self.process.pid
@@ -1314,7 +1319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweep(server.url, args, frames, workers, server.pids(), server.redis_url, points)
             finally:
                 status = server.stop()
-            services.append({"workers": workers, "worker_info": info, "exit_status": status})
+            services.append(
+                {
+                    "workers": workers,
+                    "worker_info": info,
+                    "exit_status": status,
+                    "log_warnings": server.warnings(),
+                }
+            )
     rows = rows_of(points)
     print()
     print(table(rows))
