@@ -63,8 +63,9 @@ IDLE_WAIT_S = 10.0
 RATE_LIMIT_RETRIES = 5
 # The clip uploads in flight when a point's sending ends get this long to be answered.
 CLIP_WAIT_S = 120.0
-# A worker's metrics reach the gateway with its heartbeat (VIDREC_HEARTBEAT_INTERVAL_S, 0.5 s).
-METRICS_SETTLE_S = 1.2
+# A worker's metrics reach the gateway with its heartbeat (VIDREC_HEARTBEAT_INTERVAL_S, 0.5 s):
+# after a point they are waited for this long at most.
+METRICS_WAIT_S = 5.0
 REDIS_SAMPLE_S = 0.25
 MiB = 1024 * 1024
 
@@ -427,6 +428,28 @@ def metric_deltas(
     if decodes and decode_s is not None:
         out["decode_ms"] = 1000.0 * decode_s / decodes
     return out
+
+
+def settled_scrape(
+    client: httpx.Client, before: dict[str, float] | None, point: dict[str, Any]
+) -> dict[str, float] | None:
+    """A scrape once the workers' metrics count the frames the point's sessions processed
+    (they reach the gateway with the next heartbeat), or after ``METRICS_WAIT_S``."""
+    expected = point["server_counters"].get("frames_processed", 0)
+    deadline = time.monotonic() + METRICS_WAIT_S
+    while True:
+        after = scrape(client)
+        if before is None or after is None or time.monotonic() >= deadline:
+            return after
+        frames = sum(
+            v - before.get(k, 0.0)
+            for k, v in after.items()
+            if k.startswith("vidrec_frames_processed_total/")
+            and k.split("/", 1)[1] in point["models"]
+        )
+        if frames >= expected:
+            return after
+        time.sleep(0.25)
 
 
 # The service.
@@ -1244,9 +1267,8 @@ def measure_point(
         finally:
             redis_figures = memory.stop()
             memory.close()
-        time.sleep(METRICS_SETTLE_S)
-        after = scrape(client)
-    point = summarise(streams, extra, args)
+        point = summarise(streams, extra, args)
+        after = settled_scrape(client, before, point)
     usage = extra["usage"]
     point["cpu_percent"] = {k: v for k, v in usage.items() if k not in ("wall_s", "cores")}
     point["load_average_1m"] = load_before
