@@ -426,9 +426,17 @@ class MovedEvent(EventBase):
     lost_frames: int = 0
 
 
+class SourceError(WireModel):
+    """Why an RTSP source's last connection failed."""
+
+    code: str
+    message: str
+
+
 class SourceEvent(EventBase):
     """An RTSP source's health: ``connecting``, ``streaming``, ``reconnecting``, ``stopped`` or
-    ``failed``."""
+    ``failed``; ``error``: why the last connection failed (a bare message from servers before
+    this contract named it)."""
 
     type: Literal["source"] = "source"
     state: str
@@ -437,7 +445,7 @@ class SourceEvent(EventBase):
     reconnects: int = 0
     attempts: int = 0
     next_retry_s: float | None = None
-    error: str | None = None
+    error: SourceError | str | None = None
 
 
 class UnknownEvent(EventBase):

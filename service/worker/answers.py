@@ -136,6 +136,16 @@ def labels_event(
     return wire.build(wire.LabelsEvent, body).wire()
 
 
+def session_event(fields: dict[str, Any]) -> dict[str, Any]:
+    """Any other event of a session (``moved``, ``source``, ``expired``...) checked against its
+    model in ``service/wire.py`` by its ``type``.
+
+    Raises:
+        KeyError: A type the contract does not know.
+    """
+    return wire.build(wire.EVENT_TYPES[fields["type"]], fields).wire()
+
+
 def error_event(session_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
     """An ``error`` event: a bad frame or message; the session goes on."""
     fields = {"session_id": session_id, "code": code, "message": message, **extra}

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from service import limits
 from service.budget import default_budget
 from service.inference import CapacityError, LiveEvent, ModelCatalog, parse_budget
 from service.ingest import IngestError, StreamState
@@ -51,14 +52,14 @@ from service.metrics import WorkerMetrics
 from service.queue import FINAL_STATES, Adoption, SessionInbox, SessionInfo, SessionMessage
 from service.queue._codec import text
 from service.settings import Settings
-from service.worker.answers import error_event, labels_event
+from service.worker.answers import error_event, labels_event, session_event
 from service.worker.runner import Runner, StepFailure
 from service.worker.scheduler import Books, Frame, Scheduler
 from service.worker.sources import RtspSource, StateChange
 
 log = logging.getLogger(__name__)
 
-MAX_STRIDE = 1000
+MAX_STRIDE = limits.MAX_STRIDE
 # Ids of sessions found not to be this worker's, remembered so their frames cost no lookup.
 _FOREIGN_MEMORY = 1024
 # A camera away for hours: every failed attempt is in the session hash, but events only for the
@@ -306,17 +307,19 @@ class SessionManager:
             self.metrics.dropped("lost", lost)
         self.inbox.publish(
             session.session_id,
-            {
-                "type": "moved",
-                "session_id": session.session_id,
-                "owner": self.worker_id,
-                "worker": self.worker_id,
-                "from": moved_from,
-                "epoch": adoption.epoch if adoption is not None else info.epoch,
-                "frame_index": session.first_index,
-                "recovered_frames": len(recovered),
-                "lost_frames": lost,
-            },
+            session_event(
+                {
+                    "type": "moved",
+                    "session_id": session.session_id,
+                    "owner": self.worker_id,
+                    "worker": self.worker_id,
+                    "from": moved_from,
+                    "epoch": adoption.epoch if adoption is not None else info.epoch,
+                    "frame_index": session.first_index,
+                    "recovered_frames": len(recovered),
+                    "lost_frames": lost,
+                }
+            ),
         )
         for message in recovered:
             self._enqueue(session, message)
@@ -419,7 +422,7 @@ class SessionManager:
                 event["next_retry_s"] = round(health["next_attempt_in_s"], 3)
             if health["last_error"] is not None and state is not StreamState.STREAMING:
                 event["error"] = health["last_error"]
-            self.inbox.publish(session.session_id, event)
+            self.inbox.publish(session.session_id, session_event(event))
         self.inbox.update(session.session_id, state=session_state, source_health=health)
         if session_state == "failed":
             self.close_local(session.session_id, write=True)
@@ -603,7 +606,9 @@ class SessionManager:
         log.info("session %s ended: %s", session_id, reason)
         self.inbox.publish(
             session_id,
-            {"type": "expired", "session_id": session_id, "reason": reason, "message": message},
+            session_event(
+                {"type": "expired", "session_id": session_id, "reason": reason, "message": message}
+            ),
         )
         self.close_local(session_id, write=True)
         self.inbox.end(session_id, "closed", reason)
@@ -640,12 +645,14 @@ class SessionManager:
             if info.kind == "live" and session_id not in held:
                 self.inbox.publish(
                     session_id,
-                    {
-                        "type": "expired",
-                        "session_id": session_id,
-                        "reason": "lease_expired",
-                        "message": "its worker and the gateway connection holding it are gone",
-                    },
+                    session_event(
+                        {
+                            "type": "expired",
+                            "session_id": session_id,
+                            "reason": "lease_expired",
+                            "message": "its worker and the gateway connection holding it are gone",
+                        }
+                    ),
                 )
                 self.inbox.end(session_id, "closed", "lease_expired")
                 continue
