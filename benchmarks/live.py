@@ -868,11 +868,23 @@ async def run_load(
     stop_clips = asyncio.Event()
     clip_load = ClipLoad()
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
-    clip_client = httpx.AsyncClient(base_url=url, timeout=120.0, headers=headers)
+    # Each uploader from an address of its own too (after the streams'), for the rate limit.
+    clip_clients = [
+        httpx.AsyncClient(
+            base_url=url,
+            timeout=120.0,
+            headers=headers,
+            transport=httpx.AsyncHTTPTransport(local_address=address[0]) if address else None,
+        )
+        for address in (
+            local_address(url, n + i, not args.no_spread)
+            for i in range(args.clip_load if clip is not None else 0)
+        )
+    ]
     form = dict(f.split("=", 1) for f in args.clip_form)
     uploaders = [
-        asyncio.create_task(upload_clips(clip_client, clip, form, stop_clips, clip_load))
-        for _ in range(args.clip_load if clip is not None else 0)
+        asyncio.create_task(upload_clips(client, clip, form, stop_clips, clip_load))
+        for client in clip_clients
     ]
     # Phases spread over one frame interval, as unsynchronised cameras send.
     await asyncio.gather(
@@ -908,7 +920,8 @@ async def run_load(
     # Their answers, so no job of this point runs into the next one.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*uploaders), CLIP_WAIT_S)
-    await clip_client.aclose()
+    for client in clip_clients:
+        await client.aclose()
     await asyncio.gather(*(close_stream(s, readers[s.index]) for s in live))
     extra = {"timing": timing, "counters": counters, "usage": usage}
     if uploaders:
