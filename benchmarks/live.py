@@ -71,7 +71,10 @@ MiB = 1024 * 1024
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="vidrec bench live", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vidrec bench live",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument(
         "--url", help="a running service (http://host:port); default: start 'vidrec serve'"
     )
@@ -81,21 +84,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-pids", type=int, nargs="+", default=[], help="with --url: workers' pids, for CPU"
     )
-    parser.add_argument("--api-key", default=os.environ.get("VIDREC_API_KEY"), help="Bearer key")
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument(
-        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts (own service)"
+        "--api-key", default=os.environ.get("VIDREC_API_KEY"), help="Bearer key (VIDREC_API_KEY)"
     )
     parser.add_argument(
-        "--sizes", nargs="+", default=["112", "640x480"], help="frame sizes: SIDE or WxH"
+        "--streams",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8, 16, 32, 64],
+        help="N to sweep (default: 1 2 4 8 16 32 64)",
     )
-    parser.add_argument("--fps", type=float, default=15.0, help="frames per second per stream")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending per point")
     parser.add_argument(
-        "--warmup", type=float, default=1.0, help="first seconds left out of the latencies"
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="worker counts of the own service (default: 1 2)",
     )
     parser.add_argument(
-        "--tail", type=float, default=5.0, help="most seconds to wait for the last labels"
+        "--sizes",
+        nargs="+",
+        default=["112", "640x480"],
+        help="frame sizes, SIDE or WxH (default: 112 640x480)",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=15.0, help="frames per second per stream (default: 15)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of sending per point (default: 10)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="first seconds left out of the latencies (default: 1)",
+    )
+    parser.add_argument(
+        "--tail",
+        type=float,
+        default=5.0,
+        help="most seconds to wait for the last frames (default: 5)",
     )
     parser.add_argument("--stride", type=int, help="labels every N frames (default: server's)")
     parser.add_argument("--budget", help="session budget (default: server's)")
@@ -122,12 +150,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a form field of those uploads, e.g. clips=10 (repeatable)",
     )
-    parser.add_argument("--sources", type=int, default=2, help="distinct generated streams")
-    parser.add_argument("--jpeg-quality", type=int, default=85)
+    parser.add_argument(
+        "--sources", type=int, default=2, help="distinct generated streams (default: 2)"
+    )
+    parser.add_argument("--jpeg-quality", type=int, default=85, help="of the frames (default: 85)")
     parser.add_argument(
         "--no-spread", action="store_true", help="all streams from one address (no 127.0.x.y)"
     )
-    parser.add_argument("--out", default="docs/live_bench.json", help="JSON output")
+    parser.add_argument(
+        "--out", default="docs/live_bench.json", help="JSON output (default: docs/live_bench.json)"
+    )
     parser.add_argument("--plot", help="plot output (default: --out with .png)")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.streams) or any(w < 1 for w in args.workers):
