@@ -19,6 +19,7 @@ if str(_HERE) not in sys.path:
 from serve_support import ServeProcess, serve_env  # noqa: E402
 
 from service.keys import Keys  # noqa: E402
+from service.queue._codec import text  # noqa: E402
 from service.redis_conn import sync_client  # noqa: E402
 from service.threads import available_cores, default_torch_threads  # noqa: E402
 
@@ -45,7 +46,7 @@ def test_vidrec_workers_sets_the_count_and_each_worker_gets_its_plan(tiny_models
             while len(ids := client.smembers(keys.workers)) < 2:
                 assert time.monotonic() < deadline, "two workers never registered"
                 time.sleep(0.2)
-            beats = [client.hgetall(keys.worker(i.decode())) for i in ids]
+            beats = [client.hgetall(keys.worker(text(i))) for i in ids]
         finally:
             client.close()
         for beat in beats:

@@ -94,7 +94,9 @@ def test_live_frames_in_bfloat16(
         runner = LiveRunner(entry, capacity=2, stride=4)
         if budget == "recommended":
             assert entry.recommended_budget is not None and "threshold" in entry.recommended_budget
-        runner.open("cam", entry.recommended_budget if budget == "recommended" else budget)
+        chosen = entry.recommended_budget if budget == "recommended" else budget
+        assert not isinstance(chosen, str)
+        runner.open("cam", chosen)
         events[name] = [e for f in frames if (e := runner.step({"cam": f})["cam"]) is not None]
         runners[name] = runner
     # Every cache of a slot but its frame counter is floating point: half the bytes.
