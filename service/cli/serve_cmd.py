@@ -2,8 +2,9 @@
 
 With no ``VIDREC_REDIS_URL`` it starts an embedded Redis (``service.embedded.EmbeddedRedis``, a
 real redis-server on a Unix socket); with one it uses that server. Then it starts ``--workers``
-worker subprocesses (``python -m service.worker``) and runs the gateway with uvicorn in this
-process. A worker that dies is restarted; one that keeps dying before it is ready stops the
+worker subprocesses (``python -m service.worker``; by default one per visible GPU, each pinned to
+its ``cuda:N``, or one without GPUs: ``service.devices``) and runs the gateway with uvicorn in
+this process. A worker that dies is restarted; one that keeps dying before it is ready stops the
 service with its exit status.
 
 Stopping (Ctrl-C or SIGTERM) goes in dependency order: the gateway stops taking requests, the
