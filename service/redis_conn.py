@@ -19,6 +19,8 @@ MAX_BLOCK_S = 5.0
 # ... and a read may take this long before the connection counts as dead (a Redis that stopped
 # answering without closing the socket must not hang a request for ever).
 READ_TIMEOUT_S = MAX_BLOCK_S * 4
+# How long a request waits for a pooled connection when every one is in use.
+POOL_WAIT_S = 5.0
 
 
 def sync_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.Redis:
@@ -31,14 +33,38 @@ def sync_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> re
     )
 
 
-def async_client(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> redis.asyncio.Redis:
-    """An asyncio client; close it with ``await aclose()`` (or ``async with``)."""
-    return redis.asyncio.Redis.from_url(
+def async_client(
+    url: str,
+    *,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    max_connections: int | None = None,
+) -> redis.asyncio.Redis:
+    """An asyncio client; close it with ``await aclose()`` (or ``async with``).
+
+    Args:
+        url: The server.
+        connect_timeout_s: Bound on connecting.
+        max_connections: Pool size; ``None``: redis-py's default (100). The pool blocks (up to
+            ``POOL_WAIT_S``) when all are in use instead of failing at once: the gateway holds
+            one per open WebSocket (its blocking read), so a burst of sockets would otherwise
+            make every other request fail with "Too many connections".
+    """
+    if max_connections is None:
+        return redis.asyncio.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=READ_TIMEOUT_S,
+        )
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_S,
         decode_responses=False,
         socket_connect_timeout=connect_timeout_s,
         socket_timeout=READ_TIMEOUT_S,
     )
+    return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def ping(client: redis.Redis) -> bool:

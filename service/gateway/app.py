@@ -135,7 +135,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = async_client(redis_url)
+        # One pooled connection per open WebSocket (its blocking read) and per request.
+        client = async_client(redis_url, max_connections=settings.http_max_connections + 64)
         keys = Keys.from_settings(settings)
         app.state.gateway = Gateway(
             settings=settings,
