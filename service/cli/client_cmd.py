@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from service import limits
 from service.budget import parse_budget_text
 from vidrec import (
     AsyncClient,
@@ -72,9 +73,25 @@ def add_parser(subparsers: Any) -> None:
     clip = commands.add_parser("clip", help="upload a clip and print its labels")
     clip.add_argument("file", type=Path, metavar="FILE", help="a video file")
     clip.add_argument("--model", help="model name (default: the server's clip default)")
-    clip.add_argument("--top-k", type=int, default=5, help="labels to return (default 5)")
-    clip.add_argument("--clips", type=int, default=1, help="temporal views (default 1)")
-    clip.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views")
+    clip.add_argument(
+        "--top-k",
+        type=int,
+        default=limits.DEFAULT_TOP_K,
+        help=f"labels to return, 1..{limits.MAX_TOP_K} (default {limits.DEFAULT_TOP_K})",
+    )
+    clip.add_argument(
+        "--clips",
+        type=int,
+        default=limits.DEFAULT_CLIPS,
+        help=f"temporal views, 1..{limits.MAX_CLIPS} (default {limits.DEFAULT_CLIPS})",
+    )
+    clip.add_argument(
+        "--crops",
+        type=int,
+        default=limits.DEFAULT_CROPS,
+        choices=limits.CROPS,
+        help="spatial views: 1 (the full frame) or 3",
+    )
     clip.add_argument("--no-wait", action="store_true", help="answer at once with a job id (202)")
     common(clip)
     clip.set_defaults(handler=run_clip)
