@@ -7,8 +7,15 @@ as docs/API.md shows them.
 
 Answers parse leniently: every model allows fields it does not name (kept in ``model_extra``), so
 a client built against this version still reads a server that added fields, and an event of a type
-it does not know parses as :class:`UnknownEvent`. The server, for its part, should write through
-these models (``response_model`` on the routes; the worker's answers) so the two cannot drift.
+it does not know parses as :class:`UnknownEvent`.
+
+The server writes through these models, so the two cannot drift: each gateway route declares its
+model (``response_model``, and :class:`ErrorBody` for its refusals) so the OpenAPI document types
+every answer; what the server builds itself goes through :func:`build`, which refuses a field the
+models do not name (the lenient parse would let a typo through); what it only passes on (a
+worker's answer read back from Redis, the workers' model rows) is parsed leniently, so a newer
+worker's fields reach newer clients. The bounds and defaults of the requests are in
+``service/limits.py``.
 """
 
 from __future__ import annotations

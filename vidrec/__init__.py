@@ -32,6 +32,7 @@ from service.wire import (
     SessionEvent,
     SessionView,
     SourceEvent,
+    Timing,
     UnknownEvent,
 )
 from vidrec._config import DEFAULT_URL, RetryPolicy
@@ -93,6 +94,7 @@ __all__ = [
     "SessionView",
     "SourceEvent",
     "StreamStats",
+    "Timing",
     "TransportError",
     "UnknownEvent",
     "UnsupportedMediaError",

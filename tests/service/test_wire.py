@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from service.wire import (
     ClipAnswer,
     ErrorBody,
+    ErrorEvent,
     JobView,
     LabelsEvent,
     ModelList,
     MovedEvent,
     UnknownEvent,
+    build,
     parse_event,
 )
 
@@ -124,3 +126,22 @@ def test_the_module_imports_without_torch() -> None:
     code = "import sys, service.wire; print(sorted({'torch', 'model_core'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_build_refuses_what_the_lenient_parse_lets_through() -> None:
+    assert build(ClipAnswer, ANSWER).wire() == ANSWER  # the answer as given, field for field
+    with pytest.raises(ValueError, match=r"sampled\.clip\.avg_fps"):
+        clip = {**ANSWER["sampled"]["clip"], "avg_fps": 10.0}  # a second name for one fact
+        build(ClipAnswer, {**ANSWER, "sampled": {**ANSWER["sampled"], "clip": clip}})
+    with pytest.raises(ValueError, match="cost_usd"):
+        build(ClipAnswer, {**ANSWER, "cost_usd": 0.01})
+
+
+def test_events_are_written_with_their_type_and_wire_names() -> None:
+    moved = build(MovedEvent, {"type": "moved", "session_id": "s", "owner": "w2", "from": "w1"})
+    assert moved.wire() == {"type": "moved", "session_id": "s", "owner": "w2", "from": "w1"}
+    assert ErrorEvent(code="c", message="m").wire() == {
+        "type": "error",
+        "code": "c",
+        "message": "m",
+    }
