@@ -21,7 +21,7 @@ from model_core.layers import Attention, Block, TemporalShift
 
 from .accounting import CostMeter
 from .attention import merge_heads, split_heads, update_av_, update_logits_
-from .gates import buffer_, gate_, gather_tokens
+from .gates import buffer_, gate_, gather_tokens, map_rows
 from .policy import GATES, BatchPlan
 from .state import LayerState
 
@@ -70,7 +70,7 @@ def block_step(
     if selection.index is not None:
         v_old = split_heads(state.qkv[..., 2 * dim :], heads)  # (sessions, heads, tokens, d)
         v_old_rows = gather_tokens(v_old, selection.index, dim=2)  # (S, heads, selected, d)
-    fresh = attn.qkv(rows)  # (sessions, selected, 3 · dim)
+    fresh = map_rows(attn.qkv, rows, selection)  # (sessions, selected, 3 · dim)
     qkv = buffer_(state.qkv, selection, fresh)
     q, k, v = (split_heads(t, heads) for t in qkv.chunk(3, dim=-1))
     # each (sessions, heads, tokens, dim / heads); the selected rows straight from the projection
@@ -94,7 +94,7 @@ def block_step(
 
     # Output projection: gate → linear → buffer, then the dense residual add.
     selection, rows = gate_(merge_heads(av), state.proj_ref, plan, PROJ)
-    x = x + buffer_(state.proj, selection, attn.proj(rows))
+    x = x + buffer_(state.proj, selection, map_rows(attn.proj, rows, selection))
     meter.add("gate", gate_cost)
     meter.add("proj", [m * dim * dim for m in selection.counts])
     meter.add_tokens(selection.counts, rows.shape[1])
@@ -103,7 +103,9 @@ def block_step(
         x = shift_cls_(x, state.cls_prev, 1, shift)
     # MLP: gate on norm2 → fc1, GELU, fc2 on the selected rows → buffer → residual add.
     selection, rows = gate_(block.norm2(x), state.mlp_ref, plan, MLP)
-    x = x + buffer_(state.mlp, selection, block.mlp.fc2(block.mlp.act(block.mlp.fc1(rows))))
+    mlp = block.mlp
+    out = map_rows(lambda r: mlp.fc2(mlp.act(mlp.fc1(r))), rows, selection)
+    x = x + buffer_(state.mlp, selection, out)
     meter.add("gate", gate_cost)
     meter.add("mlp", [2 * m * dim * hidden for m in selection.counts])
     meter.add_tokens(selection.counts, rows.shape[1])

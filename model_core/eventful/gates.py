@@ -11,7 +11,9 @@ All tensors are session-major: ``(S, N, ...)`` with tokens on dim 1, unless a ``
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -102,3 +104,29 @@ def buffer_(buffer: Tensor, selection: Selection, rows: Tensor) -> Tensor:
     else:
         scatter_tokens_(buffer, selection.index, rows)
     return buffer
+
+
+def map_rows(fn: Callable[[Tensor], Tensor], rows: Tensor, selection: Selection) -> Tensor:
+    """``fn``, a per-row operation (linear layers, activations), over a gate's selected rows
+    ``(S, M, C)``, computed for the real selections only.
+
+    A padded batch is as wide as its busiest session: one session that recomputes every token
+    (a first frame, a burst of motion) would make every other session's few rows as many. The
+    real rows are packed into one ``(T, C)`` matrix, ``fn`` runs on it, and the result is
+    spread back to ``(S, M, C')`` with each padding row a copy of its session's first row,
+    which is what the padding selected (see :func:`~.policy.select_tokens`), so the buffers'
+    duplicate writes stay harmless. The indices come from the counts known on the host: no
+    device sync.
+    """
+    if selection.mask is None:
+        return fn(rows)
+    sessions, width = rows.shape[:2]
+    counts = np.asarray(selection.counts)
+    real = np.arange(width)[None, :] < counts[:, None]  # (S, M)
+    starts = np.cumsum(counts) - counts  # each session's first row in the packed matrix
+    slots = np.arange(sessions * width).reshape(sessions, width)
+    pack = torch.from_numpy(slots[real]).to(rows.device)  # (T,)
+    spread = starts[:, None] + np.where(real, np.arange(width)[None, :], 0)  # (S, M)
+    unpack = torch.from_numpy(spread.reshape(-1)).to(rows.device)  # (S · M,)
+    packed = fn(rows.reshape(sessions * width, -1).index_select(0, pack))  # (T, C')
+    return packed.index_select(0, unpack).reshape(sessions, width, -1)
