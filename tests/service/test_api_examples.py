@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service import wire
+from service import limits, wire
 from service.budget import check_budget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +101,14 @@ def test_the_budgets_shown_are_the_shipped_default() -> None:
     assert sessions and models
     assert all(s["budget"] == default for s in sessions), default
     assert all(m["recommended_budget"] == default for m in models), default
+
+
+def test_the_bounds_shown_are_the_shared_ones() -> None:
+    text = API_MD.read_text()
+    top_k = re.search(r"\| `top_k` \| int 1\.\.(\d+) \| (\d+) \|", text)
+    clips = re.search(r"\| `clips` \| int 1\.\.(\d+) \| (\d+) \|", text)
+    assert top_k and clips
+    assert (int(top_k[1]), int(top_k[2])) == (limits.MAX_TOP_K, limits.DEFAULT_TOP_K)
+    assert (int(clips[1]), int(clips[2])) == (limits.MAX_CLIPS, limits.DEFAULT_CLIPS)
+    strides = re.findall(r"`?stride`?[^\n]*?1\.\.(\d+)", text)
+    assert len(strides) == 2 and {int(s) for s in strides} == {limits.MAX_STRIDE}
