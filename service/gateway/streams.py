@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketState
 from service import limits, wire
 from service.budget import check_budget, default_budget, parse_budget_text
 from service.gateway.catalog import LiveCatalog, Role
-from service.gateway.errors import ApiError, close_unavailable, error_event
+from service.gateway.errors import ApiError, clip, close_unavailable, error_event
 from service.gateway.request_id import request_id_of
 from service.gateway.responses import answer, errors
 from service.gateway.state import Gateway, get_gateway
@@ -56,6 +56,8 @@ WS_TRY_AGAIN = 1013
 # ``bugdet`` would otherwise open a session with the default budget).
 LIVE_QUERY = ("model", "budget", "stride")
 EVENTS_QUERY = ("after",)
+# The fields of a live socket's text messages.
+CONTROL_FIELDS = ("type", "budget")
 
 
 class StreamRequest(BaseModel):
@@ -529,6 +531,17 @@ async def _control(gw: Gateway, sock: _Socket, session_id: str, text: str) -> bo
         return False
     if not isinstance(msg, dict):
         await sock.send(error_event("invalid_message", "a text message must be a JSON object"))
+        return False
+    unknown = sorted(str(k) for k in msg if k not in CONTROL_FIELDS)
+    if unknown:  # {"budget": 0.5, "stirde": 2} must not pass for a stride change
+        names = ", ".join(repr(clip(n, 64)) for n in unknown[:10])
+        await sock.send(
+            error_event(
+                "invalid_message",
+                f'unknown field {names} in a message; expected {{"budget": ...}} or '
+                '{"type": "close"}',
+            )
+        )
         return False
     if msg.get("type") == "close":
         await gw.sessions.close(session_id)

@@ -185,3 +185,40 @@ def test_an_unknown_events_query_parameter_is_refused_by_name(
             first = events.receive_json()
             assert first["type"] == "session" and first["session_id"] == session_id
         ws.send_text(json.dumps({"type": "close"}))
+
+
+def test_an_unknown_field_of_a_live_message_is_refused_by_name(
+    client: TestClient, make_worker: Callable[..., StandInWorker]
+) -> None:
+    make_worker()
+    with client.websocket_connect(f"/v1/streams/live?model={LIVE_MODEL}&budget=0.5") as ws:
+        ws.receive_json()  # the session event
+        ws.send_text(json.dumps({"budget": 0.25, "stirde": 2}))
+        event = ws.receive_json()
+        assert event["type"] == "error" and event["code"] == "invalid_message", event
+        assert "'stirde'" in event["message"], event
+        # The budget part was not applied either; the right message is.
+        ws.send_text(json.dumps({"budget": 0.25}))
+        changed = ws.receive_json()
+        assert changed["type"] == "budget" and changed["budget"] == {"fraction": 0.25}, changed
+        ws.send_text(json.dumps({"type": "close"}))
+
+
+def test_a_worker_answer_that_breaks_the_contract_is_relayed_and_logged(
+    client: TestClient,
+    make_worker: Callable[..., StandInWorker],
+    mp4: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def old_worker(task: Any) -> dict[str, Any]:
+        answer = default_answer(task)
+        answer["timing_ms"] = {"queue": 1.0}  # a shape the contract does not know
+        return answer
+
+    make_worker(answer=old_worker)
+    files = {"file": ("clip.mp4", mp4, "video/mp4")}
+    with caplog.at_level("ERROR", logger="service.gateway.responses"):
+        r = client.post("/v1/clips", files=files, data={"model": CLIP_MODEL})
+    assert r.status_code == 200, r.text  # the work is done: it is not lost to a 500
+    assert r.json()["timing_ms"] == {"queue": 1.0} and r.json()["labels"]
+    assert "breaks the contract" in caplog.text and "timing_ms" in caplog.text
