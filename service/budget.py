@@ -21,7 +21,7 @@ _KINDS = ("fraction", "tokens", "threshold", "keep_all")
 
 BUDGET_FORMS = (
     '{"fraction": f} with 0 < f <= 1, {"tokens": n} with n >= 1, {"threshold": t} with t >= 0 '
-    '(or [t_qkv, t_proj, t_mlp], one per gate), {"keep_all": true}, a bare fraction, or "all"'
+    "(or [t_qkv, t_proj, t_mlp], one per gate), {\"keep_all\": true}, a bare fraction, or 'all'"
 )
 """Every form a budget takes, for the messages that refuse one (the service's one grammar:
 :func:`check_budget`; ``service.inference.parse_budget`` goes through it)."""
