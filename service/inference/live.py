@@ -324,8 +324,10 @@ class LiveRunner:
         """
         if not frames:
             return LiveStep({}, {})
-        ids = list(frames)
-        sessions = [self._get(s) for s in ids]
+        # In slot order: sessions in consecutive slots step on a view of the pool's state,
+        # not on a copy gathered and written back.
+        ids = sorted(frames, key=lambda s: self._get(s).slot)
+        sessions = [self._sessions[s] for s in ids]
         spec = self.entry.config.preprocessing
         batch = torch.stack([_preprocess(frames[s], spec, s) for s in ids])  # (S, 3, H, W)
         output = self.engine.step(batch, [s.slot for s in sessions])

@@ -210,10 +210,25 @@ class SessionInbox:
         if not updates:
             return
         with self.redis.pipeline(transaction=False) as pipe:
-            for session_id, fields in updates.items():
-                args = [item for k, v in fields.items() for item in (k, to_field(v))]
-                self._update(keys=[self.keys.session(session_id)], args=args, client=pipe)
+            self._update_all(pipe, updates)
             pipe.execute()
+
+    def publish_step(
+        self, events: list[tuple[str, dict[str, Any]]], updates: dict[str, dict[str, Any]]
+    ) -> None:
+        """Publishes a step's events (``(session id, event)``, as :meth:`publish`) and sets
+        fields of its sessions' hashes (as :meth:`update_many`), all in one round trip."""
+        if not events and not updates:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.events.publish_many(events, pipe)
+            self._update_all(pipe, updates)
+            pipe.execute()
+
+    def _update_all(self, pipe: Any, updates: dict[str, dict[str, Any]]) -> None:
+        for session_id, fields in updates.items():
+            args = [item for k, v in fields.items() for item in (k, to_field(v))]
+            self._update(keys=[self.keys.session(session_id)], args=args, client=pipe)
 
     def end(self, session_id: str, state: str, reason: str) -> None:
         """Ends a session: final ``state`` and why, out of the open set, kept ``session_ttl_s``."""

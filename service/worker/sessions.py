@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -468,6 +468,7 @@ class SessionManager:
                 images[session_id], frames[session_id] = image, frame
                 waits[session_id] = (queued_ms, decode_ms)
         done: list[LocalSession] = []
+        labels: list[tuple[str, dict[str, Any]]] = []  # the step's events, published at once
         for result in self.runner.step(images):
             if isinstance(result, StepFailure):
                 log.error(
@@ -495,8 +496,8 @@ class SessionManager:
                 done.append(session)
                 if event is not None:
                     timing = (*waits[sid], result.seconds * 1000.0)
-                    self._publish_labels(session, event, frames[sid], timing)
-        self._write_counters(done)
+                    labels.append((sid, self._labels(session, event, frames[sid], timing)))
+        self._write_counters(done, labels)
         return len(done)
 
     def _image(self, session: LocalSession, frame: Frame) -> np.ndarray | None:
@@ -533,16 +534,16 @@ class SessionManager:
             return False
         return True
 
-    def _publish_labels(
+    def _labels(
         self,
         session: LocalSession,
         event: LiveEvent,
         frame: Frame,
         timing: tuple[float, float, float],
-    ) -> None:
-        """Publishes the event with its newest frame's time: queued, decoding, its step."""
+    ) -> dict[str, Any]:
+        """The labels event with its newest frame's time: queued, decoding, its step."""
         queue_wait_ms, decode_ms, inference_ms = timing
-        body = labels_event(
+        return labels_event(
             event,
             latency_ms=frame.latency_ms(),
             dropped=session.books.dropped,
@@ -551,20 +552,23 @@ class SessionManager:
             decode_ms=decode_ms,
             inference_ms=inference_ms,
         )
-        self.inbox.publish(session.session_id, body)
 
     # Bookkeeping.
 
-    def _write_counters(self, sessions: list[LocalSession]) -> None:
-        """Writes the counters of ``sessions`` in one round trip."""
-        self.inbox.update_many(
+    def _write_counters(
+        self, sessions: list[LocalSession], events: Sequence[tuple[str, dict[str, Any]]] = ()
+    ) -> None:
+        """Writes the counters of ``sessions``, after publishing ``events`` (a step's labels),
+        in one round trip."""
+        self.inbox.publish_step(
+            list(events),
             {
                 s.session_id: {
                     "frames_processed": s.books.processed,
                     "frames_dropped": s.books.dropped,
                 }
                 for s in sessions
-            }
+            },
         )
         for session in sessions:
             session.books.dirty = False

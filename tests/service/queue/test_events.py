@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -88,3 +89,30 @@ def test_labels_event_becomes_the_sessions_last_event(
 
     newest, none = arun(last)
     assert newest is not None and newest != event_id and none is None
+
+
+def test_publish_many_publishes_a_steps_events_in_order_with_each_last_event(
+    r: redis.Redis, keys: Keys
+) -> None:
+    writer = EventWriter(r, keys)
+    r.hset(keys.session("a"), "state", "running")
+    r.hset(keys.session("b"), "state", "running")
+    writer.publish_many(
+        [
+            ("a", {"type": "labels", "frame_index": 4, "labels": [{"label": "x", "score": 0.5}]}),
+            ("b", {"type": "error", "code": "bad", "message": "no"}),
+            ("a", {"type": "labels", "frame_index": 8, "labels": []}),
+            ("gone", {"type": "labels", "frame_index": 1}),
+        ]
+    )
+    a: Any = r.xrange(keys.events("a"))
+    assert [json.loads(fields[b"event"])["frame_index"] for _, fields in a] == [4, 8]
+    assert 0 < r.ttl(keys.events("a")) <= keys.session_ttl_s
+    assert r.xlen(keys.events("b")) == 1
+    # The newest labels event is the last event, parsed as JSON with its own id added.
+    stored: Any = r.hget(keys.session("a"), "last_event")
+    last = json.loads(stored)
+    assert last == {"type": "labels", "frame_index": 8, "labels": [], "event_id": a[-1][0].decode()}
+    assert r.hget(keys.session("b"), "last_event") is None  # an error event is not labels
+    assert not r.exists(keys.session("gone"))  # no hash brought back without a TTL
+    assert r.xlen(keys.events("gone")) == 1
