@@ -177,6 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
         uploads={"/v1/clips": settings.max_upload_bytes},
         timeout_s=settings.body_timeout_s,
         idle_s=settings.body_idle_timeout_s,
+        max_head_bytes=settings.http_max_head_bytes,
     )
     install_security(app, settings)  # CORS, Origin, API keys, rate limits
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)

@@ -5,7 +5,9 @@ chunked body is counted and cut off with 413 at the limit, so no body fills memo
 routes get their file limit plus room for the multipart framing; every other route (JSON bodies)
 gets ``max_body_bytes``. A body must also arrive in time: no pause longer than the idle bound and
 no more than the total bound from the first read to the last byte, else 408 and the connection is
-closed, so a client sending one byte a second cannot hold a request open for ever.
+closed, so a client sending one byte a second cannot hold a request open for ever. The request
+line and headers are bounded too (431): h11 bounds a head that arrives in pieces, not one that
+arrives whole in a single read.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from service.wire import ErrorBody
 CLOSE = {"Connection": "close"}
 
 # What any route may answer before it runs, documented on every operation: a body the server
-# cannot parse, one that does not arrive in time, one over its limit.
+# cannot parse, one that does not arrive in time, one over its limit, a head over its limit.
 EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed request (body or form not parseable)"},
     408: {"model": ErrorBody, "description": "The request body did not arrive in time"},
     413: {"model": ErrorBody, "description": "The request body is over its limit"},
+    431: {"model": ErrorBody, "description": "The request line and headers are over their limit"},
 }
 
 
@@ -65,6 +68,7 @@ class BodyGuardMiddleware:
             ``FORM_OVERHEAD_BYTES`` larger for the multipart framing and form fields.
         timeout_s: Longest time from the first read of the body to its last byte.
         idle_s: Longest wait for the next piece of the body.
+        max_head_bytes: Limit of the request target plus headers (WebSocket handshakes too).
     """
 
     def __init__(
@@ -75,8 +79,10 @@ class BodyGuardMiddleware:
         uploads: Mapping[str, int],
         timeout_s: float,
         idle_s: float,
+        max_head_bytes: int,
     ) -> None:
         self.app = app
+        self.max_head_bytes = max_head_bytes
         self.max_bytes = max_bytes
         self.uploads = dict(uploads)
         self.timeout_s = timeout_s
@@ -90,6 +96,20 @@ class BodyGuardMiddleware:
         return upload + FORM_OVERHEAD_BYTES, upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        head = _head_bytes(scope)
+        if head > self.max_head_bytes:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1009, "reason": "head_too_large"})
+                return
+            body = error_body(
+                "head_too_large",
+                f"the request line and headers have {head} bytes; at most {self.max_head_bytes}",
+            )
+            await JSONResponse(body, status_code=431, headers=CLOSE)(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -133,3 +153,9 @@ class BodyGuardMiddleware:
             return message
 
         await self.app(scope, guarded, send)
+
+
+def _head_bytes(scope: Scope) -> int:
+    """Size of the request target and headers as received (near enough: no separators)."""
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return target + sum(len(name) + len(value) for name, value in scope["headers"])

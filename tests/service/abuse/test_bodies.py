@@ -3,13 +3,18 @@ the input back. Against a real gateway process on a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import websockets
 from edge_support import GatewayProcess, running_gateway
+from gateway_support import LIVE_MODEL, StandInWorker
+from websockets.exceptions import ConnectionClosed
 
 from service.settings import Settings
 
@@ -20,7 +25,13 @@ MAX_BODY = 64 * 1024  # the default max_body_bytes
 
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[GatewayProcess]:
-    with running_gateway(redis_url=settings.redis_url, key_prefix=settings.key_prefix) as gw:
+    s = settings
+    with running_gateway(
+        redis_url=s.redis_url,
+        key_prefix=s.key_prefix,
+        heartbeat_ttl_s=s.heartbeat_ttl_s,
+        heartbeat_interval_s=s.heartbeat_interval_s,
+    ) as gw:
         yield gw
 
 
@@ -90,5 +101,33 @@ def test_an_oversized_upload_is_refused_and_the_gateway_answers_on(
         answer = http.post("/v1/clips", files={"file": ("a.mp4", big, "video/mp4")})
         assert answer.status_code == 413
         assert answer.json()["error"]["code"] == "too_large"
+    with gateway.client() as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def test_an_oversized_request_head_is_refused(gateway: GatewayProcess) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 64 * 1024 + b"\r\n\r\n"
+    answer = _raw(gateway.port, head)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]  # over VIDREC_HTTP_MAX_HEAD_BYTES
+    assert b"head_too_large" in answer
+    assert gateway.alive()
+
+
+def test_an_oversized_websocket_message_closes_the_socket(
+    gateway: GatewayProcess, make_worker: Callable[..., StandInWorker]
+) -> None:
+    make_worker()
+
+    async def send_big() -> int | None:
+        url = f"{gateway.ws_url}/v1/streams/live?model={LIVE_MODEL}"
+        async with websockets.connect(url, open_timeout=20, max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "session"
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(b"\xff" * (3 * 1024 * 1024))  # over frame_max_bytes + 64 KiB
+                while True:
+                    await asyncio.wait_for(ws.recv(), 20)
+            return ws.close_code
+
+    assert asyncio.run(send_big()) == 1009  # message too big
     with gateway.client() as http:
         assert http.get("/healthz").status_code == 200
