@@ -328,8 +328,7 @@ class LiveRunner:
         # not on a copy gathered and written back.
         ids = sorted(frames, key=lambda s: self._get(s).slot)
         sessions = [self._sessions[s] for s in ids]
-        spec = self.entry.config.preprocessing
-        batch = torch.stack([_preprocess(frames[s], spec, s) for s in ids])  # (S, 3, H, W)
+        batch = _preprocess_all([frames[s] for s in ids], ids, self.entry.config.preprocessing)
         output = self.engine.step(batch, [s.slot for s in sessions])
         events: dict[str, LiveEvent | None] = {}
         costs: dict[str, SessionCost] = {}
@@ -370,7 +369,26 @@ class LiveRunner:
             ) from None
 
 
-def _preprocess(frame: np.ndarray, spec: Preprocessing, session_id: str) -> torch.Tensor:
+def _preprocess_all(
+    frames: list[np.ndarray], session_ids: list[str], spec: Preprocessing
+) -> torch.Tensor:
+    """The frames preprocessed, ``(S, 3, H, W)`` in order: frames of one size (cameras of one
+    kind, the usual case) in one call, not one call each."""
+    arrays = [_checked(frame, sid) for frame, sid in zip(frames, session_ids, strict=True)]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, array in enumerate(arrays):
+        by_shape.setdefault(array.shape, []).append(i)
+    if len(by_shape) == 1:
+        return preprocess_frames(np.stack(arrays), spec)
+    out: list[torch.Tensor | None] = [None] * len(arrays)
+    for rows in by_shape.values():
+        group = preprocess_frames(np.stack([arrays[i] for i in rows]), spec)
+        for row, i in enumerate(rows):
+            out[i] = group[row]
+    return torch.stack([t for t in out if t is not None])
+
+
+def _checked(frame: np.ndarray, session_id: str) -> np.ndarray:
     array = np.asarray(frame)
     if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
         raise ValueError(
@@ -379,4 +397,4 @@ def _preprocess(frame: np.ndarray, spec: Preprocessing, session_id: str) -> torc
         )
     if array.dtype != np.uint8:
         raise ValueError(f"session {session_id!r}: expected a uint8 frame, got {array.dtype}")
-    return preprocess_frames(array[None], spec)[0]
+    return array
