@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,7 +57,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "img"
+# Every run takes the screenshots; VIDREC_UPDATE_SCREENSHOTS=1 writes them over docs/img (the ones
+# docs/PAGE.md shows), otherwise they go to a scratch folder so a test run leaves the tree clean.
+DOC_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "img"
+SCREENSHOTS = (
+    DOC_SCREENSHOTS
+    if os.environ.get("VIDREC_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "vidrec-page-screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 FPS = 10
 LABEL_TIMEOUT_MS = 90_000  # first answers on two loaded cores
 
