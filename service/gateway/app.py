@@ -21,6 +21,7 @@ from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
 from service.gateway.page import router as page_router
 from service.gateway.ratelimit import Limits
+from service.gateway.head import HeadAsGetMiddleware
 from service.gateway.request_id import RequestIdMiddleware
 from service.gateway.security import install_security
 from service.gateway.state import Gateway
@@ -180,6 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_head_bytes=settings.http_max_head_bytes,
     )
     install_security(app, settings)  # CORS, Origin, API keys, rate limits
+    app.add_middleware(HeadAsGetMiddleware)  # inside the metrics: a HEAD is counted as HEAD
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: ids and logs even on refusals
     return app

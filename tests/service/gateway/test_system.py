@@ -42,6 +42,19 @@ def test_healthz_is_200_without_workers(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/v1/models", "/metrics"):
+        get = client.get(path)
+        head = client.head(path)
+        assert head.status_code == get.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    # A route that has no GET still refuses HEAD, naming what it serves.
+    refused = client.head("/v1/clips")
+    assert refused.status_code == 405
+    assert "POST" in refused.headers["allow"]
+
+
 def test_readyz_503_without_a_worker_then_200(
     client: TestClient, make_worker: Callable[..., StandInWorker]
 ) -> None:
