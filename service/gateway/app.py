@@ -19,9 +19,9 @@ from service.gateway.body_guard import EDGE_RESPONSES, BodyGuardMiddleware
 from service.gateway.clips import ROUTE_SCOPE_KEY
 from service.gateway.clips import router as clips_router
 from service.gateway.errors import install_error_handlers
+from service.gateway.head import HeadAsGetMiddleware
 from service.gateway.page import router as page_router
 from service.gateway.ratelimit import Limits
-from service.gateway.head import HeadAsGetMiddleware
 from service.gateway.request_id import RequestIdMiddleware
 from service.gateway.security import install_security
 from service.gateway.state import Gateway
