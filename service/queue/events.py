@@ -71,8 +71,11 @@ class EventWriter:
         if not events:
             return
         if pipe is not None:
+            # EVAL with the script's text: a registered script in a pipeline costs redis-py a
+            # SCRIPT EXISTS round trip before it.
             for session_id, event in events:
-                self._publish(**self._call(session_id, event), client=pipe)
+                call = self._call(session_id, event)
+                pipe.eval(PUBLISH, 2, *call["keys"], *call["args"])
             return
         with self.redis.pipeline(transaction=False) as own:
             self.publish_many(events, own)

@@ -226,9 +226,11 @@ class SessionInbox:
             pipe.execute()
 
     def _update_all(self, pipe: Any, updates: dict[str, dict[str, Any]]) -> None:
+        # EVAL with the script's text, not a registered script: redis-py checks a pipeline's
+        # registered scripts with SCRIPT EXISTS first, one more round trip per step.
         for session_id, fields in updates.items():
             args = [item for k, v in fields.items() for item in (k, to_field(v))]
-            self._update(keys=[self.keys.session(session_id)], args=args, client=pipe)
+            pipe.eval(UPDATE_IF_EXISTS, 1, self.keys.session(session_id), *args)
 
     def end(self, session_id: str, state: str, reason: str) -> None:
         """Ends a session: final ``state`` and why, out of the open set, kept ``session_ttl_s``."""
