@@ -43,6 +43,21 @@ local counts = redis.call('HMGET', KEYS[1], 'frames_received', 'frames_processed
 return {epoch, counts[1] or '0', counts[2] or '0', counts[3] or '0'}
 """
 
+# KEYS: the inbox. ARGV: the last entry id read, most entries, the inbox's TTL. The entries after
+# that id, deleted as they are read: one round trip for the worker's hot loop.
+_TAKE = """
+local reply = redis.call('XREAD', 'COUNT', ARGV[2], 'STREAMS', KEYS[1], ARGV[1])
+if not reply then return {} end
+local entries = reply[1][2]
+local ids = {}
+for i, entry in ipairs(entries) do ids[i] = entry[1] end
+if #ids > 0 then
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return entries
+"""
+
 
 @dataclass(frozen=True)
 class Adoption:
@@ -132,6 +147,7 @@ class SessionInbox:
         self._last_id = "0-0"
         self._update = redis.register_script(UPDATE_IF_EXISTS)
         self._adopt = redis.register_script(_ADOPT)
+        self._take_script = redis.register_script(_TAKE)
 
     def read(self, block_ms: int | None = None, count: int = 100) -> list[SessionMessage]:
         """The next messages of this worker's inbox, oldest first; they are deleted once read.
@@ -140,19 +156,22 @@ class SessionInbox:
             block_ms: How long to wait when there is none; ``None`` or 0: no wait.
             count: Most messages returned.
         """
-        reply: Any = self.redis.xread(
-            {self.inbox: self._last_id}, count=count, block=block_ms or None
-        )
-        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        messages = self._take(count)
+        if messages or not block_ms:
+            return messages
+        # Nothing waiting: wait for the next entry, then take what came.
+        self.redis.xread({self.inbox: self._last_id}, count=1, block=block_ms)
+        return self._take(count)
+
+    def _take(self, count: int) -> list[SessionMessage]:
+        """Up to ``count`` messages after the last one read, deleted as they are read."""
+        reply: Any = self._take_script(keys=[self.inbox], args=[self._last_id, count, INBOX_TTL_S])
         messages = [
-            _message(entry_id, fields) for _s, items in streams for entry_id, fields in items
+            _message(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            for entry_id, flat in reply or []
         ]
         if messages:
             self._last_id = messages[-1].entry_id
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xdel(self.inbox, *(m.entry_id for m in messages))
-                pipe.expire(self.inbox, INBOX_TTL_S)
-                pipe.execute()
         return messages
 
     def take_frames(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -127,6 +128,29 @@ def test_frames_go_to_the_owners_inbox(
     assert all(m.session_id == info.session_id for m in messages)
     assert after.frames_received == 3 and after.budget == {"tokens": 20}
     assert inbox.read() == [] and r.xlen(keys.inbox("w1")) == 0  # read messages are deleted
+
+
+def test_inbox_read_takes_at_most_count_and_waits_for_the_next_message(
+    r: redis.Redis, keys: Keys
+) -> None:
+    inbox = SessionInbox(r, keys, "w1")
+    for index in range(5):
+        r.xadd(keys.inbox("w1"), {"type": "frame", "session": "s", "index": index, "data": b"x"})
+    assert [m.index for m in inbox.read(count=3)] == [0, 1, 2]
+    assert r.xlen(keys.inbox("w1")) == 2  # only what was read is deleted
+    assert [m.index for m in inbox.read(count=3)] == [3, 4]
+    assert r.ttl(keys.inbox("w1")) > 0
+    timer = threading.Timer(
+        0.2, r.xadd, (keys.inbox("w1"), {"type": "frame", "session": "s", "index": 5})
+    )
+    start = time.monotonic()
+    timer.start()
+    try:
+        late = inbox.read(block_ms=5000)
+    finally:
+        timer.join()
+    assert [m.index for m in late] == [5] and time.monotonic() - start < 4.0
+    assert inbox.read(block_ms=50) == [] and r.xlen(keys.inbox("w1")) == 0
 
 
 def test_unknown_and_closed_sessions_refuse_frames(
