@@ -109,9 +109,17 @@ def _parse_header(raw: bytes) -> FrameHeader:
 
 
 def decode_image(
-    data: bytes, limits: FrameLimits | None = None
+    data: bytes, limits: FrameLimits | None = None, short_side: int | None = None
 ) -> tuple[npt.NDArray[np.uint8], ImageFormat]:
     """Decodes a JPEG, PNG or WebP image to RGB after checking its declared size.
+
+    Args:
+        data: The encoded image.
+        limits: Bounds; defaults to ``FrameLimits()``.
+        short_side: A JPEG larger than this on its short side is decoded at a reduced scale
+            (1/2, 1/4 or 1/8: Pillow's draft mode, which skips most of the inverse DCT) that
+            keeps its short side at least this long: the model resizes to it anyway, and a
+            640x480 frame then costs a fraction of a full decode. ``None``: full size.
 
     Raises:
         UnsupportedImageError: The bytes are not one of the three formats.
@@ -133,6 +141,9 @@ def decode_image(
                     f"the image is {width}x{height}; at most {limits.max_width}x"
                     f"{limits.max_height} and {limits.max_pixels} pixels are accepted"
                 )
+            if short_side is not None and fmt == "jpeg" and min(width, height) > short_side:
+                scale = short_side / min(width, height)
+                img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             img.load()
             upright = ImageOps.exif_transpose(img)
             rgb = upright.convert("RGB")
@@ -145,13 +156,17 @@ def decode_image(
 
 
 def decode_ws_frame(
-    message: bytes | bytearray | memoryview, limits: FrameLimits | None = None
+    message: bytes | bytearray | memoryview,
+    limits: FrameLimits | None = None,
+    short_side: int | None = None,
 ) -> WsFrame:
     """Decodes one binary WebSocket message into a frame.
 
     Args:
         message: The message: optional JSON header line, then the image.
         limits: Bounds; defaults to ``FrameLimits()``.
+        short_side: Decode a large JPEG only down to this short side (see
+            :func:`decode_image`).
 
     Returns:
         The frame.
@@ -161,7 +176,7 @@ def decode_ws_frame(
             :func:`split_message` and :func:`decode_image`.
     """
     header, data = split_message(message, limits)
-    image, fmt = decode_image(data, limits)
+    image, fmt = decode_image(data, limits, short_side)
     return WsFrame(image=image, format=fmt, header=header)
 
 

@@ -128,8 +128,9 @@ class Runner:
         if key is not None:
             self.runners[key].set_budget(session_id, budget)
 
-    def image(self, frame: Frame) -> np.ndarray:
-        """The frame as an ``(H, W, 3)`` uint8 image.
+    def image(self, frame: Frame, short_side: int | None = None) -> np.ndarray:
+        """The frame as an ``(H, W, 3)`` uint8 image; a large JPEG decoded only down to
+        ``short_side`` (the model's resize size), as its preprocessing shrinks it anyway.
 
         Raises:
             IngestError: The frame does not decode, or breaks the frame limits.
@@ -137,7 +138,7 @@ class Runner:
         if frame.image is not None:
             return frame.image
         assert frame.data is not None
-        image = decode_ws_frame(frame.data, self.frame_limits).image
+        image = decode_ws_frame(frame.data, self.frame_limits, short_side).image
         # Pillow's arrays are read-only; torch warns about (and never needs) that.
         return image if image.flags.writeable else image.copy()
 

@@ -504,7 +504,8 @@ class SessionManager:
         """The frame decoded; a bad one becomes an error event and counts as dropped."""
         started = time.perf_counter()
         try:
-            image = self.runner.image(frame)
+            short_side = self.catalog.get(session.model).config.preprocessing.resize_size
+            image = self.runner.image(frame, short_side)
         except IngestError as exc:
             self.metrics.dropped("decode")
             self.scheduler.count_drops(session.session_id, 1)

@@ -49,6 +49,21 @@ def test_images_decode_to_rgb(fmt: str, name: str, tolerance: int) -> None:
     assert frame.header == FrameHeader()
 
 
+def test_a_large_jpeg_decodes_only_down_to_the_short_side_asked() -> None:
+    picture = _picture(480, 640)
+    jpeg = _encode(picture, "JPEG", quality=95)
+    assert decode_ws_frame(jpeg).image.shape == (480, 640, 3)
+    # 1/4 keeps the short side at 120 >= 112; 1/8 (60) would not.
+    small = decode_ws_frame(jpeg, short_side=112).image
+    assert small.shape == (120, 160, 3)
+    shrunk = np.asarray(Image.fromarray(picture).resize((160, 120), Image.Resampling.BOX))
+    assert np.abs(small.astype(int) - shrunk.astype(int)).mean() <= 12  # the same picture
+    assert decode_ws_frame(jpeg, short_side=480).image.shape == (480, 640, 3)
+    # Only JPEG has a reduced-scale decode; a frame already small enough is left as it is.
+    assert decode_ws_frame(_encode(picture, "PNG"), short_side=112).image.shape == (480, 640, 3)
+    assert decode_ws_frame(_encode(_picture(), "JPEG"), short_side=112).image.shape == (40, 60, 3)
+
+
 def test_header_line_is_parsed() -> None:
     header = json.dumps({"timestamp": 12.5, "index": 301, "client": "ignored"}).encode()
     image = _encode(_picture(), "PNG")
