@@ -209,27 +209,83 @@ def batching_rows(
     return rows
 
 
-def bundle_streams(
-    model: VideoTransformer, streams: int, frames: int, seed: int = 100
-) -> list[tuple[Tensor, np.ndarray]]:
-    """Generated long streams of the procedural dataset (stream seeds ``seed``, ``seed + 1``,
-    ...), cut to ``frames`` frames and preprocessed as the live runner does: ``(frames, 3, S, S)``
+HELDOUT_SEED = 20_000
+"""Stream seeds are split in two ranges. Below this one: tuning (every sweep that chose a
+budget ran there: seeds 100 to 195 and 1000 to 1095 for the first picks, 10000 on for the
+current one). From this one up: held out, for evaluating a budget already chosen. A run says
+which it is (``--held-out``) and the benchmark refuses seeds of the other range."""
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """The streams of a run: ``samples`` disjoint samples of ``streams`` consecutive seeds from
+    ``seed`` (sample ``k`` holds seeds ``seed + k·streams`` to ``seed + (k+1)·streams - 1``)."""
+
+    seed: int
+    streams: int
+    samples: int = 1
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed, self.seed + self.streams * self.samples)
+
+    def sample_seeds(self, k: int) -> range:
+        return range(self.seed + k * self.streams, self.seed + (k + 1) * self.streams)
+
+
+def check_seeds(plan: SeedPlan, held_out: bool, tuned_on: Sequence[range] = ()) -> None:
+    """Refuses a run whose seeds cross into the other range, or a held-out run that shares a
+    seed with a tuning report it names.
+
+    Raises:
+        ValueError: the seeds overlap what they must stay apart from.
+    """
+    seeds = plan.seeds
+    if plan.streams < 1 or plan.samples < 1 or seeds.start < 0:
+        raise ValueError(f"need at least one stream and one sample from seed >= 0, got {plan}")
+    if held_out and seeds.start < HELDOUT_SEED:
+        raise ValueError(
+            f"held-out seeds start at {HELDOUT_SEED}; seeds {seeds.start} to {seeds.stop - 1} "
+            "reach into the tuning range"
+        )
+    if not held_out and seeds.stop > HELDOUT_SEED:
+        raise ValueError(
+            f"seeds {seeds.start} to {seeds.stop - 1} reach into the held-out range (from "
+            f"{HELDOUT_SEED}); a sweep that may choose a budget stays below it (or pass --held-out)"
+        )
+    for tuned in tuned_on:
+        if seeds.start < tuned.stop and tuned.start < seeds.stop:
+            raise ValueError(
+                f"seeds {seeds.start} to {seeds.stop - 1} overlap the tuning seeds "
+                f"{tuned.start} to {tuned.stop - 1}"
+            )
+
+
+def report_seeds(report: dict[str, Any]) -> range:
+    """The stream seeds a ``vidrec bench eventful --bundle`` report ran on."""
+    config = report["config"]
+    return SeedPlan(
+        config["bundle_seed"], config["bundle_streams"], config.get("bundle_samples", 1)
+    ).seeds
+
+
+def bundle_stream(model: VideoTransformer, seed: int, frames: int) -> tuple[Tensor, np.ndarray]:
+    """One generated long stream of the procedural dataset (``generate_stream`` seed ``seed``),
+    cut to ``frames`` frames and preprocessed as the live runner does: ``(frames, 3, S, S)``
     model input with the ``(frames,)`` ground-truth class of every frame."""
     from model_core.data import ClipSpec, generate_stream
     from model_core.preprocess import preprocess_frames
 
     spec = ClipSpec(size=model.config.preprocessing.resize_size)
-    out = []
-    for s in range(streams):
-        # An action with its idle gap lasts 12 + 12.5 frames on average: ask for enough of them.
-        actions = max(1, frames // 16 + 1)
-        stream = generate_stream(seed + s, num_actions=actions, spec=spec)
-        while len(stream.frames) < frames:  # a short draw: one more action
-            actions += 1
-            stream = generate_stream(seed + s, num_actions=actions, spec=spec)
-        clip = preprocess_frames(stream.frames[:frames], model.config.preprocessing)
-        out.append((clip, stream.labels[:frames]))
-    return out
+    # An action with its idle gap lasts 12 + 12.5 frames on average: ask for enough of them.
+    actions = max(1, frames // 16 + 1)
+    stream = generate_stream(seed, num_actions=actions, spec=spec)
+    while len(stream.frames) < frames:  # a short draw: one more action
+        actions += 1
+        stream = generate_stream(seed, num_actions=actions, spec=spec)
+    return preprocess_frames(stream.frames[:frames], model.config.preprocessing), stream.labels[
+        :frames
+    ]
 
 
 def window_truth(labels: np.ndarray) -> int:
@@ -256,95 +312,161 @@ def paired_loss_interval(
     dense = np.bincount(stream_of, weights=dense_correct, minlength=streams)
     eventful = np.bincount(stream_of, weights=eventful_correct, minlength=streams)
     windows = np.bincount(stream_of, minlength=streams)
+    return stream_loss_interval(dense, eventful, windows, rounds, seed)
+
+
+def stream_loss_interval(
+    dense: np.ndarray, eventful: np.ndarray, windows: np.ndarray, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% bootstrap interval of the points lost from per-stream tallies: windows right under
+    the dense model and under the budget, and windows, per stream (resampled whole)."""
+    streams = len(windows)
     picks = np.random.default_rng(seed).integers(0, streams, size=(rounds, streams))
     lost = 100 * (dense[picks].sum(1) - eventful[picks].sum(1)) / windows[picks].sum(1)
     low, high = np.percentile(lost, [2.5, 97.5])
     return float(low), float(high)
 
 
+@dataclass
+class _Tallies:
+    """Per stream: windows, windows the dense model got right, and per budget the windows it
+    got right, agreed with dense on, and the MACs it and the dense model spent."""
+
+    windows: list[int] = field(default_factory=list)
+    dense_right: list[int] = field(default_factory=list)
+    right: dict[str, list[int]] = field(default_factory=dict)
+    agree: dict[str, list[int]] = field(default_factory=dict)
+    macs: dict[str, list[float]] = field(default_factory=dict)
+    dense_macs: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _loss_summary(t: _Tallies, label: str, streams: slice) -> dict[str, Any]:
+    """Points lost with their interval and the GMAC ratio over the streams ``streams``."""
+    windows = np.array(t.windows[streams])
+    dense = np.array(t.dense_right[streams])
+    right = np.array(t.right[label][streams])
+    low, high = stream_loss_interval(dense, right, windows)
+    return {
+        "windows": int(windows.sum()),
+        "dense_top1": float(dense.sum() / windows.sum()),
+        "eventful_top1": float(right.sum() / windows.sum()),
+        "top1_agreement": float(np.sum(t.agree[label][streams]) / windows.sum()),
+        "top1_lost_points": float(100 * (dense.sum() - right.sum()) / windows.sum()),
+        "top1_lost_ci95": [low, high],
+        "gmac_ratio": float(np.sum(t.dense_macs[label][streams]) / np.sum(t.macs[label][streams])),
+    }
+
+
 def bundle_rows(
-    path: str, budgets: dict[str, Budget], streams: int, frames: int, seed: int = 100
+    path: str,
+    budgets: dict[str, Budget],
+    streams: int,
+    frames: int,
+    seed: int = 100,
+    samples: int = 1,
 ) -> list[dict[str, Any]]:
     """Per-window top-1 of a trained streaming model on generated long streams, dense and
     eventful: against the ground truth and agreement with the dense labels, with the GMAC and
     wall-clock ratios. Dense and every budget run on each stream in turn, so load changes hit
-    them alike. The streams are ``generate_stream`` seeds ``seed`` to ``seed + streams - 1``."""
+    them alike. The streams are ``samples`` disjoint samples of ``streams`` ``generate_stream``
+    seeds each (:class:`SeedPlan`); a row pools them and lists each under ``samples``, and
+    ``per_stream`` holds the tallies the figures come from."""
     from model_core import load_bundle
 
     model = load_bundle(path).eval()
     window = model.config.num_frames
     stride = max(1, window // 2)
-    clips = bundle_streams(model, streams, frames, seed)
+    plan = SeedPlan(seed, streams, samples)
     engines = {label: EventfulEngine(model, capacity=1, stride=stride) for label in budgets}
-    truth: list[int] = []
-    stream_of: list[int] = []  # the stream each window belongs to
-    pure: list[bool] = []  # every frame of the window has the same class
-    dense_labels: list[int] = []
+    tallies = _Tallies(
+        right={label: [] for label in budgets},
+        agree={label: [] for label in budgets},
+        macs={label: [] for label in budgets},
+        dense_macs={label: [] for label in budgets},
+    )
+    pure_truth: list[tuple[bool, int, int, dict[str, int]]] = []  # pure windows' outcomes
     dense_s = 0.0
-    labels: dict[str, list[int]] = {label: [] for label in budgets}
-    spent = dict.fromkeys(budgets, 0.0)
-    dense_macs = dict.fromkeys(budgets, 0.0)
     seconds = dict.fromkeys(budgets, 0.0)
     with torch.no_grad():
-        for index, (clip, frame_labels) in enumerate(clips):
-            for end in range(stride, frames + 1, stride):
+        for stream_seed in plan.seeds:
+            clip, frame_labels = bundle_stream(model, stream_seed, frames)
+            ends = range(stride, frames + 1, stride)
+            truth, pure = [], []
+            for end in ends:
                 in_window = frame_labels[max(0, end - window) : end]
                 truth.append(window_truth(in_window))
-                stream_of.append(index)
+                # every frame of the window has the same class
                 pure.append(len(in_window) == window and bool((in_window == in_window[0]).all()))
             start = time.perf_counter()
             # Frame by frame, as a dense streaming server would run.
             features = torch.cat([model.forward_features(frame[None, None]) for frame in clip])
             # (frames, 1, tokens, dim)
-            for end in range(stride, frames + 1, stride):
+            dense_labels = []
+            for end in ends:
                 cls = features[max(0, end - window) : end, :1]  # (window, 1, tokens, dim)
                 dense_labels.append(int(model.forward_head(cls.transpose(0, 1)).argmax()))
             dense_s += time.perf_counter() - start
+            labels: dict[str, list[int]] = {}
             for label, budget in budgets.items():
                 engine = engines[label]
                 slot = engine.open(budget)
                 start = time.perf_counter()
+                labels[label] = []
                 for t in range(frames):
                     result = engine.step(clip[t : t + 1], [slot])
                     if result.logits[0] is not None:
                         labels[label].append(int(result.logits[0].argmax()))
                 seconds[label] += time.perf_counter() - start
-                spent[label] += engine.totals(slot).macs
-                dense_macs[label] += engine.totals(slot).dense_macs
+                tallies.macs[label].append(engine.totals(slot).macs)
+                tallies.dense_macs[label].append(engine.totals(slot).dense_macs)
                 engine.close(slot)
+                tallies.right[label].append(
+                    sum(p == g for p, g in zip(labels[label], truth, strict=True))
+                )
+                tallies.agree[label].append(
+                    sum(p == d for p, d in zip(labels[label], dense_labels, strict=True))
+                )
+            tallies.windows.append(len(truth))
+            tallies.dense_right.append(
+                sum(d == g for d, g in zip(dense_labels, truth, strict=True))
+            )
+            for i, (q, g) in enumerate(zip(pure, truth, strict=True)):
+                pure_truth.append((q, g, dense_labels[i], {k: v[i] for k, v in labels.items()}))
 
-    def top1(predicted: list[int], only_pure: bool = False) -> float | None:
-        pairs = [
-            (p, t) for p, t, q in zip(predicted, truth, pure, strict=True) if q or not only_pure
-        ]
-        return sum(p == t for p, t in pairs) / len(pairs) if pairs else None
+    def pure_top1(label: str | None) -> float | None:
+        hits = [(d if label is None else e[label]) == g for q, g, d, e in pure_truth if q]
+        return sum(hits) / len(hits) if hits else None
 
+    count = streams * samples
     rows = []
     for label in budgets:
-        agree = sum(a == b for a, b in zip(labels[label], dense_labels, strict=True))
-        dense_top1, eventful_top1 = top1(dense_labels) or 0.0, top1(labels[label]) or 0.0
-        low, high = paired_loss_interval(
-            np.equal(dense_labels, truth), np.equal(labels[label], truth), np.array(stream_of)
-        )
+        pooled = _loss_summary(tallies, label, slice(None))
+        per_sample = [
+            {
+                "seeds": [plan.sample_seeds(k).start, plan.sample_seeds(k).stop - 1],
+                **_loss_summary(tallies, label, slice(k * streams, (k + 1) * streams)),
+            }
+            for k in range(samples)
+        ]
         rows.append(
             {
                 "bundle": path,
                 "budget": label,
-                "windows": len(truth),
-                "pure_windows": sum(pure),
-                "top1_agreement": agree / len(truth),
-                "dense_top1": dense_top1,
-                "eventful_top1": eventful_top1,
-                "top1_lost_points": 100 * (dense_top1 - eventful_top1),
-                "top1_lost_ci95": [low, high],
-                "dense_top1_pure": top1(dense_labels, only_pure=True),
-                "eventful_top1_pure": top1(labels[label], only_pure=True),
-                "dense_gmacs_per_frame": dense_macs[label] / 1e9 / (len(clips) * frames),
-                "gmacs_per_frame": spent[label] / 1e9 / (len(clips) * frames),
-                "gmac_ratio": dense_macs[label] / spent[label],
-                "dense_ms_per_frame": 1000 * dense_s / (len(clips) * frames),
-                "eventful_ms_per_frame": 1000 * seconds[label] / (len(clips) * frames),
+                **pooled,
+                "pure_windows": sum(q for q, *_ in pure_truth),
+                "dense_top1_pure": pure_top1(None),
+                "eventful_top1_pure": pure_top1(label),
+                "dense_gmacs_per_frame": sum(tallies.dense_macs[label]) / 1e9 / (count * frames),
+                "gmacs_per_frame": sum(tallies.macs[label]) / 1e9 / (count * frames),
+                "dense_ms_per_frame": 1000 * dense_s / (count * frames),
+                "eventful_ms_per_frame": 1000 * seconds[label] / (count * frames),
                 "wall_clock_ratio": dense_s / seconds[label],
+                "samples": per_sample,
+                "per_stream": {
+                    "windows": tallies.windows,
+                    "dense_right": tallies.dense_right,
+                    "eventful_right": tallies.right[label],
+                },
             }
         )
     return rows
@@ -490,8 +612,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bundle-fractions",
         type=float,
-        nargs="+",
-        help="top-fraction budgets for the bundle, besides keep-all (default: 0.5 0.25 0.1)",
+        nargs="*",
+        help="top-fraction budgets for the bundle, besides keep-all (default: 0.5 0.25 0.1); "
+        "given with no value, neither fractions nor keep-all run",
     )
     parser.add_argument(
         "--bundle-thresholds",
@@ -507,6 +630,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=100,
         help="stream seed of the first generated stream (the next ones follow)",
     )
+    parser.add_argument(
+        "--bundle-samples",
+        type=int,
+        default=1,
+        help="disjoint samples of --bundle-streams streams each (consecutive seeds); rows pool "
+        "them and list each with its own interval",
+    )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help=f"evaluate budgets already chosen: seeds from {HELDOUT_SEED} up only (without it, "
+        f"a sweep's seeds stay below {HELDOUT_SEED})",
+    )
+    parser.add_argument(
+        "--tuned-on",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="the tuning reports (JSON) the budgets were chosen on: a run sharing a seed with "
+        "one is refused",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--skip", nargs="*", default=[], choices=["backbones", "batching"])
     parser.add_argument("--out", default="docs/eventful_bench.json", help="JSON output")
@@ -515,6 +659,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    tuned_on = [report_seeds(json.loads(path.read_text())) for path in args.tuned_on]
+    try:
+        check_seeds(
+            SeedPlan(args.bundle_seed, args.bundle_streams, args.bundle_samples),
+            args.held_out,
+            tuned_on,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"vidrec bench eventful: {exc}") from exc
     if args.threads:
         torch.set_num_threads(args.threads)
     results: dict[str, Any] = {
@@ -529,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {
             **vars(args),
             "bundle_thresholds": [threshold_label(t) for t in args.bundle_thresholds],
+            "tuned_on": [str(p) for p in args.tuned_on],
+            "tuned_on_seeds": [[r.start, r.stop - 1] for r in tuned_on],
         },
     }
     if "backbones" not in args.skip:
@@ -569,12 +724,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.bundle:
         budgets = BUDGETS
-        if args.bundle_fractions:
+        if args.bundle_fractions == []:
+            budgets = {}
+        elif args.bundle_fractions:
             budgets = {"keep-all": KEEP_ALL}
             budgets.update({f"top {100 * f:g}%": TopFraction(f) for f in args.bundle_fractions})
         budgets = {**budgets, **{threshold_label(t): t for t in args.bundle_thresholds}}
         rows = bundle_rows(
-            args.bundle, budgets, args.bundle_streams, args.bundle_frames, args.bundle_seed
+            args.bundle,
+            budgets,
+            args.bundle_streams,
+            args.bundle_frames,
+            args.bundle_seed,
+            args.bundle_samples,
         )
         results["bundle"] = rows
         print("\n## streaming model: per-window labels on generated streams")

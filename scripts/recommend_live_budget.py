@@ -14,17 +14,31 @@ python scripts/recommend_live_budget.py                 # from docs/eventful_str
 python scripts/recommend_live_budget.py --dry-run       # print the pick, write nothing
 python scripts/recommend_live_budget.py --check         # exit 1 if the bundle records another
 python scripts/recommend_live_budget.py --bench B.json --bundle my_live.safetensors
+
+Held out (``--tuning T.json ... --heldout H.json``): the budget is chosen on the tuning reports
+only (pooled over their streams, seeds below ``HELDOUT_SEED`` of benchmarks/eventful.py) by
+``heldout_pick``: the largest GMAC ratio, at least ``--min-ratio``, whose pooled points lost are
+at most ``--max-tuning-points`` and whose 95% interval ends at most ``--max-tuning-high``. Then
+it is looked up once in the held-out report (disjoint samples from seed ``HELDOUT_SEED`` up, run
+with ``--held-out --tuned-on`` the tuning reports), and written into the bundle only if there it
+loses at most ``--target-points`` with the interval ending at most ``--target-high``; otherwise
+the script says so and exits 2, writing nothing.
+
+python scripts/recommend_live_budget.py --tuning T1.json T2.json --heldout H.json --dry-run
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from model_core.checkpoint import read_bundle_config, update_bundle_training
 
@@ -93,15 +107,227 @@ def recommendation(report: Mapping[str, Any], max_lost_points: float) -> dict[st
     }
 
 
+# The held-out rule (see the module docstring); the target is the issue's.
+MIN_RATIO = 4.0
+MAX_TUNING_POINTS = 0.5
+MAX_TUNING_HIGH = 1.5
+TARGET_POINTS = 1.0
+TARGET_HIGH = 2.0
+
+
+def _bench_module() -> Any:
+    """benchmarks/eventful.py (not an installed module): its seed ranges and bootstrap."""
+    spec = importlib.util.spec_from_file_location("eventful_bench", ROOT / "benchmarks/eventful.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pool(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The budgets every report measured, pooled over all their streams: points lost with a
+    95% bootstrap interval over the streams (dense and budget paired per stream), GMAC ratio.
+
+    Raises:
+        ValueError: a report lacks the per-stream tallies (written before they were kept).
+    """
+    interval = _bench_module().stream_loss_interval
+    labels = [r["budget"] for r in reports[0]["bundle"]]
+    rows = []
+    for label in labels:
+        parts = [next((r for r in rep["bundle"] if r["budget"] == label), None) for rep in reports]
+        if any(part is None for part in parts):
+            continue
+        if any("per_stream" not in part for part in parts):  # type: ignore[operator]
+            raise ValueError("a report has no per-stream tallies: rerun it")
+        tallies = {
+            key: np.concatenate([part["per_stream"][key] for part in parts])  # type: ignore[index]
+            for key in ("windows", "dense_right", "eventful_right")
+        }
+        streams = [len(part["per_stream"]["windows"]) for part in parts]  # type: ignore[index]
+        dense = sum(n * p["dense_gmacs_per_frame"] for n, p in zip(streams, parts, strict=True))  # type: ignore[index]
+        spent = sum(n * p["gmacs_per_frame"] for n, p in zip(streams, parts, strict=True))  # type: ignore[index]
+        windows = tallies["windows"].sum()
+        low, high = interval(tallies["dense_right"], tallies["eventful_right"], tallies["windows"])
+        rows.append(
+            {
+                "budget": label,
+                "streams": sum(streams),
+                "windows": int(windows),
+                "dense_top1": float(tallies["dense_right"].sum() / windows),
+                "top1_lost_points": float(
+                    100 * (tallies["dense_right"].sum() - tallies["eventful_right"].sum()) / windows
+                ),
+                "top1_lost_ci95": [low, high],
+                "gmac_ratio": dense / spent,
+            }
+        )
+    return rows
+
+
+def heldout_pick(
+    rows: Sequence[Mapping[str, Any]],
+    min_ratio: float = MIN_RATIO,
+    max_points: float = MAX_TUNING_POINTS,
+    max_high: float = MAX_TUNING_HIGH,
+) -> Mapping[str, Any]:
+    """The tuning row with the largest GMAC ratio among those of at least ``min_ratio`` that
+    lose at most ``max_points`` with the interval ending at most ``max_high``.
+
+    Raises:
+        ValueError: none qualifies.
+    """
+    within = [
+        r
+        for r in rows
+        if r["gmac_ratio"] >= min_ratio
+        and r["top1_lost_points"] <= max_points
+        and worst_loss(r) <= max_high
+    ]
+    if not within:
+        raise ValueError(
+            f"no tuning budget of at least {min_ratio:g}x loses at most {max_points:g} points "
+            f"with its interval ending at most {max_high:g}"
+        )
+    return max(within, key=lambda r: (r["gmac_ratio"], -worst_loss(r)))
+
+
+def heldout_recommendation(
+    tuning: Sequence[Mapping[str, Any]],
+    heldout: Sequence[Mapping[str, Any]],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], bool]:
+    """The budget picked on ``tuning``, its figures pooled over the ``heldout`` reports, and
+    whether they meet the target.
+
+    Raises:
+        ValueError: a held-out report shares a seed with a tuning report or another held-out
+            one, or was not run as held out, or did not measure the pick.
+    """
+    bench = _bench_module()
+    tuned = [bench.report_seeds(report) for report in tuning]
+    for seeds in tuned:
+        bench.check_seeds(bench.SeedPlan(seeds.start, len(seeds)), held_out=False)
+    held: list[range] = []
+    for report in heldout:
+        if not report["config"].get("held_out"):
+            raise ValueError("a held-out report was not run with --held-out")
+        seeds = bench.report_seeds(report)
+        # apart from the tuning seeds and from the other held-out reports
+        bench.check_seeds(bench.SeedPlan(seeds.start, len(seeds)), True, [*tuned, *held])
+        held.append(seeds)
+    choice = heldout_pick(
+        pool(tuning), args.min_ratio, args.max_tuning_points, args.max_tuning_high
+    )
+    row = next((r for r in pool(heldout) if r["budget"] == choice["budget"]), None)
+    if row is None:
+        raise ValueError(f"the held-out reports did not all measure {choice['budget']!r}")
+    samples = [
+        sample
+        for report in heldout
+        for r in report["bundle"]
+        if r["budget"] == choice["budget"]
+        for sample in r.get("samples", [])
+    ]
+    meets = (
+        row["gmac_ratio"] >= args.min_ratio
+        and row["top1_lost_points"] <= args.target_points
+        and worst_loss(row) <= args.target_high
+    )
+    facts = {
+        "budget": budget_of_label(row["budget"]),
+        "rule": (
+            f"chosen on tuning seeds {', '.join(f'{s.start}-{s.stop - 1}' for s in tuned)}: "
+            f"largest GMAC ratio of at least {args.min_ratio:g}x losing at most "
+            f"{args.max_tuning_points:g} points of per-window top-1, 95% interval ending at most "
+            f"{args.max_tuning_high:g}; figures from held-out seeds "
+            f"{', '.join(f'{s.start}-{s.stop - 1}' for s in held)}"
+        ),
+        "gmac_ratio": round(row["gmac_ratio"], 3),
+        "top1_lost_points": round(row["top1_lost_points"], 2),
+        "top1_lost_ci95_high": round(worst_loss(row), 2),
+        "dense_top1": round(row["dense_top1"], 4),
+        "windows": row["windows"],
+        "samples": [
+            {
+                "seeds": sample["seeds"],
+                "top1_lost_points": round(sample["top1_lost_points"], 2),
+                "top1_lost_ci95": [round(v, 2) for v in sample["top1_lost_ci95"]],
+                "gmac_ratio": round(sample["gmac_ratio"], 3),
+            }
+            for sample in samples
+        ],
+        "tuning": {
+            "top1_lost_points": round(choice["top1_lost_points"], 2),
+            "top1_lost_ci95_high": round(worst_loss(choice), 2),
+            "gmac_ratio": round(choice["gmac_ratio"], 3),
+            "streams": choice["streams"],
+        },
+        "measured_on": heldout[0].get("machine", {}).get("platform"),
+    }
+    return facts, meets
+
+
+def _main_heldout(args: argparse.Namespace) -> int:
+    tuning = [json.loads(path.read_text()) for path in args.tuning]
+    heldout = [json.loads(path.read_text()) for path in args.heldout]
+    for row in pool(tuning):
+        print(
+            f"  tuning {row['budget']:<26} {row['gmac_ratio']:6.2f}x fewer GMACs, "
+            f"{row['top1_lost_points']:5.2f} points lost ({row['top1_lost_ci95'][0]:.2f} to "
+            f"{row['top1_lost_ci95'][1]:.2f}, {row['streams']} streams)"
+        )
+    try:
+        facts, meets = heldout_recommendation(tuning, heldout, args)
+    except ValueError as exc:
+        print(f"nothing picked: {exc}", file=sys.stderr)
+        return 2
+    print(f"held out: {json.dumps(facts, indent=1)}")
+    bundle = args.bundle or ROOT / heldout[0]["bundle"][0]["bundle"]
+    if args.check:
+        _, training = read_bundle_config(bundle)
+        recorded = (training or {}).get("live_budget")
+        if recorded != facts:
+            print(f"{bundle} records {recorded!r}; run {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    if not meets:
+        print(
+            f"not written: on the held-out streams it misses the target (at least "
+            f"{args.min_ratio:g}x, at most {args.target_points:g} points lost, interval ending "
+            f"at most {args.target_high:g})",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.dry_run:
+        update_bundle_training(bundle, {"live_budget": facts})
+        print(f"wrote live_budget into {bundle}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", type=Path, default=BENCH, help="a vidrec bench eventful JSON")
     parser.add_argument("--bundle", type=Path, help="the bundle (default: the report's bundle)")
     parser.add_argument("--max-lost-points", type=float, default=MAX_LOST_POINTS)
+    parser.add_argument("--tuning", type=Path, nargs="+", help="tuning reports (held-out rule)")
+    parser.add_argument(
+        "--heldout", type=Path, nargs="+", help="held-out reports, pooled (with --tuning)"
+    )
+    parser.add_argument("--min-ratio", type=float, default=MIN_RATIO)
+    parser.add_argument("--max-tuning-points", type=float, default=MAX_TUNING_POINTS)
+    parser.add_argument("--max-tuning-high", type=float, default=MAX_TUNING_HIGH)
+    parser.add_argument("--target-points", type=float, default=TARGET_POINTS)
+    parser.add_argument("--target-high", type=float, default=TARGET_HIGH)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the pick, write nothing")
     mode.add_argument("--check", action="store_true", help="exit 1 if the bundle records another")
     args = parser.parse_args(argv)
+    if bool(args.tuning) != bool(args.heldout):
+        parser.error("--tuning and --heldout go together")
+    if args.tuning:
+        return _main_heldout(args)
 
     report = json.loads(args.bench.read_text())
     facts = recommendation(report, args.max_lost_points)

@@ -107,3 +107,54 @@ def test_bundle_section_writes_ground_truth_and_agreement(tmp_path: Path) -> Non
     # A threshold recomputes only what drifted: less than keep-all on these noisy streams.
     assert threshold["gmacs_per_frame"] < keep["gmacs_per_frame"]
     assert out.with_suffix(".png").is_file() or "matplotlib not installed" in result.stdout
+
+
+def test_tuning_and_held_out_seeds_are_kept_apart() -> None:
+    script = _script()
+    plan, start = script.SeedPlan, script.HELDOUT_SEED
+    assert list(plan(10, 3, 2).seeds) == [10, 11, 12, 13, 14, 15]
+    assert list(plan(10, 3, 2).sample_seeds(1)) == [13, 14, 15]
+    script.check_seeds(plan(start - 8, 4, 2), held_out=False)  # ends right below the line
+    script.check_seeds(plan(start, 96, 4), held_out=True, tuned_on=[range(100, 196)])
+    with pytest.raises(ValueError, match="reach into the held-out range"):
+        script.check_seeds(plan(start - 8, 4, 3), held_out=False)
+    with pytest.raises(ValueError, match="reach into the tuning range"):
+        script.check_seeds(plan(start - 1, 4), held_out=True)
+    with pytest.raises(ValueError, match="overlap the tuning seeds"):
+        script.check_seeds(plan(start, 4, 2), held_out=True, tuned_on=[range(start + 7, start + 9)])
+    # The command line refuses before it loads anything.
+    with pytest.raises(SystemExit, match="reach into the tuning range"):
+        script.main(["--skip", "backbones", "batching", "--held-out", "--bundle-seed", "100"])
+
+
+def test_the_loss_interval_resamples_paired_streams() -> None:
+    interval = _script().stream_loss_interval
+    windows = np.full(40, 10)
+    dense = np.full(40, 8)
+    assert interval(dense, dense.copy(), windows) == (0.0, 0.0)  # the same outcomes: no loss
+    worse = dense - np.arange(40) % 3  # loses 0, 1 or 2 windows of 10 per stream
+    low, high = interval(dense, worse, windows)
+    assert 0 < low < 100 * (dense - worse).sum() / windows.sum() < high < 20
+
+
+@pytest.mark.skipif(not BUNDLE.is_file(), reason="the shipped streaming bundle is not there")
+def test_bundle_rows_pool_disjoint_samples_and_keep_per_stream_tallies() -> None:
+    script = _script()
+    from model_core.eventful import Threshold
+
+    rows = script.bundle_rows(
+        str(BUNDLE), {"threshold 2": Threshold(2.0)}, streams=1, frames=16, seed=50, samples=2
+    )
+    (row,) = rows
+    assert [s["seeds"] for s in row["samples"]] == [[50, 50], [51, 51]]
+    assert row["per_stream"]["windows"] == [4, 4]  # stride 4 over 16 frames, per stream
+    assert row["windows"] == sum(s["windows"] for s in row["samples"]) == 8
+    tallies = row["per_stream"]
+    assert row["top1_lost_points"] == pytest.approx(
+        100 * (sum(tallies["dense_right"]) - sum(tallies["eventful_right"])) / 8
+    )
+    for part in (row, *row["samples"]):
+        low, high = part["top1_lost_ci95"]
+        assert low <= part["top1_lost_points"] + 1e-9 <= high + 2e-9
+        assert part["gmac_ratio"] > 1
+    json.dumps(rows)  # the report is plain JSON

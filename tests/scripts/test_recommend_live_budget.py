@@ -132,3 +132,89 @@ def test_only_a_live_model_with_a_valid_budget_recommends_one(tmp_path: Path) ->
 
 def test_the_shipped_live_bundle_records_what_its_benchmark_gives() -> None:
     assert main(["--check"]) == 0
+
+
+def _report(seed: int, lost: dict[str, int], held_out: bool = False) -> dict[str, Any]:
+    """A report of 20 streams of 100 windows from ``seed``: dense right on 80 of each, and each
+    budget right on ``lost[budget]`` fewer on every second stream (so its loss varies)."""
+    streams, ratios = 20, {"threshold 1": 3.0, "threshold 2": 4.5, "threshold 3": 6.0}
+    rows = []
+    for budget, fewer in lost.items():
+        right = [80 - fewer * (s % 2) for s in range(streams)]
+        points = 100 * (80 * streams - sum(right)) / (100 * streams)
+        rows.append(
+            {
+                "bundle": "b.safetensors",
+                "budget": budget,
+                "windows": 100 * streams,
+                "dense_top1": 0.8,
+                "gmac_ratio": ratios[budget],
+                "dense_gmacs_per_frame": 0.1,
+                "gmacs_per_frame": 0.1 / ratios[budget],
+                "top1_lost_points": points,
+                "top1_lost_ci95": [points - 1, points + 1],
+                "samples": [
+                    {
+                        "seeds": [seed, seed + streams - 1],
+                        "top1_lost_points": points,
+                        "top1_lost_ci95": [points - 1, points + 1],
+                        "gmac_ratio": ratios[budget],
+                    }
+                ],
+                "per_stream": {
+                    "windows": [100] * streams,
+                    "dense_right": [80] * streams,
+                    "eventful_right": right,
+                },
+            }
+        )
+    config = {"bundle_seed": seed, "bundle_streams": streams, "bundle_samples": 1}
+    return {"machine": {"platform": "test"}, "config": {**config, "held_out": held_out},
+            "bundle": rows}  # fmt: skip
+
+
+def test_held_out_pick_is_chosen_on_tuning_streams_and_written_only_if_it_holds(
+    tmp_path: Path,
+) -> None:
+    bundle = _live_bundle(tmp_path, "live")
+    # Tuning: threshold 2 (4.5x) loses 0 points, threshold 3 (6x) 2.5 points: 2 is picked.
+    tuning = [_report(10_000, {"threshold 1": 0, "threshold 2": 0, "threshold 3": 5})]
+    paths = []
+    for k, lost in enumerate((0, 1)):  # held out: threshold 2 loses 0, then 0.5 points
+        report = _report(20_000 + 20 * k, {"threshold 2": lost}, held_out=True)
+        paths.append(tmp_path / f"held{k}.json")
+        paths[-1].write_text(json.dumps(report))
+    (tmp_path / "tune.json").write_text(json.dumps(tuning[0]))
+    argv = ["--tuning", str(tmp_path / "tune.json"), "--heldout", *map(str, paths)]
+    argv += ["--bundle", str(bundle)]
+    assert main(argv) == 0
+    facts = (read_bundle_config(bundle)[1] or {})["live_budget"]
+    assert facts["budget"] == {"threshold": 2.0}
+    assert facts["top1_lost_points"] == 0.25  # pooled over both held-out reports
+    assert [s["seeds"] for s in facts["samples"]] == [[20_000, 20_019], [20_020, 20_039]]
+    assert facts["tuning"]["top1_lost_points"] == 0.0 and facts["tuning"]["streams"] == 20
+    assert "10000-10019" in facts["rule"] and "20000-20019, 20020-20039" in facts["rule"]
+    assert main([*argv, "--check"]) == 0
+
+    # The same pick, losing 4 points on the second held-out report: it misses, nothing is written.
+    paths[1].write_text(json.dumps(_report(20_020, {"threshold 2": 8}, held_out=True)))
+    fresh = _live_bundle(tmp_path / "other", "live")
+    assert main([*argv[:-1], str(fresh)]) == 2
+    assert "live_budget" not in (read_bundle_config(fresh)[1] or {})
+
+
+def test_held_out_reports_must_stay_apart_from_tuning_and_each_other(tmp_path: Path) -> None:
+    tune = tmp_path / "tune.json"
+    tune.write_text(json.dumps(_report(10_000, {"threshold 2": 0})))
+    cases = {
+        "tuning range": [_report(100, {"threshold 2": 0}, held_out=True)],
+        "--held-out": [_report(20_000, {"threshold 2": 0}, held_out=False)],
+        "overlap": [_report(20_000, {"threshold 2": 0}, held_out=True)] * 2,
+    }
+    for name, reports in cases.items():
+        paths = []
+        for k, report in enumerate(reports):
+            paths.append(tmp_path / f"{name}{k}.json")
+            paths[-1].write_text(json.dumps(report))
+        argv = ["--tuning", str(tune), "--heldout", *map(str, paths), "--dry-run"]
+        assert main(argv) == 2, name
