@@ -29,6 +29,9 @@ START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
 DEMO_START, DEMO_END = "<!-- demo-bundles:start -->", "<!-- demo-bundles:end -->"
 LENGTHS_START, LENGTHS_END = "<!-- clip-lengths:start -->", "<!-- clip-lengths:end -->"
 LENGTHS_JSON = DOC.parent / "clip_lengths_bench.json"
+INDEPENDENT_START = "<!-- independent-clips:start -->"
+INDEPENDENT_END = "<!-- independent-clips:end -->"
+INDEPENDENT_JSON = DOC.parent / "independent_clips_bench.json"
 
 
 def _row(name: str) -> tuple[str, ...]:
@@ -155,6 +158,43 @@ def render_lengths_table() -> str:
     return "\n".join([LENGTHS_START, note, "", *lines, LENGTHS_END])
 
 
+def render_independent_table() -> str:
+    """Top-1 with 95% intervals of every bundle on the independent renderer's clips."""
+    bench = json.loads(INDEPENDENT_JSON.read_text())
+    rows = bench["rows"]
+    kinds = list(rows[0]["per_background"])
+    header = [
+        "bundle",
+        "top-1",
+        "95% interval",
+        *(f"{k} bg" for k in kinds),
+        "most frequent mistake",
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (2 + len(kinds)) + "---|",
+    ]
+    for r in rows:
+        low, high = r["ci95"]
+        worst = next(iter(r["mistakes"].items()), None)
+        mistake = "" if worst is None else f"{worst[0].replace('->', ' → ')} ({worst[1]})"
+        cells = [f"{r['per_background'][k]:.0%}" for k in kinds]
+        lines.append(
+            f"| `{r['model']}` | {r['top1']:.1%} ({r['correct']}/{r['clips']}) "
+            f"| {low:.1%}–{high:.1%} | " + " | ".join(cells) + f" | {mistake} |"
+        )
+    machine = bench["machine"]
+    note = (
+        f"{bench['clips_per_class']} clips of every class from seed {bench['seed_offset']} of "
+        "`tests/model_core/zoo/independent_renderer.py`, each encoded as H.264 MP4 and read back "
+        "with `read_video` and `preprocess_frames`; Wilson 95% intervals; the background columns "
+        f"are top-1 on the clips of each background kind. `{bench['command']}` on "
+        f"{machine['machine']}, torch {machine['torch']}, {machine['threads']} thread; rendered "
+        "by `scripts/render_model_docs.py`."
+    )
+    return "\n".join([INDEPENDENT_START, note, "", *lines, INDEPENDENT_END])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if docs/MODELS.md is stale")
@@ -163,6 +203,7 @@ def main() -> int:
         (START, END, render_table),
         (DEMO_START, DEMO_END, render_demo_table),
         (LENGTHS_START, LENGTHS_END, render_lengths_table),
+        (INDEPENDENT_START, INDEPENDENT_END, render_independent_table),
     ]
     return update_doc(DOC, sections, check=args.check, script="scripts/render_model_docs.py")
 
