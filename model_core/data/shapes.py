@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SHAPE_NAMES", "Shape", "draw_shapes", "get_shape"]
+__all__ = ["EXTRA_SHAPE_NAMES", "SHAPE_NAMES", "Shape", "draw_shapes", "get_shape"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,23 +136,41 @@ def _build_shapes() -> dict[str, Shape]:
     return {name: Shape.make(name, points) for name, points in table.items()}
 
 
+def _build_extra_shapes() -> dict[str, Shape]:
+    """Thin and lopsided outlines, drawn only by the varied scene (model_core.data.variety)."""
+    table = {
+        "kite": np.array([[1, 0], [-0.1, 0.6], [-0.7, 0], [-0.1, -0.6]], dtype=np.float64),
+        "wedge": np.array([[1, 0], [-0.8, 0.7], [-0.8, -0.7]], dtype=np.float64),
+        "bar": np.array([[1, 0.3], [-1, 0.3], [-1, -0.3], [1, -0.3]], dtype=np.float64),
+        "arrow": np.array(
+            [[1, 0], [0.2, 0.55], [0.2, 0.2], [-0.9, 0.2], [-0.9, -0.2], [0.2, -0.2], [0.2, -0.55]],
+            dtype=np.float64,
+        ),
+    }
+    return {name: Shape.make(name, points) for name, points in table.items()}
+
+
 _SHAPES = _build_shapes()
+# The classic scene draws from SHAPE_NAMES only, so its seeds keep their shapes.
 SHAPE_NAMES: tuple[str, ...] = tuple(_SHAPES)
+_EXTRA_SHAPES = _build_extra_shapes()
+EXTRA_SHAPE_NAMES: tuple[str, ...] = tuple(_EXTRA_SHAPES)
 
 
 def get_shape(name: str) -> Shape:
     """Look up a shape by name.
 
     Args:
-        name: One of ``SHAPE_NAMES``.
+        name: One of ``SHAPE_NAMES`` or ``EXTRA_SHAPE_NAMES``.
 
     Returns:
         The shape.
     """
-    try:
-        return _SHAPES[name]
-    except KeyError:
-        raise ValueError(f"unknown shape {name!r}; expected one of {SHAPE_NAMES}") from None
+    shape = _SHAPES.get(name) or _EXTRA_SHAPES.get(name)
+    if shape is None:
+        known = SHAPE_NAMES + EXTRA_SHAPE_NAMES
+        raise ValueError(f"unknown shape {name!r}; expected one of {known}")
+    return shape
 
 
 def draw_shapes(

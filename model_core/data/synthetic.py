@@ -37,6 +37,13 @@ from model_core.data.scene import (
     render_background,
 )
 from model_core.data.shapes import SHAPE_NAMES, draw_shapes, get_shape
+from model_core.data.variety import (
+    SCENES,
+    VariedLook,
+    draw_varied_look,
+    pan_offsets,
+    render_varied_plane,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -131,6 +138,10 @@ class ClipSpec:
         distractors: Inclusive range of the number of distractor objects.
         noise_std: Range of the per-pixel sensor noise's standard deviation, 0-255 units.
         flicker: Largest relative amplitude of the global brightness flicker.
+        scene: ``"classic"`` (what every shipped bundle was trained on; a seed's clip never
+            changes) or ``"varied"`` (model_core.data.variety: hard-edged tiled and strongly
+            textured backgrounds that may pan, thin and small actors of low contrast, stronger
+            noise; ``noise_std`` is then unused).
     """
 
     frames: int = 8
@@ -139,6 +150,7 @@ class ClipSpec:
     distractors: tuple[int, int] = (0, 3)
     noise_std: tuple[float, float] = NOISE_STD
     flicker: float = 0.04
+    scene: str = "classic"
 
     def __post_init__(self) -> None:
         if self.frames < 2:
@@ -153,6 +165,8 @@ class ClipSpec:
             raise ValueError(f"noise_std must be a range (min, max) >= 0, got {self.noise_std}")
         if not 0 <= self.flicker < 0.5:
             raise ValueError(f"flicker must be in [0, 0.5), got {self.flicker}")
+        if self.scene not in SCENES:
+            raise ValueError(f"scene must be one of {SCENES}, got {self.scene!r}")
 
     @property
     def duration(self) -> float:
@@ -168,11 +182,15 @@ class Actor:
         shape: A name from ``SHAPE_NAMES``.
         colour: RGB fill, 0-255.
         marker_colour: RGB of the marker disc that shows the actor's orientation.
+        marker_offset: The marker's distance from the centre, in circumradii.
+        marker_radius: The marker's radius, in circumradii.
     """
 
     shape: str
     colour: tuple[int, int, int]
     marker_colour: tuple[int, int, int]
+    marker_offset: float = 0.5
+    marker_radius: float = 0.24
 
 
 @dataclass(frozen=True)
@@ -274,6 +292,9 @@ class Scene:
         distractors: All distractor objects (static and drifting).
         noise_std: Standard deviation of the per-pixel noise, 0-255 units.
         flicker: ``(amplitude, hertz, phase)`` of the brightness flicker.
+        look: The varied scene's draws, or ``None`` for a classic scene.
+        plane: For a panning background, ``(H + 2P, W + 2P, 3)`` float32 of which each frame
+            shows an ``(H, W)`` window; ``None`` otherwise.
     """
 
     background: np.ndarray
@@ -281,6 +302,8 @@ class Scene:
     distractors: tuple[Distractor, ...]
     noise_std: float
     flicker: tuple[float, float, float]
+    look: VariedLook | None = None
+    plane: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -529,12 +552,14 @@ class _Draws:
     distractors: np.random.Generator
     sensor: np.random.Generator
     pixels: np.random.Generator
+    variety: np.random.Generator
 
     @classmethod
     def from_entropy(cls, entropy: list[int]) -> _Draws:
         # Separate streams keep, e.g., the actor's draws independent of how many distractors or
         # pixels there are, so a seed means the same actor at every resolution and frame count.
-        children = np.random.SeedSequence(entropy).spawn(5)
+        # The varied scene's stream is spawned last: the first five are the classic scene's.
+        children = np.random.SeedSequence(entropy).spawn(6)
         return cls(*(np.random.default_rng(c) for c in children))
 
 
@@ -578,7 +603,12 @@ def _render(
         e = min(s + _CHUNK, n)
         t = np.arange(s, e) / fps
         canvas = np.empty((e - s, size, size, 3), np.float32)
-        canvas[:] = background
+        if scene.plane is None or scene.look is None:
+            canvas[:] = background
+        else:  # a panning background: each frame is a window of the larger plane
+            pad = (scene.plane.shape[0] - size) // 2
+            for i, (ox, oy) in enumerate(pan_offsets(scene.look, t, size, pad).tolist()):
+                canvas[i] = scene.plane[oy : oy + size, ox : ox + size]
         draw_moving_distractors(canvas, scene.distractors, size, t)
         draw_shapes(
             canvas,
@@ -590,6 +620,8 @@ def _render(
             np.deg2rad(track.angle[s:e]),
             track.opacity[s:e],
             marker_colour=marker,
+            marker_offset=actor.marker_offset,
+            marker_radius=actor.marker_radius,
         )
         add_sensor_effects(canvas, t, scene.noise_std, scene.flicker, pixels)
         np.clip(canvas, 0.0, 255.0, out=canvas)
@@ -600,8 +632,21 @@ def _render(
 
 def _make_scene(draws: _Draws, spec: ClipSpec) -> tuple[Scene, Actor]:
     bg, actor, distractors, noise_std, flicker = _draw_scene(draws, spec)
-    background = render_background(bg, spec.size, draws.pixels, distractors)
-    return Scene(background, bg, distractors, noise_std, flicker), actor
+    if spec.scene == "classic":
+        background = render_background(bg, spec.size, draws.pixels, distractors)
+        return Scene(background, bg, distractors, noise_std, flicker), actor
+    look = draw_varied_look(draws.variety)
+    colour = look.colour(draws.variety, bg)
+    actor = Actor(
+        look.shape, colour, marker_colour_for(colour), look.marker_offset, look.marker_radius
+    )
+    pad = round(0.1 * spec.size) if look.pan != (0.0, 0.0) else 0
+    # Distractors are placed on the full plane; a panning plane carries them along.
+    classic = render_background(bg, spec.size + 2 * pad, draws.pixels, distractors)
+    plane = render_varied_plane(look, classic, draws.variety)
+    window = np.rint(plane[pad : pad + spec.size, pad : pad + spec.size]).astype(np.uint8)
+    scene = Scene(window, bg, distractors, look.noise_std, flicker, look, plane if pad else None)
+    return scene, actor
 
 
 # --- public generators ----------------------------------------------------------------------------
@@ -642,6 +687,8 @@ def generate_clip(seed: int, label: int | None = None, spec: ClipSpec | None = N
     start = ActorState(
         x=0.5, y=0.5, radius=float(rng.uniform(*ACTOR_RADIUS)), angle=float(rng.uniform(0, 360))
     )
+    if scene.look is not None:
+        start = replace(start, radius=scene.look.radius)
     planned = _plan(rng, CLASS_NAMES.index(forward), start, spec.frames, spec.fps, free=True)
     assert planned is not None  # a free plan always fits
     track, action = planned

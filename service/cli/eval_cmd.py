@@ -43,6 +43,12 @@ def add_parser(subparsers: Any) -> None:
         "--workers", type=int, default=0, help="clip-making processes (0: one background thread)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--scene",
+        choices=("classic", "varied"),
+        default="classic",
+        help="scenes to score on (the held-out clips are classic, whatever the bundle trained on)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -57,7 +63,7 @@ def clip_spec(
     if isinstance(dataset, dict) and isinstance(dataset.get("spec"), dict):
         # JSON turned the spec's tuples into lists.
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dataset["spec"].items()}
-    overrides = {"frames": args.frames, "size": args.img_size, "fps": args.fps}
+    overrides = {"frames": args.frames, "size": args.img_size, "fps": args.fps, "scene": args.scene}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return ClipSpec(**fields)
 

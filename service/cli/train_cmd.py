@@ -7,7 +7,7 @@ import argparse
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -66,6 +66,14 @@ def add_parser(subparsers: Any) -> None:
         metavar=("LOW", "HIGH"),
         help="generate each clip at its own frame rate, log-uniform in LOW..HIGH fps (the model "
         "sees each action at several speeds per frame; --fps stays the held-out rate)",
+    )
+    data.add_argument(
+        "--scene",
+        choices=("classic", "varied"),
+        default="classic",
+        help="training scenes: classic (the shipped bundles' data) or varied (tiled, textured and "
+        "panning backgrounds, thin, small and low-contrast actors, stronger noise); held-out "
+        "clips stay classic",
     )
     data.add_argument(
         "--codec-augment",
@@ -203,7 +211,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         actor_loss=args.actor_loss,
         motion_loss=args.motion_loss,
         turn_loss=args.turn_loss,
-        spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps),
+        spec=ClipSpec(frames=args.frames, size=args.img_size, fps=args.fps, scene=args.scene),
     )
 
 
@@ -243,6 +251,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += ["--" + name.replace("_", "-"), str(value)]
     if args.fps_range is not None:
         words += ["--fps-range", *(str(v) for v in args.fps_range)]
+    if args.scene != "classic":  # the classic scene's commands stay as they were recorded
+        words += ["--scene", args.scene]
     for flag in ("fresh_data", "augment", "causal"):
         if getattr(args, flag):
             words.append("--" + flag.replace("_", "-"))
@@ -292,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(
             model,
             args.eval_clips,
-            spec=config.spec,
+            spec=replace(config.spec, scene="classic"),
             device=device,
             workers=args.workers,
             amp=config.amp,

@@ -161,3 +161,14 @@ def test_the_auxiliary_loss_weights_are_asked_for_on_the_command_line_and_record
     assert (config.actor_loss, config.motion_loss, config.turn_loss) == (1.0, 0.5, 2.0)
     assert config.to_dict()["turn_loss"] == 2.0
     assert "--turn-loss 2.0" in train_cmd.command_line(weighted)
+
+
+def test_the_varied_scene_is_asked_for_on_the_command_line_and_recorded() -> None:
+    plain = build_parser().parse_args(["train", *TRAIN_ARGS, "--output", "a.safetensors"])
+    varied = build_parser().parse_args(
+        ["train", *TRAIN_ARGS, "--output", "a.safetensors", "--scene", "varied"]
+    )
+    assert train_cmd.train_config(plain).spec.scene == "classic"
+    assert "--scene" not in train_cmd.command_line(plain)  # old commands read as recorded
+    assert train_cmd.train_config(varied).spec.scene == "varied"
+    assert "--scene varied" in train_cmd.command_line(varied)
