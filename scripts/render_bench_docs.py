@@ -133,6 +133,74 @@ def first_streams_table() -> list[str]:
     return lines
 
 
+TUNING_JSON = ("eventful_tuning_10000.json", "eventful_tuning_10096.json")
+HELDOUT_JSON = ("eventful_heldout_20000.json", "eventful_heldout_20192.json")
+
+
+def heldout_tables() -> list[str]:
+    """The budgets measured on the tuning streams (pooled) with the pick of
+    scripts/recommend_live_budget.py's held-out rule, then each budget on every held-out
+    sample and pooled over them."""
+    from recommend_live_budget import heldout_pick, pool  # imports torch: only here
+
+    tuning = [_load(name) for name in TUNING_JSON]
+    tuned = pool(tuning)
+    try:
+        picked = heldout_pick(tuned)["budget"]
+    except ValueError:
+        picked = None
+    lines = [
+        f"Tuning: {tuned[0]['streams']} streams ({tuned[0]['windows']} windows), dense "
+        f"per-window top-1 **{100 * tuned[0]['dense_top1']:.1f}%**.",
+        "",
+        "| budget | GMAC ratio | top-1 lost (points) | 95% interval | picked |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in tuned:
+        low, high = r["top1_lost_ci95"]
+        lines.append(
+            f"| {r['budget']} | {r['gmac_ratio']:.2f}× | {_signed(r['top1_lost_points'])} "
+            f"| {_signed(low)} to {_signed(high)} | {'**yes**' if r['budget'] == picked else ''} |"
+        )
+    if not all((DOCS / name).is_file() for name in HELDOUT_JSON):
+        return [*lines, "", "Held out: not measured yet (run the commands above)."]
+    heldout = [_load(name) for name in HELDOUT_JSON]
+    pooled = {r["budget"]: r for r in pool(heldout)}
+    lines += [
+        "",
+        "Held out: each sample, then all of them pooled; dense per-window top-1 "
+        f"**{100 * next(iter(pooled.values()))['dense_top1']:.1f}%** pooled.",
+        "",
+        "| budget | seeds | windows | dense top-1 | GMAC ratio | top-1 lost (points) "
+        "| 95% interval |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, total in pooled.items():
+        samples = [
+            s
+            for report in heldout
+            for r in report["bundle"]
+            if r["budget"] == label
+            for s in r["samples"]
+        ]
+        for s in samples:
+            low, high = s["top1_lost_ci95"]
+            lines.append(
+                f"| {label} | {s['seeds'][0]} to {s['seeds'][1]} | {s['windows']} "
+                f"| {100 * s['dense_top1']:.1f}% | {s['gmac_ratio']:.2f}× "
+                f"| {_signed(s['top1_lost_points'])} | {_signed(low)} to {_signed(high)} |"
+            )
+        low, high = total["top1_lost_ci95"]
+        first, last = samples[0]["seeds"][0], samples[-1]["seeds"][1]
+        lines.append(
+            f"| **{label}** | **pooled, {first} to {last}** | {total['windows']} "
+            f"| {100 * total['dense_top1']:.1f}% | **{total['gmac_ratio']:.2f}×** "
+            f"| **{_signed(total['top1_lost_points'])}** "
+            f"| **{_signed(low)} to {_signed(high)}** |"
+        )
+    return lines
+
+
 LIVE_JSON = "live_bench.json"
 LIVE_COMMAND = "vidrec bench live --out docs/live_bench.json"
 
@@ -258,6 +326,7 @@ SECTIONS = [
     _section("eventful-batching", batching_table),
     _section("eventful-stream", stream_table),
     _section("eventful-stream-first", first_streams_table),
+    _section("eventful-heldout", heldout_tables),
     _section("live-bench", _live),
 ]
 
