@@ -48,8 +48,11 @@ from service.worker.decode import clip_decoder
 log = logging.getLogger(__name__)
 
 # One unit of clip work takes about this long (a view is the smallest unit: a model slower than
-# this per view runs one view at a time).
-CLIP_SLICE_S = 0.05
+# this per view runs one view at a time). A frame that arrives during a unit waits for it: with 32
+# streams beside a clips=10 crops=3 upload, 50 ms put live p95 at 104-107 ms, 35 ms at 75-84 ms
+# (answering clips about a quarter slower), 25 ms at 54-56 ms (clips at under half the rate);
+# docs/BENCHMARKS.md, the live section.
+CLIP_SLICE_S = 0.035
 # Views in the first chunk of a model, before its cost per view is known.
 FIRST_CHUNK_VIEWS = 2
 # Weight of the newest measurement in a model's cost per view.

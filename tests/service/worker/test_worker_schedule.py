@@ -72,6 +72,6 @@ def test_labels_keep_coming_while_heavy_clip_jobs_run(
     record_property("labels_during_clips", len(inside))
     record_property("longest_labels_gap_s", round(gap, 3))
     assert len(inside) >= 2
-    # A label is due every 0.2 s; one unit of clip work is about 50 ms. Generous for loaded
+    # A label is due every 0.2 s; one unit of clip work is about 35 ms. Generous for loaded
     # cores, and well under the clip work's span (the whole span was one gap before).
     assert gap < 1.5
