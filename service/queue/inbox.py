@@ -272,6 +272,24 @@ class SessionInbox:
             held = pipe.execute()
         return {session_id for session_id, ok in zip(ids, held, strict=True) if ok}
 
+    def owners(self, session_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+        """``session id -> (owner, state)`` of ``session_ids`` in one round trip; ``(None, None)``
+        for a session whose record is gone."""
+        ids = list(session_ids)
+        if not ids:
+            return {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
+            replies = pipe.execute()
+        return {
+            session_id: (
+                None if owner is None else text(owner),
+                None if state is None else text(state),
+            )
+            for session_id, (owner, state) in zip(ids, replies, strict=True)
+        }
+
     def _open(self) -> list[tuple[str, str]]:
         """(session id, owner) of every open session."""
         ids = sorted(text(m) for m in self.redis.smembers(self.keys.sessions))

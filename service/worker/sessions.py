@@ -621,17 +621,10 @@ class SessionManager:
     def reconcile(self) -> None:
         """Stops running sessions that ended, or that another worker adopted meanwhile (this one
         looked dead to it), without a message saying so."""
-        ids = list(self.sessions)
-        if not ids:
-            return
-        with self.inbox.redis.pipeline(transaction=False) as pipe:
-            for session_id in ids:
-                pipe.hmget(self.inbox.keys.session(session_id), ["owner", "state"])
-            replies = pipe.execute()
-        for session_id, (owner, state) in zip(ids, replies, strict=True):
-            if owner is None or text(state) in FINAL_STATES:
+        for session_id, (owner, state) in self.inbox.owners(self.sessions).items():
+            if owner is None or state in FINAL_STATES:
                 self.close_local(session_id, write=owner is not None)
-            elif text(owner) != self.worker_id:
+            elif owner != self.worker_id:
                 log.warning("session %s was adopted by %s; stopping it here", session_id, owner)
                 self.close_local(session_id, write=False)
                 self._remember_foreign(session_id)
