@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import Settings, settings_problems
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -61,13 +61,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        # Name the variables as they are set (VIDREC_PORT, not pydantic's bare field name); the
-        # values are not echoed (a Redis URL may hold a password).
-        problems = "; ".join(
-            f"VIDREC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ValueError(f"bad settings: {problems}") from None
+        raise ValueError(f"bad settings: {settings_problems(exc)}") from None
 
 
 def require_redis(settings: Settings, role: str) -> str:
