@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,8 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from gateway_support import StandInWorker, TestClient, encode_mp4  # noqa: E402
+# make_worker and mp4 are fixtures shared with the abuse tests; imported here so pytest finds them.
+from gateway_support import TestClient, make_worker, mp4  # noqa: E402, F401
 
 from service.gateway import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -39,26 +39,3 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The app under TestClient, its lifespan run (Redis connected)."""
     with TestClient(create_app(settings)) as c:
         yield c
-
-
-@pytest.fixture
-def make_worker(settings: Settings) -> Iterator[Callable[..., StandInWorker]]:
-    """Starts stand-in workers; stops them (and checks they raised nothing) after the test."""
-    started: list[StandInWorker] = []
-
-    def make(**kwargs: Any) -> StandInWorker:
-        worker = StandInWorker(settings=kwargs.pop("settings", settings), **kwargs).start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.stop()
-    for worker in started:
-        assert not worker.errors, worker.errors
-
-
-@pytest.fixture(scope="session")
-def mp4() -> bytes:
-    """A small valid H.264 MP4."""
-    return encode_mp4()

@@ -12,12 +12,13 @@ import io
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 import numpy as np
+import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 # Starlette 1.x warns that its TestClient prefers httpx2 to httpx; the venv has httpx, which works.
@@ -232,3 +233,27 @@ class StandInWorker:
             )
         elif message.type == "close":
             self.inbox.update(message.session_id, state="closed")
+
+
+# Fixtures both the gateway and the abuse tests use; their conftests import them by name.
+@pytest.fixture
+def make_worker(settings: Settings) -> Iterator[Callable[..., StandInWorker]]:
+    """Starts stand-in workers; stops them (and checks they raised nothing) after the test."""
+    started: list[StandInWorker] = []
+
+    def make(**kwargs: Any) -> StandInWorker:
+        worker = StandInWorker(settings=kwargs.pop("settings", settings), **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+    for worker in started:
+        assert not worker.errors, worker.errors
+
+
+@pytest.fixture(scope="session")
+def mp4() -> bytes:
+    """A small valid H.264 MP4."""
+    return encode_mp4()
