@@ -65,6 +65,17 @@ class Stage:
     batch: int = BATCH
     turn_loss: str | None = None  # the orientation probe's weight (--turn-loss), when used
     fps_range: tuple[str, str] | None = None  # each clip at its own frame rate (--fps-range)
+    varied_share: str | None = None  # share of the clips in the varied scene (--varied-share)
+
+
+def varied_stage(steps: int, seed: int, offset: int) -> Stage:
+    """The last stage of every temporal bundle: batches of 16, seven in ten clips in the varied
+    scene and the rest classic, each at its own frame rate from 5 to 20 fps, H.264 round trips of
+    half of them, all three auxiliary losses, at lr 3e-4."""
+    return Stage(
+        steps, "3e-4", seed, offset, "1.0", codec_augment="0.5", turn_loss="1.0",
+        fps_range=("5", "20"), varied_share="0.7",
+    )  # fmt: skip
 
 
 def turn_stage(steps: int, seed: int, offset: int, lr: str = "5e-4", codec: bool = False) -> Stage:
@@ -155,6 +166,8 @@ def stage_command(
         words += ["--codec-augment", stage.codec_augment]
     if stage.fps_range is not None:
         words += ["--fps-range", *stage.fps_range]
+    if stage.varied_share is not None:
+        words += ["--varied-share", stage.varied_share]
     if causal:
         words.append("--causal")
     if init is not None:

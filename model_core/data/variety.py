@@ -7,9 +7,10 @@ otherwise (docs/MODELS.md, "Clips drawn by independent code"): a hard-edged tile
 textured background, a thin or small actor, a low-contrast one or a slowly panning camera. The
 varied scene draws those too:
 
-- **Background**: the classic field, or a hard-edged checkerboard of 4 to 24 px tiles, or smooth
-  value noise of strong amplitude with grain, or both; a third of the backgrounds pan slowly
-  (at most 0.12 frame sides per second, a fifth of the slowest move), as a drifting camera would.
+- **Background**: the classic field, or one flat colour, or a hard-edged checkerboard of 4 to
+  24 px tiles, or smooth value noise of strong amplitude with grain, or both; a third of the
+  backgrounds pan slowly (at most 0.12 frame sides per second, a fifth of the slowest move), as a
+  drifting camera would.
 - **Actor**: any classic shape or a thin one (``EXTRA_SHAPE_NAMES``), circumradius 0.06 to 0.18,
   a colour 45 RGB units or more from the background's palette (the classic scene wants 110), and
   a marker of its own size and place.
@@ -28,13 +29,13 @@ import numpy as np
 from model_core.data.scene import BackgroundParams, pick_colour
 from model_core.data.shapes import EXTRA_SHAPE_NAMES, SHAPE_NAMES
 
-__all__ = ["SCENES", "VariedLook", "draw_varied_look", "render_varied_plane"]
+__all__ = ["KINDS", "SCENES", "VariedLook", "draw_varied_look", "render_varied_plane"]
 
 SCENES: tuple[str, ...] = ("classic", "varied")
 VARIED_RADIUS = (0.06, 0.18)  # circumradius of the actor, fraction of the frame side
 VARIED_NOISE = (0.0, 10.0)  # sensor noise std, 0-255 units
 PAN_SPEED = 0.12  # largest pan of a moving background, frame sides per second
-_KINDS = ("classic", "tiled", "noise", "tiled_noise")
+KINDS = ("classic", "flat", "tiled", "noise", "tiled_noise")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,8 +43,8 @@ class VariedLook:
     """What the varied scene changes in one clip.
 
     Attributes:
-        kind: ``"classic"``, ``"tiled"``, ``"noise"`` or ``"tiled_noise"``: what is laid over
-            the classic background's field.
+        kind: One of ``KINDS``: ``"flat"`` replaces the classic background's field by its mean
+            colour; ``"tiled"``, ``"noise"`` and ``"tiled_noise"`` lay detail over the field.
         tile: Tile side of the checkerboard, fraction of the frame side.
         tile_step: Brightness step between tiles, 0-255 units (signed).
         noise_cells: Cells per side of the value noise.
@@ -81,7 +82,7 @@ class VariedLook:
 
 def draw_varied_look(rng: np.random.Generator) -> VariedLook:
     """Draw one clip's varied look; the generator always consumes the same amount."""
-    kind = _KINDS[int(rng.integers(len(_KINDS)))]
+    kind = KINDS[int(rng.integers(len(KINDS)))]
     tile = float(rng.uniform(0.04, 0.2))
     tile_step = float(rng.uniform(15.0, 60.0) * rng.choice((-1.0, 1.0)))
     cells = int(rng.integers(4, 19))
@@ -139,6 +140,8 @@ def render_varied_plane(
     """
     size = classic.shape[0]
     plane = classic.astype(np.float32)
+    if look.kind == "flat":
+        plane[:] = plane.mean(axis=(0, 1))  # one colour, as a wall or the sky
     detail = np.zeros((size, size), np.float32)
     if look.kind in ("tiled", "tiled_noise"):
         tile = max(2, round(look.tile * size))

@@ -85,6 +85,7 @@ class Batch:
 
 _CODEC_STREAM = 1  # keeps the codec's draws apart from the augmentation's
 _RATE_STREAM = 2  # and the frame rates' from both
+_SCENE_STREAM = 3  # and the scene choices' from all three
 
 
 class ClipBatches:
@@ -107,6 +108,8 @@ class ClipBatches:
         augment: Order-preserving augmentation, or ``None``.
         codec: Round-trips some clips through H.264 before preprocessing, or ``None``.
         rates: Generates each clip at its own frame rate instead of ``spec.fps``, or ``None``.
+        varied_share: Share of the clips drawn in the varied scene (the rest in ``spec.scene``);
+            0 draws every clip in ``spec.scene``.
         actor_grid: Patch grid side; when given, batches carry the actor's per-frame state and
             per-patch masks (auxiliary targets, see ``targets``). Needs ``augment`` without
             translation, which would move the actor away from its targets.
@@ -128,7 +131,10 @@ class ClipBatches:
         actor_grid: int | None = None,
         codec: CodecAugment | None = None,
         rates: FrameRateAugment | None = None,
+        varied_share: float = 0.0,
     ) -> None:
+        if not 0.0 <= varied_share <= 1.0:
+            raise ValueError(f"varied_share must be in [0, 1], got {varied_share}")
         if actor_grid is not None and augment is not None and augment.max_shift > 0:
             raise ValueError("actor targets need augmentation without translation (max_shift=0)")
         if clips < 1 or batch_size < 1:
@@ -150,6 +156,7 @@ class ClipBatches:
         self.actor_grid = actor_grid
         self.codec = codec
         self.rates = rates
+        self.varied_share = varied_share
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -184,6 +191,12 @@ class ClipBatches:
         if self.rates is not None:
             rng = np.random.default_rng([self.seed, epoch, index, _RATE_STREAM])
             specs = [replace(self.spec, fps=float(f)) for f in self.rates.draw(rng, len(seeds))]
+        if self.varied_share > 0:
+            rng = np.random.default_rng([self.seed, epoch, index, _SCENE_STREAM])
+            varied = rng.random(len(seeds)) < self.varied_share
+            specs = [
+                replace(s, scene="varied") if v else s for s, v in zip(specs, varied, strict=True)
+            ]
         clips = [generate_clip(int(s), spec=spec) for s, spec in zip(seeds, specs, strict=True)]
         frames = np.stack([clip.frames for clip in clips])
         if self.codec is not None:

@@ -49,6 +49,8 @@ class TrainConfig:
         augment: Order-preserving augmentation, or ``None``.
         codec: H.264 round trips of a share of the clips, or ``None``.
         rates: Each clip at its own frame rate from a range, or ``None`` (all at ``spec.fps``).
+        varied_share: Share of the clips drawn in the varied scene, the rest in ``spec.scene``
+            (mixing keeps what the classic scene taught while the varied one widens it).
         fresh: Every epoch takes new seeds instead of the same ones again.
         seed: Seeds the order of the clips and the augmentation (initialise the model's weights
             with ``torch.manual_seed`` before building it).
@@ -80,6 +82,7 @@ class TrainConfig:
     augment: Augment | None = None
     codec: CodecAugment | None = None
     rates: FrameRateAugment | None = None
+    varied_share: float = 0.0
     fresh: bool = False
     seed: int = 0
     offset: int = 0
@@ -144,6 +147,7 @@ class TrainConfig:
             augment=self.augment,
             codec=self.codec,
             rates=self.rates,
+            varied_share=self.varied_share,
             actor_grid=model.patch_embed.grid_size if self.needs_actor_targets else None,
         )
 

@@ -76,6 +76,14 @@ def add_parser(subparsers: Any) -> None:
         "clips stay classic",
     )
     data.add_argument(
+        "--varied-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="draw this share of the training clips in the varied scene and the rest in --scene "
+        "(0.5 mixes them evenly; 0: none)",
+    )
+    data.add_argument(
         "--codec-augment",
         type=float,
         default=None,
@@ -203,6 +211,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         augment=Augment() if args.augment else None,
         codec=CodecAugment(args.codec_augment) if args.codec_augment else None,
         rates=FrameRateAugment(*args.fps_range) if args.fps_range else None,
+        varied_share=args.varied_share,
         fresh=args.fresh_data,
         seed=args.seed,
         offset=args.seed_offset,
@@ -253,6 +262,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--fps-range", *(str(v) for v in args.fps_range)]
     if args.scene != "classic":  # the classic scene's commands stay as they were recorded
         words += ["--scene", args.scene]
+    if args.varied_share:
+        words += ["--varied-share", str(args.varied_share)]
     for flag in ("fresh_data", "augment", "causal"):
         if getattr(args, flag):
             words.append("--" + flag.replace("_", "-"))

@@ -38,6 +38,7 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
         "batch": stage.batch,
         "turn_loss": 0.0 if stage.turn_loss is None else float(stage.turn_loss),
         "rates": None if stage.fps_range is None else tuple(float(v) for v in stage.fps_range),
+        "varied": 0.0 if stage.varied_share is None else float(stage.varied_share),
     }
 
 
@@ -70,6 +71,8 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         "turn_loss": config.get("turn_loss", 0.0),
         # Nor the frame-rate range, before it existed.
         "rates": None if config.get("rates") is None else tuple(config["rates"].values()),
+        # Nor the share of varied clips.
+        "varied": config.get("varied_share", 0.0),
     }
 
 
@@ -100,6 +103,11 @@ def test_a_stage_command_asks_for_what_the_stage_records(tmp_path: Path) -> None
     varied = replace(stage, fps_range=("5", "20"))
     assert "--fps-range 5 20 " in " ".join(
         stage_command("laps_tiny_motion112", varied, tmp_path / "o", tmp_path / "i", 1)
+    )
+    assert "--varied-share" not in line
+    mixed = replace(stage, varied_share="0.7")
+    assert "--varied-share 0.7 " in " ".join(
+        stage_command("laps_tiny_motion112", mixed, tmp_path / "o", tmp_path / "i", 1)
     )
     orientation = " ".join(orientation_command(tmp_path / "b.safetensors", 1))
     assert " ".join(ORIENTATION_ARGS) in orientation

@@ -10,6 +10,7 @@ import pytest
 
 from model_core.data import CLASS_NAMES, ClipSpec, generate_clip, generate_stream
 from model_core.data.shapes import EXTRA_SHAPE_NAMES, SHAPE_NAMES, get_shape
+from model_core.data.variety import KINDS
 
 VARIED = ClipSpec(scene="varied")
 
@@ -53,7 +54,7 @@ def test_the_varied_scene_draws_its_range() -> None:
     looks = [c.scene.look for c in clips]
     assert all(look is not None for look in looks)
     kinds = {look.kind for look in looks if look is not None}
-    assert kinds == {"classic", "tiled", "noise", "tiled_noise"}
+    assert kinds == set(KINDS)
     panning = [c for c in clips if c.scene.plane is not None]
     assert 30 < len(panning) < 110
     shapes = {c.actor.shape for c in clips}

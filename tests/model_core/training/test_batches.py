@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -172,3 +173,25 @@ def test_frame_rates_are_drawn_log_uniformly_from_a_valid_range() -> None:
     for low, high in ((0.0, 5.0), (20.0, 5.0)):
         with pytest.raises(ValueError, match="frame rates"):
             FrameRateAugment(low, high)
+
+
+def test_a_varied_share_draws_that_share_of_the_clips_in_the_varied_scene() -> None:
+    spec = ClipSpec(frames=4, size=32)
+    plain = ClipBatches(TRAIN_SEEDS, 40, 40, spec, PRE)
+    mixed = ClipBatches(TRAIN_SEEDS, 40, 40, spec, PRE, varied_share=0.5)
+    (clean,) = list(plain.batches(1))
+    (some,) = list(mixed.batches(1))
+    (again,) = list(mixed.batches(1))
+    assert torch.equal(some.inputs, again.inputs)  # the choice is seeded
+    assert torch.equal(some.labels, clean.labels)  # a scene never changes the action
+    order = plain.epoch_seeds(0)
+    varied = []
+    for i in range(40):
+        if torch.equal(some.inputs[i], clean.inputs[i]):
+            continue
+        clip = generate_clip(int(order[i]), spec=replace(spec, scene="varied"))
+        assert torch.equal(some.inputs[i], preprocess_frames(clip.frames, PRE))
+        varied.append(i)
+    assert 8 <= len(varied) <= 32, varied  # about half, and each the varied clip of its seed
+    with pytest.raises(ValueError, match="varied_share"):
+        ClipBatches(TRAIN_SEEDS, 4, 4, spec, PRE, varied_share=1.5)

@@ -172,3 +172,16 @@ def test_the_varied_scene_is_asked_for_on_the_command_line_and_recorded() -> Non
     assert "--scene" not in train_cmd.command_line(plain)  # old commands read as recorded
     assert train_cmd.train_config(varied).spec.scene == "varied"
     assert "--scene varied" in train_cmd.command_line(varied)
+
+
+def test_a_share_of_varied_clips_is_asked_for_on_the_command_line_and_recorded() -> None:
+    plain = build_parser().parse_args(["train", *TRAIN_ARGS, "--output", "a.safetensors"])
+    mixed = build_parser().parse_args(
+        ["train", *TRAIN_ARGS, "--output", "a.safetensors", "--varied-share", "0.7"]
+    )
+    assert train_cmd.train_config(plain).varied_share == 0.0
+    assert "--varied-share" not in train_cmd.command_line(plain)
+    config = train_cmd.train_config(mixed)
+    assert config.varied_share == 0.7 and config.spec.scene == "classic"
+    assert config.to_dict()["varied_share"] == 0.7
+    assert "--varied-share 0.7" in train_cmd.command_line(mixed)
