@@ -531,7 +531,8 @@ class SessionView(WireModel):
 
 
 class SessionList(WireModel):
-    """``GET /v1/streams``: every open session, oldest first."""
+    """``GET /v1/streams``: the open sessions the caller may see (with auth on, its key's own;
+    an admin key's or with auth off, every one), oldest first."""
 
     sessions: list[SessionView]
     count: int = 0

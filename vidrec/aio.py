@@ -341,7 +341,8 @@ class AsyncClient:
         return SessionView.model_validate(response.json())
 
     async def sessions(self) -> list[SessionView]:
-        """Every open session, live and RTSP, oldest first."""
+        """The open sessions this key opened (every one for an admin key, or with auth off),
+        live and RTSP, oldest first."""
         response = await self.request("GET", "/v1/streams")
         return SessionList.model_validate(response.json()).sessions
 

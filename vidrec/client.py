@@ -282,7 +282,8 @@ class Client:
         return self._loop.run(coro)
 
     def sessions(self) -> list[SessionView]:
-        """Every open session, live and RTSP, oldest first."""
+        """The open sessions this key opened (every one for an admin key, or with auth off),
+        live and RTSP, oldest first."""
         return self._loop.run(self.aio.sessions())
 
     def session(self, session_id: str) -> SessionView:

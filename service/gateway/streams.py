@@ -4,6 +4,11 @@ A session runs on one worker (its owner). The gateway only routes: it checks a f
 header (the worker decodes it), numbers it, stamps its receive time and puts it on the owner's
 inbox; it relays the session's events from Redis. A client that loses its connection reconnects
 to ``/v1/streams/{id}/events?after=<last event id>`` on any gateway and reads on.
+
+A session belongs to the caller that opened it (its principal's ``who``, recorded as
+``opened_by``). With auth on, a key sees, follows and stops only its own sessions, unless it has
+the ``admin`` scope; another's session answers exactly as an unknown one (404
+``session_not_found``), so its id is not confirmed. With auth off every caller sees every session.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from starlette.websockets import WebSocketState
 
 from service import limits, wire
 from service.budget import check_budget, default_budget, parse_budget_text
+from service.gateway.auth import principal_var
 from service.gateway.catalog import LiveCatalog, Role
 from service.gateway.errors import ApiError, clip, close_unavailable, error_event
 from service.gateway.request_id import request_id_of
@@ -112,6 +118,26 @@ def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[
     }
 
 
+def _opener() -> str | None:
+    """The caller's identity, recorded as the opener of the sessions it opens."""
+    principal = principal_var.get()
+    return principal.who if principal is not None else None
+
+
+def _may_see(info: SessionInfo) -> bool:
+    """Whether the caller may see, follow and stop ``info``.
+
+    With auth off (no key: the principal is the client address) every caller may; with auth on
+    the key that opened it and admin keys may. A record without an opener (written before
+    openers were recorded) is seen by admin keys only. No principal means no access layer ran
+    (the app is always built with one), as with the rate limits: nothing to scope by.
+    """
+    principal = principal_var.get()
+    if principal is None or principal.key_name is None or "admin" in principal.scopes:
+        return True
+    return info.opened_by is not None and info.opened_by == principal.who
+
+
 async def _stride_of(gw: Gateway, session_id: str) -> int | None:
     raw = await gw.redis.hget(gw.keys.session(session_id), "stride")
     try:
@@ -148,7 +174,9 @@ async def _open_session(
     # to honour and for GET /v1/streams/{id}.
     info = await gw.limits.hold(  # within the caller's quota of sessions of this kind
         kind,
-        lambda: gw.sessions.create(kind, name, budget, source=source, stride=stride),
+        lambda: gw.sessions.create(
+            kind, name, budget, source=source, stride=stride, opened_by=_opener()
+        ),
         lambda created: created.session_id,
     )
     return info, catalog.row(name)
@@ -334,11 +362,12 @@ def router(settings: Settings) -> APIRouter:
         "/v1/streams",
         response_model=wire.SessionList,
         responses=errors(),
-        summary="Every open session, live and RTSP, oldest first",
+        summary="The caller's open sessions, live and RTSP, oldest first",
     )
     async def list_streams(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
-        """The open sessions as ``GET /v1/streams/{id}`` shows each (``DELETE`` ends any)."""
-        infos = await gw.sessions.list()
+        """The open sessions the caller may see, as ``GET /v1/streams/{id}`` shows each: with
+        auth on, those its key opened (an admin key: all); with auth off, all."""
+        infos = [info for info in await gw.sessions.list() if _may_see(info)]
         strides = [await _stride_of(gw, info.session_id) for info in infos]
         sessions = [_session_fields(i, gw, s) for i, s in zip(infos, strides, strict=True)]
         return answer(wire.build(wire.SessionList, {"sessions": sessions, "count": len(sessions)}))
@@ -390,7 +419,7 @@ def router(settings: Settings) -> APIRouter:
             await _refuse(ws, "invalid_request", message)
             return
         info = await gw.sessions.get(session_id)
-        if info is None:
+        if info is None or not _may_see(info):  # another key's session: as if unknown
             message = f"no session {session_id!r} (unknown or expired)"
             await _refuse(ws, "session_not_found", message)
             return
@@ -464,8 +493,13 @@ async def _until_disconnect(ws: WebSocket) -> None:
 
 
 async def _existing(gw: Gateway, session_id: str) -> SessionInfo:
+    """The session, if the caller may see it.
+
+    Raises:
+        ApiError: 404, the same for an unknown session and for another key's.
+    """
     info = await gw.sessions.get(session_id)
-    if info is None:
+    if info is None or not _may_see(info):
         raise ApiError(404, "session_not_found", f"no session {session_id!r} (unknown or expired)")
     return info
 

@@ -80,6 +80,9 @@ class SessionInfo:
             the ``moved`` event of the worker that took the session over).
         ended_reason: Why the session ended (``closed``, ``lease_expired``, ``idle``...), once
             it has.
+        opened_by: Identity of the caller that opened it (``key:{name}``, or ``addr:{ip}`` with
+            auth off); ``None`` in records written before it was kept. The gateway shows a
+            session only to its opener (and to admin keys) when auth is on.
         source_url: The RTSP URL as given, credentials included, for the worker that reads it;
             never show it to clients.
     """
@@ -100,6 +103,7 @@ class SessionInfo:
     epoch: int
     frames_lost: int = 0
     ended_reason: str | None = None
+    opened_by: str | None = None
     source_url: str | None = field(default=None, repr=False)
 
     @property
@@ -126,6 +130,7 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         epoch=as_int(fields.get("epoch")),
         frames_lost=as_int(fields.get("frames_lost")),
         ended_reason=fields.get("ended_reason") or None,
+        opened_by=fields.get("opened_by") or None,
         source_url=fields.get("source_url") or None,
     )
 
@@ -199,6 +204,7 @@ class SessionDirectory:
         budget: dict[str, Any],
         source: str | None = None,
         stride: int | None = None,
+        opened_by: str | None = None,
     ) -> SessionInfo:
         """Opens a session on the least loaded live worker that runs ``model`` live.
 
@@ -213,6 +219,7 @@ class SessionDirectory:
                 policy); shown with its password removed.
             stride: Labels every ``stride`` frames (None: the worker's default). Recorded in
                 the same transaction as the ``open`` message, so the owner always sees it.
+            opened_by: The caller's identity (:attr:`SessionInfo.opened_by`), recorded with it.
 
         Raises:
             NoWorkerError: No live worker can take it.
@@ -236,6 +243,8 @@ class SessionDirectory:
         }
         if stride is not None:
             fields["stride"] = stride
+        if opened_by is not None:
+            fields["opened_by"] = opened_by
         # The owner is chosen from the counts and written in one optimistic transaction on the
         # open set: sessions opened at the same moment see each other (read-then-write without
         # it sent 8 simultaneous sessions to one of two idle workers).

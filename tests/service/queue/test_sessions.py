@@ -210,6 +210,30 @@ def test_owner_death_and_adoption(
     assert w1.read() == []
 
 
+def test_the_opener_is_recorded_and_outlives_an_adoption(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    first = register(r, keys, "w1", ["tiny"])
+    register(r, keys, "w2", ["tiny"])
+    mine = create(arun, keys, settings, opened_by="key:alice")  # w1
+    nobodys = create(arun, keys, settings)  # w2: a record from before openers were kept
+    assert (mine.opened_by, nobodys.opened_by) == ("key:alice", None)
+    assert r.hget(keys.session(nobodys.session_id), "opened_by") is None
+
+    async def listed(client: redis.asyncio.Redis) -> list[tuple[str, str | None]]:
+        return [
+            (i.session_id, i.opened_by)
+            for i in await SessionDirectory(client, keys, settings).list()
+        ]
+
+    assert arun(listed) == [(mine.session_id, "key:alice"), (nobodys.session_id, None)]
+    first.deregister()
+    w2 = SessionInbox(r, keys, "w2")
+    assert w2.adopt(mine.session_id, "w1")
+    adopted = w2.get(mine.session_id)
+    assert adopted is not None and (adopted.owner, adopted.opened_by) == ("w2", "key:alice")
+
+
 def test_expired_owner_makes_orphans(
     r: redis.Redis, arun: Any, keys: Keys, settings: Settings
 ) -> None:
