@@ -236,7 +236,9 @@ class AsyncClient:
         return accepted
 
     async def job(self, job_id: str) -> JobView:
-        """A job's state, with its ``result`` (or ``error``) once answered."""
+        """A job's state, with its ``result`` (or ``error``) once answered. With auth on, a job
+        another key submitted is not found (404), as an unknown one; an admin key reads every
+        job."""
         response = await self.request("GET", f"/v1/jobs/{job_id}")
         return JobView.model_validate(response.json())
 

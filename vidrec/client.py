@@ -240,7 +240,8 @@ class Client:
         return self._loop.run(self.aio.submit(video, **options))
 
     def job(self, job_id: str) -> JobView:
-        """A job's state, with its result (or error) once answered."""
+        """A job's state, with its result (or error) once answered. With auth on, a job another
+        key submitted is not found (404), as an unknown one; an admin key reads every job."""
         return self._loop.run(self.aio.job(job_id))
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.2) -> ClipAnswer:

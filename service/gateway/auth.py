@@ -11,7 +11,9 @@ browser, which cannot set headers on a WebSocket, as the subprotocol list ``["vi
 docs and the page stay open. 401 means no key or an unknown one, 403 a key without the scope.
 
 Every request gets a :class:`Principal` (the key, or the client address when auth is off), kept
-in :data:`principal_var` for the rate limits and quotas.
+in :data:`principal_var` for the rate limits and quotas, and recorded as the owner of the sessions
+and clip jobs it creates: with auth on, :func:`may_see` shows a key only its own (an admin key
+every one).
 """
 
 from __future__ import annotations
@@ -89,6 +91,28 @@ principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar
     "vidrec_principal", default=None
 )
 """The caller of the request being handled, set by :class:`AuthMiddleware`."""
+
+
+def caller() -> str | None:
+    """The caller's identity (:attr:`Principal.who`), recorded as the owner of the sessions it
+    opens and the clip jobs it submits; ``None`` when no access layer ran."""
+    principal = principal_var.get()
+    return principal.who if principal is not None else None
+
+
+def may_see(owner: str | None) -> bool:
+    """Whether the caller may see (and act on) what ``owner`` opened or submitted.
+
+    The one rule for sessions and clip jobs: with auth off (no key: the principal is the client
+    address) every caller may; with auth on the owning key and admin keys may. A record without
+    an owner (written before owners were recorded) is seen by admin keys only. No principal means
+    no access layer ran (the app is always built with one), as with the rate limits: nothing to
+    scope by. Callers answer a record they may not see exactly as an unknown one.
+    """
+    principal = principal_var.get()
+    if principal is None or principal.key_name is None or "admin" in principal.scopes:
+        return True
+    return owner is not None and owner == principal.who
 
 
 def is_loopback(host: str) -> bool:

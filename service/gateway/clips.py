@@ -5,6 +5,12 @@ checked while the upload streams in, so an oversized upload never fills the disk
 is not a video of an accepted container and codec (``probe_clip`` reads the index and one frame),
 a model no live worker serves (404), a full queue (429 with Retry-After). Decoding and inference
 happen in the worker.
+
+A job belongs to the caller that submitted it (its principal's ``who``, recorded as
+``submitted_by``), by the rule sessions follow (:func:`service.gateway.auth.may_see`): with auth
+on, ``GET /v1/jobs/{id}`` answers another key's job exactly as an unknown one (404
+``job_not_found``), unless the key has the ``admin`` scope. With auth off every caller sees every
+job.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service import limits, wire
+from service.gateway.auth import caller, may_see
 from service.gateway.catalog import LiveCatalog
 from service.gateway.errors import ApiError, error_body, job_error_status
 from service.gateway.responses import answer, errors, relay
@@ -148,7 +155,11 @@ def router(settings: Settings) -> APIRouter:
             top_k=form.top_k, clips=form.clips, crops=form.crops, probe=wire.VideoInfo.of(info)
         ).wire()
         job_id = await gw.limits.hold(  # within the caller's quota of outstanding jobs
-            "clips", lambda: gw.jobs.submit(data, name, params, file.filename or "upload"), str
+            "clips",
+            lambda: gw.jobs.submit(
+                data, name, params, file.filename or "upload", submitted_by=caller()
+            ),
+            str,
         )
         if not wait:
             return _accepted(job_id, "queued")
@@ -169,9 +180,10 @@ def router(settings: Settings) -> APIRouter:
         summary="A clip job's state and result",
     )
     async def get_job(job_id: str, gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
-        """The job's state; its result (or error) once answered."""
+        """The job's state; its result (or error) once answered. With auth on, a job submitted
+        with another key answers as an unknown one (an admin key sees every job)."""
         view = await gw.jobs.job(job_id)
-        if view is None:
+        if view is None or not may_see(view.submitted_by):  # another key's job: as if unknown
             raise ApiError(404, "job_not_found", f"no clip job {job_id!r} (unknown or expired)")
         return relay(wire.JobView, _job_body(view))
 

@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketState
 
 from service import limits, wire
 from service.budget import check_budget, default_budget, parse_budget_text
-from service.gateway.auth import principal_var
+from service.gateway.auth import caller, may_see
 from service.gateway.catalog import LiveCatalog, Role
 from service.gateway.errors import ApiError, clip, close_unavailable, error_event
 from service.gateway.request_id import request_id_of
@@ -118,26 +118,6 @@ def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[
     }
 
 
-def _opener() -> str | None:
-    """The caller's identity, recorded as the opener of the sessions it opens."""
-    principal = principal_var.get()
-    return principal.who if principal is not None else None
-
-
-def _may_see(info: SessionInfo) -> bool:
-    """Whether the caller may see, follow and stop ``info``.
-
-    With auth off (no key: the principal is the client address) every caller may; with auth on
-    the key that opened it and admin keys may. A record without an opener (written before
-    openers were recorded) is seen by admin keys only. No principal means no access layer ran
-    (the app is always built with one), as with the rate limits: nothing to scope by.
-    """
-    principal = principal_var.get()
-    if principal is None or principal.key_name is None or "admin" in principal.scopes:
-        return True
-    return info.opened_by is not None and info.opened_by == principal.who
-
-
 async def _stride_of(gw: Gateway, session_id: str) -> int | None:
     raw = await gw.redis.hget(gw.keys.session(session_id), "stride")
     try:
@@ -175,7 +155,7 @@ async def _open_session(
     info = await gw.limits.hold(  # within the caller's quota of sessions of this kind
         kind,
         lambda: gw.sessions.create(
-            kind, name, budget, source=source, stride=stride, opened_by=_opener()
+            kind, name, budget, source=source, stride=stride, opened_by=caller()
         ),
         lambda created: created.session_id,
     )
@@ -367,7 +347,7 @@ def router(settings: Settings) -> APIRouter:
     async def list_streams(gw: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
         """The open sessions the caller may see, as ``GET /v1/streams/{id}`` shows each: with
         auth on, those its key opened (an admin key: all); with auth off, all."""
-        infos = [info for info in await gw.sessions.list() if _may_see(info)]
+        infos = [info for info in await gw.sessions.list() if may_see(info.opened_by)]
         strides = [await _stride_of(gw, info.session_id) for info in infos]
         sessions = [_session_fields(i, gw, s) for i, s in zip(infos, strides, strict=True)]
         return answer(wire.build(wire.SessionList, {"sessions": sessions, "count": len(sessions)}))
@@ -419,7 +399,7 @@ def router(settings: Settings) -> APIRouter:
             await _refuse(ws, "invalid_request", message)
             return
         info = await gw.sessions.get(session_id)
-        if info is None or not _may_see(info):  # another key's session: as if unknown
+        if info is None or not may_see(info.opened_by):  # another key's session: as if unknown
             message = f"no session {session_id!r} (unknown or expired)"
             await _refuse(ws, "session_not_found", message)
             return
@@ -499,7 +479,7 @@ async def _existing(gw: Gateway, session_id: str) -> SessionInfo:
         ApiError: 404, the same for an unknown session and for another key's.
     """
     info = await gw.sessions.get(session_id)
-    if info is None or not _may_see(info):
+    if info is None or not may_see(info.opened_by):
         raise ApiError(404, "session_not_found", f"no session {session_id!r} (unknown or expired)")
     return info
 

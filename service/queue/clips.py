@@ -23,12 +23,14 @@ from service.redis_conn import MAX_BLOCK_S
 from service.settings import Settings
 
 # KEYS: clips, upload, job. ARGV: max jobs, data, upload ttl, result ttl, job id, model, params,
-# created, filename, size. One script, so the bound holds however many gateways submit at once.
+# created, filename, size, submitted_by ('' for none: the field is left out). One script, so the
+# bound holds however many gateways submit at once.
 _SUBMIT = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('HSET', KEYS[3], 'state', 'queued', 'model', ARGV[6], 'params', ARGV[7],
            'created', ARGV[8], 'filename', ARGV[9], 'size', ARGV[10])
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], 'submitted_by', ARGV[11]) end
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[5])
 return 1
@@ -56,6 +58,9 @@ class JobView:
         size: Bytes uploaded.
         deliveries: Times a worker took it.
         result: The stored answer once done or failed (``{"error": {...}}`` when failed).
+        submitted_by: Identity of the caller that submitted it (``key:{name}``, or ``addr:{ip}``
+            with auth off); ``None`` in records written before it was kept. The gateway shows a
+            job only to its submitter (and to admin keys) when auth is on; never in an answer.
     """
 
     job_id: str
@@ -70,6 +75,7 @@ class JobView:
     size: int
     deliveries: int
     result: dict[str, Any] | None
+    submitted_by: str | None = None
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -94,6 +100,7 @@ def _job_view(job_id: str, fields: dict[str, str], result: dict[str, Any] | None
         size=as_int(fields.get("size")),
         deliveries=as_int(fields.get("deliveries")),
         result=result,
+        submitted_by=fields.get("submitted_by") or None,
     )
 
 
@@ -113,8 +120,22 @@ class ClipJobs:
         self.settings = settings
         self._submit = redis.register_script(_SUBMIT)
 
-    async def submit(self, data: bytes, model: str, params: dict[str, Any], filename: str) -> str:
+    async def submit(
+        self,
+        data: bytes,
+        model: str,
+        params: dict[str, Any],
+        filename: str,
+        submitted_by: str | None = None,
+    ) -> str:
         """Stores the upload and queues the job; returns the job id.
+
+        Args:
+            data: The upload.
+            model: Model name.
+            params: Parameters stored with it.
+            filename: Name of the uploaded file.
+            submitted_by: The caller's identity (:attr:`JobView.submitted_by`), recorded with it.
 
         Raises:
             QueueFullError: ``queue_max_jobs`` jobs are outstanding.
@@ -133,6 +154,7 @@ class ClipJobs:
                 now(),
                 filename,
                 len(data),
+                submitted_by or "",
             ],
         )
         if not accepted:

@@ -1,8 +1,11 @@
-"""Stream sessions belong to the key that opened them (in-process gateways, a real Redis).
+"""Stream sessions and clip jobs belong to the key that created them (in-process gateways, a real
+Redis).
 
-With auth on, a key lists, reads, stops and follows only its own sessions; another key's session
-answers exactly as an unknown one (404 ``session_not_found``); an admin key sees every one. With
-auth off every caller, from any address, sees every session.
+With auth on, a key lists, reads, stops and follows only its own sessions, and reads only its own
+clip jobs; another key's session or job answers exactly as an unknown one (404
+``session_not_found``, ``job_not_found``); an admin key sees every one. Records without an owner
+(older ones) are for admin keys only. With auth off every caller, from any address, sees every
+session and every job.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from gateway_support import StandInWorker, TestClient
+from gateway_support import CLIP_MODEL, StandInWorker, TestClient
 
 from service.apikeys import ApiKey, hash_key, new_key
 from service.gateway import create_app
@@ -22,7 +25,7 @@ from service.settings import Settings
 pytestmark = pytest.mark.integration
 
 KEYS = {name: new_key() for name in ("alice", "bob", "root")}
-SCOPES = {"alice": {"live", "rtsp"}, "bob": {"live", "rtsp"}, "root": {"admin"}}
+SCOPES = {"alice": {"live", "rtsp", "clips"}, "bob": {"live", "rtsp", "clips"}, "root": {"admin"}}
 RTSP = {"source": "rtsp://127.0.0.1:8554/cam"}
 
 
@@ -206,3 +209,109 @@ def test_with_auth_off_every_address_sees_every_session(
         deleted = second.delete(f"/v1/streams/{rtsp_id}")
         assert deleted.status_code == 200 and deleted.json()["closed_now"] is True
         worker.wait_for(lambda ms: any(m.type == "close" and m.session_id == rtsp_id for m in ms))
+
+
+# Clip jobs: the same rule, through GET /v1/jobs/{id} (the only per-job route).
+
+
+def _post_clip(client: TestClient, mp4: bytes, name: str | None = None) -> str:
+    """Submits ``mp4`` (waiting for the stand-in worker's answer); returns the job id."""
+    response = client.post(
+        "/v1/clips",
+        files={"file": ("clip.mp4", mp4, "video/mp4")},
+        data={"model": CLIP_MODEL},
+        headers=_bearer(name) if name else None,
+    )
+    assert response.status_code == 200, response.text
+    assert "submitted_by" not in response.json() and (name is None or name not in response.text)
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def _job_not_found(response: Any, job_id: str) -> None:
+    """The answer to an unknown job, word for word (the request id aside)."""
+    assert response.status_code == 404, response.text
+    error = dict(response.json()["error"])
+    assert error.pop("request_id") == response.headers["x-request-id"]
+    assert error == {
+        "code": "job_not_found",
+        "message": f"no clip job {job_id!r} (unknown or expired)",
+    }
+
+
+def _job(client: TestClient, job_id: str, name: str | None = None) -> dict[str, Any]:
+    response = client.get(f"/v1/jobs/{job_id}", headers=_bearer(name) if name else None)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["job_id"] == job_id and body["status"] == "done"
+    assert "submitted_by" not in body and (name is None or name not in response.text)
+    return body
+
+
+def _submitted_by(settings: Settings, job_id: str) -> Any:
+    raw = _raw(settings)
+    try:
+        return raw.hget(Keys.from_settings(settings).job(job_id), "submitted_by")
+    finally:
+        raw.close()
+
+
+def test_a_key_reads_only_its_own_jobs(
+    auth_client: TestClient,
+    auth_settings: Settings,
+    make_worker: Callable[..., StandInWorker],
+    mp4: bytes,
+) -> None:
+    make_worker(settings=auth_settings)
+    job_id = _post_clip(auth_client, mp4, "alice")
+    assert _submitted_by(auth_settings, job_id) == b"key:alice"
+
+    # bob: alice's job answers as an unknown one would
+    _job_not_found(auth_client.get(f"/v1/jobs/{job_id}", headers=_bearer("bob")), job_id)
+    unknown = "0" * 32
+    _job_not_found(auth_client.get(f"/v1/jobs/{unknown}", headers=_bearer("bob")), unknown)
+
+    # alice and an admin key read it
+    assert _job(auth_client, job_id, "alice")["result"]["labels"]
+    assert _job(auth_client, job_id, "root") == _job(auth_client, job_id, "alice")
+
+    # bob's own job is his: alice does not see it
+    bobs = _post_clip(auth_client, mp4, "bob")
+    assert _submitted_by(auth_settings, bobs) == b"key:bob"
+    _job(auth_client, bobs, "bob")
+    _job_not_found(auth_client.get(f"/v1/jobs/{bobs}", headers=_bearer("alice")), bobs)
+
+
+def test_a_job_without_a_submitter_is_for_admin_only(
+    auth_settings: Settings,
+    open_settings: Settings,
+    make_worker: Callable[..., StandInWorker],
+    mp4: bytes,
+) -> None:
+    """Jobs recorded before submitters were kept stay readable: by admin keys (and by anyone
+    with auth off)."""
+    make_worker(settings=auth_settings)
+    with TestClient(create_app(auth_settings)) as client:
+        job_id = _post_clip(client, mp4, "alice")
+        raw = _raw(auth_settings)
+        try:
+            raw.hdel(Keys.from_settings(auth_settings).job(job_id), "submitted_by")
+        finally:
+            raw.close()
+        _job_not_found(client.get(f"/v1/jobs/{job_id}", headers=_bearer("alice")), job_id)
+        _job(client, job_id, "root")
+    with TestClient(create_app(open_settings)) as client:
+        _job(client, job_id)
+
+
+def test_with_auth_off_every_address_sees_every_job(
+    open_settings: Settings, make_worker: Callable[..., StandInWorker], mp4: bytes
+) -> None:
+    make_worker(settings=open_settings)
+    with (
+        TestClient(create_app(open_settings), client=("192.0.2.1", 40000)) as first,
+        TestClient(create_app(open_settings), client=("192.0.2.2", 40001)) as second,
+    ):
+        job_id = _post_clip(first, mp4)
+        assert _submitted_by(open_settings, job_id) == b"addr:192.0.2.1"
+        assert _job(second, job_id) == _job(first, job_id)

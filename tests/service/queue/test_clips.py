@@ -81,6 +81,42 @@ def test_submit_consume_finish_wait(
     assert r.xpending(keys.clips, CLIP_GROUP)["pending"] == 0
 
 
+def test_the_submitter_is_recorded_and_older_records_still_run(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    """The gateway records who submitted a job; the worker reads records with and without it
+    (jobs queued before submitters were kept) alike."""
+
+    async def go(client: redis.asyncio.Redis) -> list[str]:
+        jobs = ClipJobs(client, keys, settings)
+        return [
+            await jobs.submit(b"mine", "tiny", PARAMS, "a.mp4", submitted_by="key:alice"),
+            await jobs.submit(b"old", "tiny", PARAMS, "b.mp4"),
+        ]
+
+    mine, old = arun(go)
+    assert r.hget(keys.job(mine), "submitted_by") == b"key:alice"
+    assert r.hget(keys.job(old), "submitted_by") is None
+
+    worker = consumer(r, keys, settings, "w1")
+    tasks = worker.read(count=4, block_ms=100)
+    assert [(t.job_id, t.data, t.filename) for t in tasks] == [
+        (mine, b"mine", "a.mp4"),
+        (old, b"old", "b.mp4"),
+    ]
+    for task in tasks:
+        assert worker.mark_running(task)
+        assert worker.finish(task, {"labels": []})
+
+    async def views(client: redis.asyncio.Redis) -> list[Any]:
+        jobs = ClipJobs(client, keys, settings)
+        return [await jobs.job(mine), await jobs.job(old)]
+
+    done_mine, done_old = arun(views)
+    assert (done_mine.state, done_mine.submitted_by) == ("done", "key:alice")
+    assert (done_old.state, done_old.submitted_by) == ("done", None)
+
+
 def test_wait_wakes_when_the_answer_arrives(
     r: redis.Redis, arun: Any, keys: Keys, settings: Settings
 ) -> None:
