@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +28,10 @@ from model_core.data import CLASS_NAMES, HELDOUT_SEEDS, NUM_CLASSES, ClipSpec, g
 from model_core.data.video_io import write_video
 from service.inference import ClipClassifier, ModelCatalog
 from service.ingest import Sampling, decode_clip
+
+if not __package__:  # loaded by its path (vidrec bench): `benchmarks` from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "clip_lengths_bench.json"
@@ -104,12 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "vidrec bench clip_lengths " + " ".join(sys.argv[1:] if argv is None else argv),
         "clips_per_class": args.clips_per_class,
         "seed_offset": SEED_OFFSET,
-        "machine": {
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine("machine", "python", "torch", "threads"),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

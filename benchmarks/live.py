@@ -31,10 +31,7 @@ import io
 import ipaddress
 import json
 import os
-import platform
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -50,8 +47,10 @@ import httpx
 import numpy as np
 from websockets.exceptions import InvalidStatus
 
-SERVE_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
-START_TIMEOUT_S = 180.0
+if not __package__:  # loaded by its path (vidrec bench): `benchmarks` from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ServeProcess, finite, machine, percentile
+
 OPEN_TIMEOUT_S = 60.0
 CLOSE_WAIT_S = 5.0
 # Events stopping for this long after the last frame was sent ends a point's tail.
@@ -202,11 +201,6 @@ def parse_env(text: str) -> tuple[str, str]:
 # Statistics.
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation); None for no values."""
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
-
-
 def distribution(values: Sequence[float]) -> dict[str, float | int | None]:
     """Count, mean, p50/p95/p99 and max."""
     return {
@@ -217,17 +211,6 @@ def distribution(values: Sequence[float]) -> dict[str, float | int | None]:
         "p99": percentile(values, 99),
         "max": float(max(values)) if values else None,
     }
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, so the JSON is strict."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 # Frames.
@@ -487,125 +470,16 @@ def settled_scrape(
 # The service.
 
 
-class Service:
-    """``vidrec serve --port 0 --workers W`` in a subprocess: its URL, workers' and Redis's pids."""
-
-    def __init__(self, args: argparse.Namespace, workers: int) -> None:
-        # No VIDREC_* and no OMP_NUM_THREADS: the worker then picks its threads itself.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("VIDREC_") and k != "OMP_NUM_THREADS"
-        }
-        env.update(args.env_overrides)
-        self.env = env  # defaults, except what the caller changes
-        env["PYTHONUNBUFFERED"] = "1"
-        command = [sys.executable, "-c", SERVE_CODE, "serve", "--port", "0"]
-        command += ["--workers", str(workers), "--log-level", "warning"]
-        if args.models_dir is not None:
-            command += ["--models-dir", str(args.models_dir)]
-        self.workers = workers
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.log: list[str] = []
-        self.worker_pids: dict[int, int] = {}
-        self.redis_url: str | None = None
-        self.redis_pid: int | None = None
-        self._stderr = threading.Thread(target=self._drain, daemon=True)
-        self._stderr.start()
-        self.url = self._wait_url()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            line = line.rstrip()
-            self.log.append(line)
-            # 'vidrec serve: worker 1 started (pid 123)' (a restart names the new pid)
-            started = re.search(r"worker (\d+) started \(pid (\d+)\)", line)
-            if started:
-                self.worker_pids[int(started.group(1))] = int(started.group(2))
-            redis_line = re.search(r"embedded Redis on (\S+) \(pid (\d+)\)", line)
-            if redis_line:
-                self.redis_url, self.redis_pid = redis_line.group(1), int(redis_line.group(2))
-
-    def _wait_url(self) -> str:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if "listening on " not in line:
-            self.stop()
-            raise RuntimeError("vidrec serve did not start:\n" + "\n".join(self.log[-20:]))
-        return line.split("listening on ", 1)[1].strip()
-
-    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until /readyz answers 200 and every worker advertises its models."""
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(base_url=self.url, timeout=5.0) as client:
-            while time.monotonic() < deadline and self.process.poll() is None:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    ready = client.get("/readyz").status_code == 200
-                    if ready and self._ready_workers() >= self.workers:
-                        return
-                time.sleep(0.2)
-        raise RuntimeError("the service did not get ready:\n" + "\n".join(self.log[-20:]))
-
-    def _ready_workers(self) -> int:
-        return sum(1 for line in self.log if re.search(r"worker \d+ ready", line))
-
-    def warnings(self, keep: int = 40) -> dict[str, Any]:
-        """How many warning and error lines the service logged, and the last ``keep`` of them."""
-        lines = [x for x in self.log if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback", x)]
-        return {"count": len(lines), "last": lines[-keep:]}
-
-    def pids(self) -> dict[str, int]:
-        named = {f"worker{i}": pid for i, pid in sorted(self.worker_pids.items())}
-        named["gateway"] = self.process.pid
-        if self.redis_pid is not None:
-            named["redis"] = self.redis_pid
-        return named
-
-    def worker_info(self) -> list[dict[str, Any]]:
-        """What each worker's heartbeat says of it (threads, device, capacity), read from the
-        embedded Redis; empty when it cannot be read."""
-        if self.redis_url is None:
-            return []
-        import redis
-
-        from service.keys import Keys
-        from service.settings import Settings
-
-        # The service's settings: defaults (not this process's environment) and the overrides.
-        prefix = self.env.get("VIDREC_KEY_PREFIX", "vidrec")
-        keys = Keys.from_settings(Settings.model_construct(key_prefix=prefix))
-        fields = ("pid", "torch_threads", "device", "capacity", "stride")
-        found = []
-        try:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=2.0)
-            try:
-                for member in sorted(client.smembers(keys.workers)):
-                    values = client.hmget(keys.worker(member.decode()), fields)
-                    info = {f: v.decode() for f, v in zip(fields, values, strict=True) if v}
-                    found.append({"id": member.decode(), **info})
-            finally:
-                client.close()
-        except (redis.RedisError, OSError, UnicodeDecodeError):
-            return []
-        return found
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            status = self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._stderr.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return status
+def serve_env(args: argparse.Namespace) -> dict[str, str]:
+    """The own service's environment: no VIDREC_* and no OMP_NUM_THREADS (the worker then picks
+    its threads itself), so defaults, except what ``--server-env`` changes."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("VIDREC_") and k != "OMP_NUM_THREADS"
+    }
+    env.update(args.env_overrides)
+    return env
 
 
 # The load.
@@ -1268,27 +1142,6 @@ def plot(points: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        first = Path("/proc/meminfo").read_text().splitlines()[0]
-        memory = int(first.split()[1]) * 1024
-    return {
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_bytes": memory,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 # The sweep.
 
 
@@ -1378,7 +1231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for workers in args.workers:
             print(f"starting vidrec serve --workers {workers} (embedded Redis, defaults)")
-            server = Service(args, workers)
+            server = ServeProcess(serve_env(args), workers, args.models_dir)
             try:
                 server.wait_ready()
                 info = server.worker_info()
@@ -1408,7 +1261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "benchmark": "live",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": machine("host", "cpu", "cores", "memory_bytes", "os", "python"),
         "config": {**config, "server_env": args.env_overrides, "own_service": not args.url},
         "frame_bytes_mean": {
             size: float(np.mean([len(f) for source in fs for f in source]))

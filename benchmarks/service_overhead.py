@@ -26,13 +26,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,8 +44,9 @@ from model_core.data.video_io import write_video
 from service.inference import ClipClassifier, LiveRunner, ModelCatalog, pick_default, read_configs
 from service.ingest import ClipLimits, FrameLimits, Sampling, decode_clip, decode_ws_frame
 
-SERVE_CODE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
-START_TIMEOUT_S = 180.0
+if not __package__:  # loaded by its path (vidrec bench): `benchmarks` from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ServeProcess, finite, machine, percentile
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -85,33 +82,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # Statistics.
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (linear interpolation); NaN for no values."""
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
 def summary(latencies_s: Sequence[float], items: int, wall_s: float) -> dict[str, float]:
-    """p50/p95/mean latency in ms and items per second."""
+    """p50/p95/mean latency in ms and items per second (NaN for no latencies, None in the
+    JSON)."""
     ms = [x * 1000.0 for x in latencies_s]
+    p50, p95 = percentile(ms, 50), percentile(ms, 95)
+    nan = float("nan")
     return {
         "items": items,
         "wall_s": wall_s,
-        "throughput_per_s": items / wall_s if wall_s > 0 else float("nan"),
-        "p50_ms": percentile(ms, 50),
-        "p95_ms": percentile(ms, 95),
-        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+        "throughput_per_s": items / wall_s if wall_s > 0 else nan,
+        "p50_ms": nan if p50 is None else p50,
+        "p95_ms": nan if p95 is None else p95,
+        "mean_ms": statistics.fmean(ms) if ms else nan,
     }
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, so the JSON is strict."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 def ratio(a: float, b: float) -> float:
@@ -222,77 +206,22 @@ class InProcess:
 # The service.
 
 
-class Service:
-    """``vidrec serve --port 0`` in a subprocess, with its URL once it listens."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        env = dict(os.environ)
-        env.pop("VIDREC_REDIS_URL", None)  # the embedded Redis, as `make run` has it
-        env.update(
-            {
-                "OMP_NUM_THREADS": str(args.threads),
-                "VIDREC_TORCH_THREADS": str(args.threads),
-                "VIDREC_STRIDE": "1",
-                "VIDREC_DEVICE": args.device,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if args.models_dir is not None:
-            env["VIDREC_MODELS_DIR"] = str(args.models_dir)
-        command = [sys.executable, "-c", SERVE_CODE, "serve", "--port", "0", "--workers", "1"]
-        self.process = subprocess.Popen(
-            [*command, "--log-level", "warning"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.log: list[str] = []
-        self._stderr = threading.Thread(target=self._drain, daemon=True)
-        self._stderr.start()
-        self.url = self._wait_url()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line.rstrip())
-
-    def _wait_url(self) -> str:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if "listening on " not in line:
-            self.stop()
-            raise RuntimeError("vidrec serve did not start:\n" + "\n".join(self.log[-20:]))
-        return line.split("listening on ", 1)[1].strip()
-
-    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(base_url=self.url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    break
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-        raise RuntimeError("the service did not get ready:\n" + "\n".join(self.log[-20:]))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            status = self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._stderr.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return status
+def serve_env(args: argparse.Namespace) -> dict[str, str]:
+    """The service's environment: this one with the embedded Redis (as `make run` has it) and
+    the threads, stride and device of the in-process side."""
+    env = dict(os.environ)
+    env.pop("VIDREC_REDIS_URL", None)
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(args.threads),
+            "VIDREC_TORCH_THREADS": str(args.threads),
+            "VIDREC_STRIDE": "1",
+            "VIDREC_DEVICE": args.device,
+        }
+    )
+    if args.models_dir is not None:
+        env["VIDREC_MODELS_DIR"] = str(args.models_dir)
+    return env
 
 
 def upload(client: httpx.Client, data: bytes, model: str) -> dict[str, Any]:
@@ -319,7 +248,7 @@ def clips_sequential(
             body = upload(client, data, model)
             service_s.append(time.perf_counter() - t0)
             timings.append(body.get("timing_ms") or {})
-    service = summary(service_s, len(clips), sum(service_s))
+    service: dict[str, Any] = summary(service_s, len(clips), sum(service_s))
     service["server_timing_p50_ms"] = {
         key: percentile([t[key] for t in timings if key in t], 50)
         for key in sorted({k for t in timings for k in t})
@@ -469,26 +398,6 @@ def rows_of(
     return rows
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -506,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         local.classify([data])
 
     print("starting vidrec serve (embedded Redis, 1 worker, gateway)")
-    server = Service(args)
+    server = ServeProcess(serve_env(args), workers=1)
     service: dict[str, Any] = {"clips": {}, "streams": {}}
     baseline: dict[str, Any] = {"streams": {}}
     try:
@@ -539,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     results = {
         "benchmark": "service",
-        "machine": machine(),
+        "machine": machine("host", "cpu", "cores", "gpu", "python", "torch"),
         "config": {**config, "clip_model": clip_model, "live_model": live_model},
         "rows": rows,
         "service": {
