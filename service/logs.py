@@ -3,7 +3,8 @@
 ``VIDREC_LOG_FORMAT=json`` writes records as ``{"time", "level", "logger", "message",
 "request_id", ...}`` with the fields a record carries in ``extra`` (``route``, ``status``,
 ``duration_ms``, ``method``...); ``text`` writes the same as a line. The request id comes from
-:data:`request_id_var`, which the gateway sets for each request and WebSocket.
+:data:`request_id_var`, which the gateway sets for each request and WebSocket. Lines a command
+prints whatever the log level (``vidrec serve``'s status lines) go through :func:`status_line`.
 
 No secrets and no frame bytes reach the output: every message, argument and traceback passes
 :func:`redact`, which removes API keys and ``Authorization``/``bearer.`` credentials, and the
@@ -104,6 +105,19 @@ class TextFormatter(logging.Formatter):
 def _iso(created: float) -> str:
     millis = int((created % 1) * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+
+
+def status_line(logger: str, message: str, level: int = logging.INFO) -> str:
+    """``message`` as a command prints it whatever the log level (``vidrec serve``'s status
+    lines, the listening line): as it is in text (or before :func:`configure_logging`), one
+    record of ``logger`` at ``level`` from the installed handler's filter and formatter in JSON,
+    so a JSON log stays one object per line."""
+    handler = next((h for h in logging.getLogger().handlers if getattr(h, _MARK, False)), None)
+    if handler is None or not isinstance(handler.formatter, JsonFormatter):
+        return message
+    record = logging.LogRecord(logger, level, __file__, 0, message, None, None)
+    handler.filter(record)  # redaction, request id
+    return handler.format(record)
 
 
 def configure_logging(log_format: LogFormat = "text", level: int | str = logging.INFO) -> None:

@@ -77,7 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
     except ValueError as exc:
-        print(f"vidrec {args.command}: error: {exc}", file=sys.stderr)
+        import logging
+
+        from service.logs import status_line  # JSON where the command set JSON logging up
+
+        message = f"vidrec {args.command}: error: {exc}"
+        line = status_line(f"service.{args.command}", message, logging.ERROR)
+        print(line, file=sys.stderr)
         return 2
     return result
 

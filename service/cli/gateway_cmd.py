@@ -145,9 +145,12 @@ def make_server(
 
 
 def announce(url: str, role: str) -> None:
-    """Prints where the server listens (stdout: scripts read it) and logs where its pages are
-    (in the log format, so a JSON log stays one object per line)."""
-    print(f"vidrec {role}: listening on {url}", flush=True)
+    """Prints where the server listens (stdout: scripts read it; a JSON record whose message is
+    that line with ``VIDREC_LOG_FORMAT=json``) and logs where its pages are (in the log format, so
+    a JSON log stays one object per line)."""
+    from service.logs import status_line
+
+    print(status_line(f"service.{role}", f"vidrec {role}: listening on {url}"), flush=True)
     logging.getLogger(f"service.{role}").info(
         "vidrec %s: API docs %s/docs, readiness %s/readyz, metrics %s/metrics", role, url, url, url
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from service.cli.gateway_cmd import (
     make_server,
 )
 from service.devices import WorkerPlan, describe_plan, plan_workers, visible_gpus
+from service.logs import configure_logging, status_line
 from service.settings import Settings
 from service.threads import available_cores
 
@@ -104,9 +106,11 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def say(message: str) -> None:
-    """A status line on stderr (stdout carries only the listening line)."""
-    print(f"vidrec serve: {message}", file=sys.stderr, flush=True)
+def say(message: str, level: int = logging.INFO) -> None:
+    """A status line on stderr (stdout carries only the listening line), whatever the log level:
+    text, or a JSON record of ``service.serve`` with ``VIDREC_LOG_FORMAT=json``."""
+    line = status_line("service.serve", f"vidrec serve: {message}", level)
+    print(line, file=sys.stderr, flush=True)
 
 
 def bundle_dir(models_dir: Path | None) -> Path:
@@ -157,7 +161,8 @@ def keep_embedded_redis() -> int:
     try:
         server.start()
     except EmbeddedRedisError as exc:
-        print(f"vidrec serve: the embedded Redis did not start: {exc}", file=sys.stderr)
+        # on stdout, for the parent to say in its log format
+        print(f"error: {exc}".replace("\n", " "), flush=True)
         return 1
     try:
         print(f"{server.url} {server.pid}", flush=True)
@@ -181,7 +186,7 @@ class RedisKeeper:
         """Starts the keeper and waits for the server's URL.
 
         Raises:
-            RuntimeError: the server did not start (its error was printed by the keeper).
+            RuntimeError: the server did not start (with the keeper's error).
         """
         process = subprocess.Popen(
             [sys.executable, "-c", KEEPER_CODE],
@@ -194,7 +199,8 @@ class RedisKeeper:
         parts = line.split()
         if len(parts) != 2 or not parts[0].startswith("unix://"):
             _stop_process(process, 5.0)
-            raise RuntimeError("the embedded Redis did not start (see the message above)")
+            why = line.removeprefix("error: ") if line else f"no answer in {timeout_s:g} s"
+            raise RuntimeError(f"the embedded Redis did not start: {why}")
         return cls(process, parts[0], int(parts[1]))
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -377,7 +383,7 @@ class WorkerPool:
                         f"worker {slot.index} exited with status {status} before it was ready"
                         f"{times} (see its messages above); stopping"
                     )
-                    say(self.fatal)
+                    say(self.fatal, logging.ERROR)
                     return
                 delay = 1.0
             else:
@@ -388,7 +394,8 @@ class WorkerPool:
             slot.restart_at = now + delay
             say(
                 f"worker {slot.index} (pid {process.pid}) exited with status {status} after "
-                f"{ran:.1f} s; restarting it in {delay:.0f} s"
+                f"{ran:.1f} s; restarting it in {delay:.0f} s",
+                logging.WARNING,
             )
         if slot.process is None and slot.restart_at is not None and now >= slot.restart_at:
             self._spawn(slot)
@@ -412,7 +419,10 @@ class WorkerPool:
                     break
                 time.sleep(0.05)
             if process.poll() is None:
-                say(f"worker {index} (pid {process.pid}) did not stop in time; killing it")
+                say(
+                    f"worker {index} (pid {process.pid}) did not stop in time; killing it",
+                    logging.WARNING,
+                )
                 process.kill()
             status = process.wait()
             _close_stdin(process)
@@ -495,6 +505,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(
         host=args.host, port=args.port, models_dir=args.models_dir, workers=args.workers
     )
+    # Now, not with the gateway: the status lines before it are in the log format too.
+    configure_logging(settings.log_format, args.log_level.upper())
     check_bundles(settings.models_dir)
     plans = plan_workers(
         settings.device,
@@ -550,7 +562,7 @@ def run(args: argparse.Namespace) -> int:
             status = 1
         say("stopping")
     except RuntimeError as exc:
-        say(str(exc))
+        say(str(exc), logging.ERROR)
         status = 1
     finally:
         stop.server = None

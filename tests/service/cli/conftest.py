@@ -3,6 +3,7 @@ free port, with tiny random bundles; stopped with SIGTERM at the end of the sess
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,3 +37,14 @@ def vidrec_server(tiny_models: Path) -> Iterator[ServeProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Puts the root logger back as pytest had it: a command run in this process
+    (``main(["serve", ...])``) sets logging up for itself."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers = handlers
+    root.setLevel(level)
