@@ -8,6 +8,10 @@ JSON that ``scripts/render_model_docs.py`` renders into docs/MODELS.md. Usage::
 
     python scripts/bench_independent_clips.py [docs/independent_clips_bench.json]
         [--clips-per-class 20] [--seed-offset 0] [--models-dir DIR] [--models NAME ...]
+        [--before-dir DIR]
+
+``--before-dir`` scores the bundles of the same names in another directory (earlier weights) on
+the same clips, and each row records their figures under ``before``.
 """
 
 from __future__ import annotations
@@ -124,14 +128,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-offset", type=int, default=0)
     parser.add_argument("--models-dir", default=None, help="bundles (default: the shipped ones)")
     parser.add_argument("--models", nargs="*", default=None, help="bundle names (default: all)")
+    parser.add_argument(
+        "--before-dir", default=None, help="earlier bundles of the same names, on the same clips"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     paths = list_bundles(args.models_dir)
     if args.models:
         paths = {name: paths[name] for name in args.models}
-    rows = measure(paths, args.clips_per_class, args.seed_offset)
-    print(render(rows))
+    before: dict[str, Path] = {}
+    if args.before_dir:
+        earlier = list_bundles(args.before_dir)
+        before = {  # (a bundle whose file is unchanged has no earlier weights)
+            f"before:{name}": earlier[name]
+            for name in paths
+            if name in earlier and earlier[name].read_bytes() != paths[name].read_bytes()
+        }
+    measured = measure({**paths, **before}, args.clips_per_class, args.seed_offset)
+    earlier_rows = {r["model"].removeprefix("before:"): r for r in measured if r["model"] in before}
+    rows = [r for r in measured if r["model"] not in before]
+    for row in rows:
+        if (old := earlier_rows.get(row["model"])) is not None:
+            row["before"] = {k: old[k] for k in ("correct", "top1", "ci95")}
+    print(render(measured))
     argv_used = sys.argv[1:] if argv is None else argv
     payload = {
         "command": "python scripts/bench_independent_clips.py " + " ".join(argv_used),

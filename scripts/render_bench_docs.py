@@ -133,8 +133,8 @@ def first_streams_table() -> list[str]:
     return lines
 
 
-TUNING_JSON = ("eventful_tuning_10000.json", "eventful_tuning_10096.json")
-HELDOUT_JSON = ("eventful_heldout_20000.json", "eventful_heldout_20192.json")
+TUNING_JSON = ("eventful_stream_bench.json", "eventful_stream_bench_seed100.json")
+HELDOUT_JSON = ("eventful_heldout_20384.json", "eventful_heldout_20576.json")
 
 
 def heldout_tables() -> list[str]:

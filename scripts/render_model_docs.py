@@ -163,22 +163,27 @@ def render_independent_table() -> str:
     bench = json.loads(INDEPENDENT_JSON.read_text())
     rows = bench["rows"]
     kinds = list(rows[0]["per_background"])
+    earlier = any("before" in r for r in rows)
     header = [
         "bundle",
         "top-1",
         "95% interval",
+        *(["before the varied stage"] if earlier else []),
         *(f"{k} bg" for k in kinds),
         "most frequent mistake",
     ]
     lines = [
         "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (2 + len(kinds)) + "---|",
+        "|---|" + "---:|" * (2 + earlier + len(kinds)) + "---|",
     ]
     for r in rows:
         low, high = r["ci95"]
         worst = next(iter(r["mistakes"].items()), None)
         mistake = "" if worst is None else f"{worst[0].replace('->', ' → ')} ({worst[1]})"
         cells = [f"{r['per_background'][k]:.0%}" for k in kinds]
+        if earlier:
+            old = r.get("before")
+            cells.insert(0, "—" if old is None else f"{old['top1']:.1%} ({old['correct']})")
         lines.append(
             f"| `{r['model']}` | {r['top1']:.1%} ({r['correct']}/{r['clips']}) "
             f"| {low:.1%}–{high:.1%} | " + " | ".join(cells) + f" | {mistake} |"

@@ -45,6 +45,11 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
 ORIENTATION_FACTS = {"orientation": " ".join(ORIENTATION_ARGS)}
 
 
+def _rates(rates: dict[str, float]) -> tuple[float, float]:
+    """A recorded frame-rate range (a bundle's header stores its keys sorted)."""
+    return rates["low"], rates["high"]
+
+
 def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
     # The shipped chains ran the check from scripts/, where it lived until it moved to recipes/.
     if record["command"].startswith(
@@ -70,7 +75,7 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         # Runs from before the turn supervision existed did not record it.
         "turn_loss": config.get("turn_loss", 0.0),
         # Nor the frame-rate range, before it existed.
-        "rates": None if config.get("rates") is None else tuple(config["rates"].values()),
+        "rates": None if config.get("rates") is None else _rates(config["rates"]),
         # Nor the share of varied clips.
         "varied": config.get("varied_share", 0.0),
     }

@@ -94,7 +94,7 @@ def test_written_into_the_bundle_and_served_as_its_default(tmp_path: Path) -> No
     bundle = _live_bundle(models, "live")
     report = tmp_path / "bench.json"
     report.write_text(json.dumps({"machine": {"platform": "test"}, "bundle": ROWS}))
-    argv = ["--bench", str(report), "--bundle", str(bundle)]
+    argv = ["--bench", str(report), "--bundle", str(bundle), "--max-lost-points", "2.5"]
 
     assert main([*argv, "--check"]) == 1  # nothing recorded yet
     assert main([*argv, "--dry-run"]) == 0

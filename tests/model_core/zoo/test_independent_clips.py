@@ -1,9 +1,8 @@
-"""The independent renderer draws what each class means, and the shipped bundles' accuracy on its
-clips (docs/MODELS.md, "Clips drawn by independent code", has the figures with intervals).
-
-The issue's bar is 95% top-1 for every temporal bundle on these clips; no shipped bundle reaches it
-yet, so the bundle test holds each to the floor it reaches today (well under its measured top-1
-less the sampling noise of this small sample), which catches a bundle that gets worse."""
+"""The independent renderer draws what each class means, and the shipped temporal bundles name its
+clips right: the issue's bar is 95% top-1 for each (docs/MODELS.md, "Clips drawn by independent
+code", has the figures on a larger sample that no choice saw, with intervals). The bundles that
+do not reach it yet are held to floors a few points under what they score on this sample, which
+catches a bundle that gets worse."""
 
 from __future__ import annotations
 
@@ -37,18 +36,24 @@ def _load() -> ModuleType:
 
 R = _load()
 BASELINE = "vit_avg_tiny_motion112"
-# Seeds no measurement in the docs used (they start at 0 with 20 clips per class).
+# Seeds apart from the documented samples' (docs/MODELS.md names them).
 TEST_OFFSET = 100_000
-PER_CLASS = 3
-# Floors: about 25 points under each bundle's measured top-1 on 220 clips (docs/MODELS.md), which
-# a bundle at its measured accuracy clears on 33 clips in far more than 99% of samples.
+PER_CLASS = 6
+BAR = 0.95  # the issue's: 95% top-1 for every shipped temporal bundle, so 63 of these 66 clips
+# Below the bar so far (issue 28): what each scores on this sample, less about two clips.
 FLOORS = {
-    "tokshift_tiny_motion112": 0.45,
-    "factorized_causal_tiny_motion112": 0.35,
-    "laps_tiny_motion112": 0.35,
-    "vast_tiny_motion112": 0.35,
-    "xvit_tiny_motion112": 0.09,
+    "factorized_causal_tiny_motion112": 0.86,
+    "laps_tiny_motion112": 0.83,
+    "tokshift_tiny_motion112": 0.89,
+    "xvit_tiny_motion112": 0.86,
 }
+TEMPORAL = (
+    "factorized_causal_tiny_motion112",
+    "laps_tiny_motion112",
+    "tokshift_tiny_motion112",
+    "vast_tiny_motion112",
+    "xvit_tiny_motion112",
+)
 
 
 def test_a_seed_names_a_clip() -> None:
@@ -155,11 +160,11 @@ def _top1(name: str, sample: tuple[list[np.ndarray], list[int]]) -> float:
     return float((answers == torch.tensor(labels)).float().mean())
 
 
-def test_every_shipped_temporal_bundle_has_a_floor() -> None:
-    assert set(list_bundles()) - {BASELINE} == set(FLOORS)
+def test_every_shipped_bundle_but_the_frame_average_is_held_to_the_bar() -> None:
+    assert set(list_bundles()) - {BASELINE} == set(TEMPORAL)
 
 
-@pytest.mark.parametrize("name", sorted(FLOORS))
+@pytest.mark.parametrize("name", TEMPORAL)
 def test_bundle_on_independent_clips(name: str, sample: tuple[list[np.ndarray], list[int]]) -> None:
     top1 = _top1(name, sample)
-    assert top1 >= FLOORS[name], (name, top1)
+    assert top1 >= FLOORS.get(name, BAR), (name, top1)
