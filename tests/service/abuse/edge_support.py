@@ -66,7 +66,7 @@ class GatewayProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         try:
-            self.url = self.wait_for(r"listening on (\S+)").group(1)
+            self.url = self.wait_for(r"listening on ([^\s\"]+)").group(1)
         except BaseException:
             self.stop()
             raise

@@ -53,7 +53,7 @@ class ServeProcess:
         ]
         for reader in self._readers:
             reader.start()
-        self.url = self.wait_for(r"listening on (\S+)").group(1)
+        self.url = self.wait_for(r"listening on ([^\s\"]+)").group(1)
 
     @property
     def pid(self) -> int:

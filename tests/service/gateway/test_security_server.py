@@ -67,7 +67,7 @@ class Gateway:
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until it listens (or exits)
-        match = re.search(r"listening on (\S+)", line)
+        match = re.search(r"listening on ([^\s\"]+)", line)
         assert match, f"the gateway did not start: {line!r}\n{log_path.read_text()}"
         self.url = match.group(1)
         self.ws_url = self.url.replace("http://", "ws://")
