@@ -51,15 +51,17 @@ def auth_client(auth_settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def _not_found(response: Any, session_id: str) -> None:
-    """The answer to an unknown session, word for word (the request id aside)."""
+def _unknown(response: Any, code: str, message: str) -> None:
+    """A 404 worded exactly as for an unknown id (the request id aside)."""
     assert response.status_code == 404, response.text
     error = dict(response.json()["error"])
     assert error.pop("request_id") == response.headers["x-request-id"]
-    assert error == {
-        "code": "session_not_found",
-        "message": f"no session {session_id!r} (unknown or expired)",
-    }
+    assert error == {"code": code, "message": message}
+
+
+def _not_found(response: Any, session_id: str) -> None:
+    """The answer to an unknown session."""
+    _unknown(response, "session_not_found", f"no session {session_id!r} (unknown or expired)")
 
 
 def _events_refused(client: TestClient, session_id: str, name: str) -> None:
@@ -229,14 +231,8 @@ def _post_clip(client: TestClient, mp4: bytes, name: str | None = None) -> str:
 
 
 def _job_not_found(response: Any, job_id: str) -> None:
-    """The answer to an unknown job, word for word (the request id aside)."""
-    assert response.status_code == 404, response.text
-    error = dict(response.json()["error"])
-    assert error.pop("request_id") == response.headers["x-request-id"]
-    assert error == {
-        "code": "job_not_found",
-        "message": f"no clip job {job_id!r} (unknown or expired)",
-    }
+    """The answer to an unknown job."""
+    _unknown(response, "job_not_found", f"no clip job {job_id!r} (unknown or expired)")
 
 
 def _job(client: TestClient, job_id: str, name: str | None = None) -> dict[str, Any]:
