@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {}
     for name, case in CASES.items():
-        times, imported = [], []
+        times: list[float] = []
+        imported: list[str] = []
         for _ in range(args.repeats):
             elapsed, imported = run_once(case, env, cwd)
             times.append(elapsed)

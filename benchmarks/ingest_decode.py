@@ -78,7 +78,7 @@ def bare_decode(data: bytes, convert: set[int] | None) -> int:
     """
     decoded = 0
     last = max(convert) if convert else None
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         for i, frame in enumerate(container.decode(video=0)):
             decoded += 1
             if convert is not None and i in convert:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "probe": lambda: 1 if probe_clip(data) else 0,  # the index pass plus one decoded frame
     }
     results = run_cases(cases, args.repeats)
-    ratios = {}
+    ratios: dict[str, float] = {}
     for stat in ("median_s", "min_s"):
         t = {name: result[stat] for name, result in results.items()}
         suffix = stat.removesuffix("_s")

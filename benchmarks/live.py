@@ -565,6 +565,7 @@ async def open_stream(stream: Stream, url: str, args: argparse.Namespace) -> Non
     address = local_address(url, stream.index, not args.no_spread)
     if address is not None:
         extra["local_addr"] = address
+    first: Any = None
     for attempt in range(RATE_LIMIT_RETRIES + 1):
         try:
             stream.ws = await connect(
@@ -788,10 +789,14 @@ async def run_load(
         )
     ]
     form = dict(f.split("=", 1) for f in args.clip_form)
-    uploaders = [
-        asyncio.create_task(upload_clips(client, clip, form, stop_clips, clip_load))
-        for client in clip_clients
-    ]
+    uploaders = (
+        [
+            asyncio.create_task(upload_clips(client, clip, form, stop_clips, clip_load))
+            for client in clip_clients
+        ]
+        if clip is not None
+        else []
+    )
     # Phases spread over one frame interval, as unsynchronised cameras send.
     await asyncio.gather(
         *(
