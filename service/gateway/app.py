@@ -29,7 +29,7 @@ from service.gateway.streams import router as streams_router
 from service.gateway.system import router as system_router
 from service.keys import Keys
 from service.metrics import GatewayMetrics
-from service.queue import ClipJobs, EventReader, SessionDirectory, WorkerDirectory
+from service.queue import ClipJobs, EventFanout, EventReader, SessionDirectory, WorkerDirectory
 from service.redis_conn import async_client
 from service.settings import Settings
 
@@ -136,9 +136,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One pooled connection per open WebSocket (its blocking read) and per request.
+        # At most one pooled connection per request in flight (a socket's relay holds none
+        # while it waits: the fan-out's one blocking read serves every socket).
         client = async_client(redis_url, max_connections=settings.http_max_connections + 64)
         keys = Keys.from_settings(settings)
+        fanout = EventFanout(client, keys)
         app.state.gateway = Gateway(
             settings=settings,
             keys=keys,
@@ -146,13 +148,16 @@ def create_app(settings: Settings) -> FastAPI:
             jobs=ClipJobs(client, keys, settings),
             sessions=SessionDirectory(client, keys, settings),
             events=EventReader(client, keys),
+            fanout=fanout,
             workers=WorkerDirectory(client, keys),
             metrics=metrics,
             limits=Limits(client, keys, settings),
         )
+        fanout.start()
         try:
             yield
         finally:
+            await fanout.aclose()  # before the client: its read must not outlive the pool
             await client.aclose()
 
     app = FastAPI(

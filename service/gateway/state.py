@@ -1,4 +1,5 @@
-"""What a gateway process holds: settings, one asyncio Redis client, the queue objects, metrics.
+"""What a gateway process holds: settings, one asyncio Redis client, the queue objects (among them
+the event fan-out, the one task that reads every relayed session's events), metrics.
 
 The gateway is stateless apart from this: every fact about jobs, sessions and workers lives in
 Redis, so any number of replicas can run behind one load balancer.
@@ -14,7 +15,7 @@ from starlette.requests import HTTPConnection
 from service.gateway.ratelimit import Limits
 from service.keys import Keys
 from service.metrics import GatewayMetrics
-from service.queue import ClipJobs, EventReader, SessionDirectory, WorkerDirectory
+from service.queue import ClipJobs, EventFanout, EventReader, SessionDirectory, WorkerDirectory
 from service.settings import Settings
 
 
@@ -28,6 +29,7 @@ class Gateway:
     jobs: ClipJobs
     sessions: SessionDirectory
     events: EventReader
+    fanout: EventFanout  # the one blocking reader of the events its sockets relay
     workers: WorkerDirectory
     metrics: GatewayMetrics
     limits: Limits

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Coroutine
@@ -225,18 +226,30 @@ async def _relay_events(
 ) -> None:
     """Sends the session's events from ``after`` on; returns once the session has ended and its
     remaining events are sent (when ``stop_when_final``). ``cursor[0]``, when given, follows
-    the last event sent, for a relay that must go on from there."""
-    while True:
-        events = await gw.events.read(session_id, after=after, block_ms=EVENT_BLOCK_MS)
-        for event_id, event in events:
-            after = event_id
-            await sock.send(event)
-            if cursor is not None:
-                cursor[0] = after
-        if not events and stop_when_final:
-            state = await gw.redis.hget(gw.keys.session(session_id), "state")
-            if state is None or _text(state) in FINAL_STATES:
-                return
+    the last event sent, for a relay that must go on from there.
+
+    The events come through the gateway's fan-out (one shared blocking read), so the relay holds
+    no Redis connection while it waits; it checks the session's state only after a wait of
+    ``EVENT_BLOCK_MS`` with no event."""
+    async with gw.fanout.subscribe(session_id, after) as sub:
+        while True:
+            # Jittered: relays woken together by one shared read would otherwise check their
+            # sessions' states together, and the pool opens a connection per call at once.
+            events = await sub.get(EVENT_BLOCK_MS / 1000 * random.uniform(0.75, 1.25))
+            for event_id, event in events:
+                await sock.send(event)
+                if cursor is not None:
+                    cursor[0] = event_id
+            if not events and stop_when_final:
+                state = await gw.redis.hget(gw.keys.session(session_id), "state")
+                if state is None or _text(state) in FINAL_STATES:
+                    # Read after the state: events written before the session ended are
+                    # there, even those the shared read had not handed over yet.
+                    for event_id, event in await sub.rest():
+                        await sock.send(event)
+                        if cursor is not None:
+                            cursor[0] = event_id
+                    return
 
 
 def _text(value: bytes | str) -> str:

@@ -1,7 +1,8 @@
 """The Redis queue between gateway and workers: clip jobs, sessions, events and heartbeats.
 
 Gateway side (``redis.asyncio`` clients): :class:`ClipJobs`, :class:`SessionDirectory`,
-:class:`EventReader`, :class:`WorkerDirectory`. Worker side (blocking clients):
+:class:`EventReader`, :class:`EventFanout` (one shared blocking read of every followed session's
+events), :class:`WorkerDirectory`. Worker side (blocking clients):
 :class:`ClipConsumer`, :class:`SessionInbox` (with :class:`EventWriter`), :class:`WorkerRegistry`.
 Import them from here; the modules are an implementation detail. Key names and TTLs come
 from :class:`service.keys.Keys`; every refusal is a :class:`QueueError` subclass with a ``code``
@@ -22,6 +23,7 @@ from service.queue.errors import (
     job_error,
 )
 from service.queue.events import EventReader, EventWriter
+from service.queue.fanout import EventFanout, Subscription
 from service.queue.inbox import Adoption, SessionInbox, SessionMessage
 from service.queue.limits import Holdings, RateLimiter, Verdict
 from service.queue.sessions import (
@@ -45,6 +47,7 @@ __all__ = [
     "ClipJobs",
     "ClipTask",
     "ConsumerStats",
+    "EventFanout",
     "EventReader",
     "EventWriter",
     "Holdings",
@@ -60,6 +63,7 @@ __all__ = [
     "SessionInfo",
     "SessionMessage",
     "SessionNotFoundError",
+    "Subscription",
     "Verdict",
     "WorkerDirectory",
     "WorkerInfo",

@@ -89,7 +89,9 @@ class EventWriter:
         }
 
 
-def _parse(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+    """One stream entry as ``(event id, event)``, the id also set as the event's ``event_id``; an
+    unreadable entry becomes an ``error`` event rather than failing the relay."""
     event_id = text(entry_id)
     raw = fields.get(b"event", fields.get("event"))
     try:
@@ -100,6 +102,27 @@ def _parse(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
         event = {"value": event}
     event["event_id"] = event_id
     return event_id, event
+
+
+def parse_xread(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """An ``XREAD`` reply (RESP2 list or RESP3 dict) as ``(stream key, events)`` pairs, each
+    stream's events oldest first as :func:`parse_entry` gives them."""
+    streams = reply.items() if isinstance(reply, dict) else (reply or [])
+    return [
+        (text(stream), [parse_entry(entry_id, fields) for entry_id, fields in items])
+        for stream, items in streams
+    ]
+
+
+def id_order(event_id: str) -> tuple[int, int]:
+    """An event id as a sortable pair (``"1712-3"`` -> ``(1712, 3)``; ``"1712"`` counts as
+    ``1712-0``, as Redis reads it).
+
+    Raises:
+        ValueError: Not an id of that form (``$``, ``+``, ``-`` are not ids).
+    """
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class EventReader:
@@ -127,10 +150,7 @@ class EventReader:
         reply: Any = await self.redis.xread(
             {self.keys.events(session_id): after}, count=count, block=block_ms or None
         )
-        streams = reply.items() if isinstance(reply, dict) else (reply or [])
-        return [
-            _parse(entry_id, fields) for _stream, items in streams for entry_id, fields in items
-        ]
+        return [event for _stream, events in parse_xread(reply) for event in events]
 
     async def last_id(self, session_id: str) -> str | None:
         """Id of the newest event, for a client that wants only what comes next."""
