@@ -45,9 +45,10 @@ def async_client(
         url: The server.
         connect_timeout_s: Bound on connecting.
         max_connections: Pool size; ``None``: redis-py's default (100). The pool blocks (up to
-            ``POOL_WAIT_S``) when all are in use instead of failing at once: the gateway holds
-            one per open WebSocket (its blocking read), so a burst of sockets would otherwise
-            make every other request fail with "Too many connections".
+            ``POOL_WAIT_S``) when all are in use instead of failing at once, so a burst of
+            requests waits for a connection rather than failing with "Too many connections".
+            (The gateway's sockets hold none while they wait for events: one reader per
+            gateway serves them all, ``service.queue.fanout``.)
     """
     if max_connections is None:
         return redis.asyncio.Redis.from_url(
