@@ -40,7 +40,7 @@ from service.gateway.request_id import request_id_of
 from service.gateway.responses import answer, errors
 from service.gateway.state import Gateway, get_gateway
 from service.ingest import IngestError, check_source_url, split_message
-from service.queue import FINAL_STATES, QueueError, SessionInfo
+from service.queue import QueueError, SessionInfo
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,14 +117,6 @@ def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[
         "ended_reason": info.ended_reason,
         "events_url": f"/v1/streams/{info.session_id}/events",
     }
-
-
-async def _stride_of(gw: Gateway, session_id: str) -> int | None:
-    raw = await gw.redis.hget(gw.keys.session(session_id), "stride")
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 async def _open_session(
@@ -240,20 +232,14 @@ async def _relay_events(
                 await sock.send(event)
                 if cursor is not None:
                     cursor[0] = event_id
-            if not events and stop_when_final:
-                state = await gw.redis.hget(gw.keys.session(session_id), "state")
-                if state is None or _text(state) in FINAL_STATES:
-                    # Read after the state: events written before the session ended are
-                    # there, even those the shared read had not handed over yet.
-                    for event_id, event in await sub.rest():
-                        await sock.send(event)
-                        if cursor is not None:
-                            cursor[0] = event_id
-                    return
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+            if not events and stop_when_final and await gw.sessions.ended(session_id):
+                # Read after the state: events written before the session ended are there,
+                # even those the shared read had not handed over yet.
+                for event_id, event in await sub.rest():
+                    await sock.send(event)
+                    if cursor is not None:
+                        cursor[0] = event_id
+                return
 
 
 def router(settings: Settings) -> APIRouter:
@@ -361,7 +347,7 @@ def router(settings: Settings) -> APIRouter:
         """The open sessions the caller may see, as ``GET /v1/streams/{id}`` shows each: with
         auth on, those its key opened (an admin key: all); with auth off, all."""
         infos = [info for info in await gw.sessions.list() if may_see(info.opened_by)]
-        strides = [await _stride_of(gw, info.session_id) for info in infos]
+        strides = [await gw.sessions.stride(info.session_id) for info in infos]
         sessions = [_session_fields(i, gw, s) for i, s in zip(infos, strides, strict=True)]
         return answer(wire.build(wire.SessionList, {"sessions": sessions, "count": len(sessions)}))
 
@@ -376,7 +362,7 @@ def router(settings: Settings) -> APIRouter:
     ) -> JSONResponse:
         """The session as recorded in Redis."""
         info = await _existing(gw, session_id)
-        return JSONResponse(session_body(info, gw, await _stride_of(gw, session_id)))
+        return JSONResponse(session_body(info, gw, await gw.sessions.stride(session_id)))
 
     @api.delete(
         "/v1/streams/{session_id}",
@@ -391,7 +377,7 @@ def router(settings: Settings) -> APIRouter:
         await _existing(gw, session_id)
         closed = await gw.sessions.close(session_id)
         info = await _existing(gw, session_id)
-        fields = _session_fields(info, gw, await _stride_of(gw, session_id))
+        fields = _session_fields(info, gw, await gw.sessions.stride(session_id))
         return answer(wire.build(wire.SessionView, {**fields, "closed_now": closed}))
 
     @api.websocket("/v1/streams/{session_id}/events")
@@ -418,7 +404,7 @@ def router(settings: Settings) -> APIRouter:
             return
         await ws.accept()
         sock = _Socket(ws)
-        stride = await _stride_of(gw, session_id)
+        stride = await gw.sessions.stride(session_id)
         try:
             if after is None:
                 fields = _session_fields(info, gw, stride)

@@ -291,6 +291,20 @@ class SessionDirectory:
         raw = await self.redis.hgetall(self.keys.session(session_id))
         return session_info(session_id, text_hash(raw)) if raw else None
 
+    async def stride(self, session_id: str) -> int | None:
+        """The stride the session was opened with; ``None`` when it has none, is unknown, or the
+        field is unreadable."""
+        raw = await self.redis.hget(self.keys.session(session_id), "stride")
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+    async def ended(self, session_id: str) -> bool:
+        """Whether the session has ended: closed, failed, or gone (unknown or expired)."""
+        state = await self.redis.hget(self.keys.session(session_id), "state")
+        return state is None or text(state) in FINAL_STATES
+
     async def list(self) -> list[SessionInfo]:
         """The open sessions (live and RTSP), oldest first."""
         ids = await self._open_ids()

@@ -304,3 +304,27 @@ def test_an_adopter_takes_over_the_dead_owners_waiting_frames(
     # The other session's frames (and the open messages) stay for whoever takes it.
     left = [m for m in SessionInbox(r, keys, "w1").read(count=1000) if m.type == "frame"]
     assert [m.data for m in left] == [b"b%d" % i for i in range(5)]
+
+
+def test_stride_and_ended_read_the_session_hash(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    register(r, keys, "w1", ["tiny"])
+    plain = create(arun, keys, settings)
+    strided = create(arun, keys, settings, stride=3)
+
+    async def go(client: redis.asyncio.Redis) -> list[Any]:
+        directory = SessionDirectory(client, keys, settings)
+        before = [
+            await directory.stride(strided.session_id),
+            await directory.stride(plain.session_id),
+            await directory.stride("nope"),
+            await directory.ended(plain.session_id),
+            await directory.ended("nope"),
+        ]
+        await directory.close(plain.session_id)
+        return [*before, await directory.ended(plain.session_id)]
+
+    assert arun(go) == [3, None, None, False, True, True]
+    r.hset(keys.session(strided.session_id), "stride", "x")  # unreadable: as if none
+    assert arun(lambda c: SessionDirectory(c, keys, settings).stride(strided.session_id)) is None
