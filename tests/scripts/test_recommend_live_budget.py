@@ -75,6 +75,14 @@ def test_the_cheapest_budget_within_the_bound_is_picked() -> None:
         pick(ROWS[1:], 1.0)
 
 
+def test_the_point_estimate_is_bounded_too() -> None:
+    # threshold 1.25's interval is within 3 points but it loses 1.0: a 0.9 bound leaves it out.
+    assert pick(ROWS, 3.0, max_points=1.0)["budget"] == "threshold 1.25"
+    assert pick(ROWS, 3.0, max_points=0.9)["budget"] == "keep-all"
+    with pytest.raises(ValueError, match=r"at most 1 points \(0.5 at the point estimate\)"):
+        pick(ROWS[1:], 1.0, max_points=0.5)
+
+
 def _live_bundle(directory: Path, name: str, causal: bool = True) -> Path:
     torch.manual_seed(0)
     model = create_model(
@@ -95,6 +103,7 @@ def test_written_into_the_bundle_and_served_as_its_default(tmp_path: Path) -> No
     report = tmp_path / "bench.json"
     report.write_text(json.dumps({"machine": {"platform": "test"}, "bundle": ROWS}))
     argv = ["--bench", str(report), "--bundle", str(bundle), "--max-lost-points", "2.5"]
+    argv += ["--max-points", "2.5"]
 
     assert main([*argv, "--check"]) == 1  # nothing recorded yet
     assert main([*argv, "--dry-run"]) == 0
