@@ -168,7 +168,7 @@ def render_independent_table() -> str:
         "bundle",
         "top-1",
         "95% interval",
-        *(["before the varied stage"] if earlier else []),
+        *(["previous weights"] if earlier else []),
         *(f"{k} bg" for k in kinds),
         "most frequent mistake",
     ]
