@@ -11,8 +11,10 @@ import pytest
 # --import-mode=importlib keeps test directories off sys.path; the helper module beside this file
 # is imported by name from the tests.
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+# ...and the edge tests' one (its private Redis server), beside it.
+for _helpers in (_HERE, str(Path(_HERE).parent / "abuse")):
+    if _helpers not in sys.path:
+        sys.path.insert(0, _helpers)
 
 # make_worker and mp4 are fixtures shared with the abuse tests; imported here so pytest finds them.
 from gateway_support import TestClient, make_worker, mp4  # noqa: E402, F401

@@ -115,6 +115,7 @@ class StandInWorker:
         answer: Turns a task into a result dict, or raises to fail it with the exception's
             ``error`` attribute.
         messages: Every inbox message it read, in order.
+        capacity: The live sessions it advertises room for.
     """
 
     settings: Settings
@@ -124,6 +125,7 @@ class StandInWorker:
     live_models: list[str] = field(default_factory=lambda: [LIVE_MODEL])
     answer: Callable[[ClipTask], dict[str, Any]] = default_answer
     messages: list[SessionMessage] = field(default_factory=list)
+    capacity: int = 4
 
     def __post_init__(self) -> None:
         assert self.settings.redis_url is not None
@@ -146,7 +148,7 @@ class StandInWorker:
                 "live_models": self.live_models,
                 "catalog": catalog_rows(),
                 "sessions": len(self.inbox.owned()),
-                "capacity": 4,
+                "capacity": self.capacity,
             },
             self.metrics.render(),
         )

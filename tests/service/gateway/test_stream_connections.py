@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import LIVE_MODEL, StandInWorker, TestClient, catalog_rows
+from edge_support import RedisServer
+from gateway_support import LIVE_MODEL, StandInWorker, TestClient
 from PIL import Image
 
 from service.gateway import create_app
-from service.redis_conn import ping_url, sync_client
+from service.redis_conn import sync_client
 from service.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -26,44 +24,15 @@ pytestmark = pytest.mark.integration
 SOCKETS = 60
 
 
-class RoomyWorker(StandInWorker):
-    """The stand-in worker, advertising room for every socket of the test."""
-
-    def beat(self) -> None:
-        self.registry.beat(
-            {
-                "models": self.models,
-                "live_models": self.live_models,
-                "catalog": catalog_rows(),
-                "sessions": len(self.inbox.owned()),
-                "capacity": SOCKETS * 2,
-            },
-            self.metrics.render(),
-        )
-
-
 @pytest.fixture
 def private_redis_url(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test alone, so every client it counts is the gateway's or the
     worker's."""
-    executable = shutil.which("redis-server")
-    assert executable is not None, "redis-server is needed"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    command = [executable, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
-    command += ["--appendonly", "no", "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(tmp_path).start()
     try:
-        deadline = time.monotonic() + 10
-        while not ping_url(url):
-            assert process.poll() is None and time.monotonic() < deadline, "no redis-server"
-            time.sleep(0.05)
-        yield url
+        yield server.url
     finally:
-        process.kill()
-        process.wait()
+        server.stop()
 
 
 def _jpeg() -> bytes:
@@ -98,7 +67,7 @@ def test_sixty_live_sockets_hold_a_few_redis_connections(
         quota_live_sessions=0,  # one test client opens them all
         rate_limit_rps=0,
     )
-    worker = RoomyWorker(settings=settings).start()
+    worker = StandInWorker(settings=settings, capacity=SOCKETS * 2).start()
     try:
         worker_only = _clients(private_redis_url)
         frame = _jpeg()

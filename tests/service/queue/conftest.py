@@ -7,7 +7,9 @@ stream replies differ (XAUTOCLAIM), so both are exercised.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -17,6 +19,12 @@ import redis.asyncio
 from service.keys import Keys
 from service.redis_conn import async_client, sync_client
 from service.settings import Settings
+
+# The edge tests' private Redis server (one a test may kill and start again) lives in their
+# helper module; --import-mode=importlib keeps test directories off sys.path.
+_EDGE = str(Path(__file__).resolve().parent.parent / "abuse")
+if _EDGE not in sys.path:
+    sys.path.insert(0, _EDGE)
 
 T = TypeVar("T")
 AsyncRunner = Callable[[Callable[[redis.asyncio.Redis], Awaitable[Any]]], Any]

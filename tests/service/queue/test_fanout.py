@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +14,12 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from edge_support import RedisServer
 
 from service.keys import Keys
 from service.queue import EventFanout, EventWriter, Subscription
 from service.queue.fanout import OWN_READS
-from service.redis_conn import async_client, ping_url, sync_client
+from service.redis_conn import async_client, sync_client
 from service.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -280,46 +278,9 @@ def test_connections_stay_constant_from_1_to_200_subscribers(
     assert counts[200] - counts[10] <= 2, counts
 
 
-class _RedisServer:
-    """A private redis-server on a fixed port, killed (SIGKILL, as a crash) and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        executable = shutil.which("redis-server")
-        assert executable is not None, "redis-server is needed"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.command = [
-            executable,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(directory),
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> _RedisServer:
-        self.process = subprocess.Popen(
-            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while not ping_url(self.url):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[_RedisServer]:
-    server = _RedisServer(tmp_path).start()
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
     try:
         yield server
     finally:
@@ -327,7 +288,7 @@ def private_redis(tmp_path: Path) -> Iterator[_RedisServer]:
 
 
 def test_the_loop_survives_a_redis_restart_and_subscribers_keep_their_place(
-    private_redis: _RedisServer,
+    private_redis: RedisServer,
 ) -> None:
     keys = Keys(prefix="fanout")
 
