@@ -153,11 +153,10 @@ def create_app(settings: Settings) -> FastAPI:
             metrics=metrics,
             limits=Limits(client, keys, settings),
         )
-        fanout.start()
         try:
-            yield
+            async with fanout:  # stopped before the client: its read must not outlive the pool
+                yield
         finally:
-            await fanout.aclose()  # before the client: its read must not outlive the pool
             await client.aclose()
 
     app = FastAPI(

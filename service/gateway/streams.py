@@ -223,22 +223,23 @@ async def _relay_events(
     The events come through the gateway's fan-out (one shared blocking read), so the relay holds
     no Redis connection while it waits; it checks the session's state only after a wait of
     ``EVENT_BLOCK_MS`` with no event."""
+
+    async def send(events: list[tuple[str, dict[str, Any]]]) -> None:
+        for event_id, event in events:
+            await sock.send(event)
+            if cursor is not None:
+                cursor[0] = event_id
+
     async with gw.fanout.subscribe(session_id, after) as sub:
         while True:
             # Jittered: relays woken together by one shared read would otherwise check their
             # sessions' states together, and the pool opens a connection per call at once.
             events = await sub.get(EVENT_BLOCK_MS / 1000 * random.uniform(0.75, 1.25))
-            for event_id, event in events:
-                await sock.send(event)
-                if cursor is not None:
-                    cursor[0] = event_id
+            await send(events)
             if not events and stop_when_final and await gw.sessions.ended(session_id):
                 # Read after the state: events written before the session ended are there,
                 # even those the shared read had not handed over yet.
-                for event_id, event in await sub.rest():
-                    await sock.send(event)
-                    if cursor is not None:
-                        cursor[0] = event_id
+                await send(await sub.rest())
                 return
 
 

@@ -50,7 +50,7 @@ import redis
 import redis.asyncio
 
 from service.keys import Keys
-from service.queue.events import id_order, parse_xread
+from service.queue.events import EventReader, id_order, parse_xread
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,7 @@ class Subscription:
         the cursor moves past them."""
         fanout = self._fanout
         async with fanout._own_reads:
-            reply: Any = await fanout.redis.xread(
-                {fanout.keys.events(self.session_id): self.cursor}, count=fanout.count
-            )
-        events = [event for _key, entries in parse_xread(reply) for event in entries]
+            events = await fanout.reader.read(self.session_id, self.cursor, count=fanout.count)
         if events:
             self.cursor = events[-1][0]
             self._order = id_order(self.cursor)
@@ -169,8 +166,8 @@ class Subscription:
 class EventFanout:
     """One blocking reader of the event streams of every session subscribed in this process.
 
-    Start it with :meth:`start`, stop it with :meth:`aclose`; follow a session with
-    ``async with fanout.subscribe(session_id, after) as sub``.
+    Run it with ``async with EventFanout(...) as fanout`` (or :meth:`start` and :meth:`aclose`);
+    follow a session with ``async with fanout.subscribe(session_id, after) as sub``.
     """
 
     def __init__(
@@ -188,6 +185,7 @@ class EventFanout:
             raise ValueError("block_ms must be positive")
         self.redis = redis
         self.keys = keys
+        self.reader = EventReader(redis, keys)  # a subscription's own, non-blocking reads
         self.block_ms = block_ms
         self.count = count
         self.max_streams = max_streams
@@ -202,6 +200,13 @@ class EventFanout:
         """Starts the shared read loop (once)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="event-fanout")
+
+    async def __aenter__(self) -> EventFanout:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Stops the loop; subscriptions still open get nothing more."""

@@ -64,27 +64,26 @@ def test_many_subscribers_of_many_sessions_get_each_event_once_in_order(
         writer.publish(sid, {"type": "labels", "frame_index": -1})
 
     async def main(client: redis.asyncio.Redis) -> dict[str, list[list[int]]]:
-        fanout = EventFanout(client, keys, count=7)  # small count: reads in several rounds
-        fanout.start()
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                subs = [
-                    await stack.enter_async_context(fanout.subscribe(sid, "0-0"))
-                    for sid in sessions
-                    for _ in range(4)
-                ]
-                writes = [_publish(r, writer, sid, range(60)) for sid in sessions]
-                collected = asyncio.gather(*(_collect(sub, 61) for sub in subs))
-                await asyncio.gather(*writes)
-                got = await collected
-                await asyncio.sleep(0.5)  # nothing more, no duplicate, arrives later
-                assert not any(await asyncio.gather(*(sub.get(0.05) for sub in subs)))
-                return {
-                    sid: [_frames(got[i]) for i, sub in enumerate(subs) if sub.session_id == sid]
-                    for sid in sessions
-                }
-        finally:
-            await fanout.aclose()
+        # A small count: the reads come in several rounds.
+        async with (
+            EventFanout(client, keys, count=7) as fanout,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            subs = [
+                await stack.enter_async_context(fanout.subscribe(sid, "0-0"))
+                for sid in sessions
+                for _ in range(4)
+            ]
+            writes = [_publish(r, writer, sid, range(60)) for sid in sessions]
+            collected = asyncio.gather(*(_collect(sub, 61) for sub in subs))
+            await asyncio.gather(*writes)
+            got = await collected
+            await asyncio.sleep(0.5)  # nothing more, no duplicate, arrives later
+            assert not any(await asyncio.gather(*(sub.get(0.05) for sub in subs)))
+            return {
+                sid: [_frames(got[i]) for i, sub in enumerate(subs) if sub.session_id == sid]
+                for sid in sessions
+            }
 
     got = arun(main)
     for sid in sessions:
@@ -100,21 +99,17 @@ def test_catch_up_from_the_start_and_from_an_id_then_live(
     ids = [writer.publish("s1", {"type": "labels", "frame_index": i}) for i in range(250)]
 
     async def main(client: redis.asyncio.Redis) -> tuple[list[Event], list[Event]]:
-        fanout = EventFanout(client, keys, count=100)
-        fanout.start()
-        try:
-            async with (
-                fanout.subscribe("s1", "0-0") as everything,
-                fanout.subscribe("s1", ids[200]) as rest,
-            ):
-                first = await _collect(everything, 250)
-                tail = await _collect(rest, 49)
-                await _publish(r, writer, "s1", range(250, 260))
-                first += await _collect(everything, 10)
-                tail += await _collect(rest, 10)
-                return first, tail
-        finally:
-            await fanout.aclose()
+        async with (
+            EventFanout(client, keys, count=100) as fanout,
+            fanout.subscribe("s1", "0-0") as everything,
+            fanout.subscribe("s1", ids[200]) as rest,
+        ):
+            first = await _collect(everything, 250)
+            tail = await _collect(rest, 49)
+            await _publish(r, writer, "s1", range(250, 260))
+            first += await _collect(everything, 10)
+            tail += await _collect(rest, 10)
+            return first, tail
 
     everything, rest = arun(main)
     assert _frames(everything) == list(range(260))
@@ -128,23 +123,21 @@ def test_a_late_subscriber_joins_a_busy_read_quickly_and_misses_nothing(
     writer = EventWriter(r, keys)
 
     async def main(client: redis.asyncio.Redis) -> tuple[list[int], list[int], float]:
-        fanout = EventFanout(client, keys, block_ms=200)
-        fanout.start()
-        try:
-            async with fanout.subscribe("busy", "0-0") as early:
-                await _publish(r, writer, "busy", range(3))
-                await _collect(early, 3)
-                # The shared read is now blocked on "busy"; "late" joins while it waits.
-                await _publish(r, writer, "late", range(2))
-                async with fanout.subscribe("late", "0-0") as late:
-                    caught = await late.get(1.0)  # its own catch-up read, at once
-                    start = time.monotonic()
-                    await _publish(r, writer, "late", range(2, 3))
-                    live = await _collect(late, 1)
-                    waited = time.monotonic() - start
-                return _frames(caught), _frames(live), waited
-        finally:
-            await fanout.aclose()
+        async with (
+            EventFanout(client, keys, block_ms=200) as fanout,
+            fanout.subscribe("busy", "0-0") as early,
+        ):
+            await _publish(r, writer, "busy", range(3))
+            await _collect(early, 3)
+            # The shared read is now blocked on "busy"; "late" joins while it waits.
+            await _publish(r, writer, "late", range(2))
+            async with fanout.subscribe("late", "0-0") as late:
+                caught = await late.get(1.0)  # its own catch-up read, at once
+                start = time.monotonic()
+                await _publish(r, writer, "late", range(2, 3))
+                live = await _collect(late, 1)
+                waited = time.monotonic() - start
+            return _frames(caught), _frames(live), waited
 
     caught, live, waited = arun(main)
     assert caught == [0, 1]
@@ -160,9 +153,7 @@ def test_unsubscribing_stops_delivery_and_an_idle_fanout_reads_nothing(
     writer = EventWriter(r, keys)
 
     async def main(client: redis.asyncio.Redis) -> tuple[int, int, int]:
-        fanout = EventFanout(client, keys, block_ms=100)
-        fanout.start()
-        try:
+        async with EventFanout(client, keys, block_ms=100) as fanout:
             async with fanout.subscribe("s1", "0-0") as sub:
                 await _publish(r, writer, "s1", range(2))
                 await _collect(sub, 2)
@@ -173,8 +164,6 @@ def test_unsubscribing_stops_delivery_and_an_idle_fanout_reads_nothing(
             await _publish(r, writer, "s1", range(2, 4))
             await asyncio.sleep(0.5)
             return open_now, after, fanout.reads - reads
-        finally:
-            await fanout.aclose()
 
     open_now, after, reads_while_idle = arun(main)
     assert (open_now, after) == (1, 0)
@@ -187,23 +176,19 @@ def test_a_slow_subscriber_stalls_no_one_and_loses_nothing(
     writer = EventWriter(r, keys)
 
     async def main(client: redis.asyncio.Redis) -> tuple[list[int], list[int], list[int]]:
-        fanout = EventFanout(client, keys, count=10, queue_size=10)
-        fanout.start()
-        try:
-            async with (
-                fanout.subscribe("s1", "0-0") as slow,
-                fanout.subscribe("s1", "0-0") as fast,
-                fanout.subscribe("s2", "0-0") as other,
-            ):
-                await asyncio.gather(slow.get(0.1), fast.get(0.1), other.get(0.1))  # live now
-                await asyncio.gather(
-                    _publish(r, writer, "s1", range(80)), _publish(r, writer, "s2", range(80))
-                )
-                quick = await asyncio.gather(_collect(fast, 80), _collect(other, 80))
-                lagging = await _collect(slow, 80)  # read only now: its queue filled long ago
-                return _frames(quick[0]), _frames(quick[1]), _frames(lagging)
-        finally:
-            await fanout.aclose()
+        async with (
+            EventFanout(client, keys, count=10, queue_size=10) as fanout,
+            fanout.subscribe("s1", "0-0") as slow,
+            fanout.subscribe("s1", "0-0") as fast,
+            fanout.subscribe("s2", "0-0") as other,
+        ):
+            await asyncio.gather(slow.get(0.1), fast.get(0.1), other.get(0.1))  # live now
+            await asyncio.gather(
+                _publish(r, writer, "s1", range(80)), _publish(r, writer, "s2", range(80))
+            )
+            quick = await asyncio.gather(_collect(fast, 80), _collect(other, 80))
+            lagging = await _collect(slow, 80)  # read only now: its queue filled long ago
+            return _frames(quick[0]), _frames(quick[1]), _frames(lagging)
 
     fast, other, slow = arun(main)
     assert fast == other == slow == list(range(80))
@@ -240,17 +225,16 @@ def test_connections_stay_constant_from_1_to_200_subscribers(
     baseline = _clients(redis_url)
 
     async def main() -> None:
-        client = async_client(redis_url, max_connections=500)
-        fanout = EventFanout(client, keys)
-        fanout.start()
-        cms: list[Any] = []
         subs: list[Subscription] = []
-        try:
+        async with (
+            async_client(redis_url, max_connections=500) as client,
+            EventFanout(client, keys) as fanout,
+            contextlib.AsyncExitStack() as stack,
+        ):
             for n in (1, 10, 50, 200):
                 while len(subs) < n:
-                    cm = fanout.subscribe(f"cam{len(subs)}", "0-0")
-                    cms.append(cm)
-                    subs.append(await cm.__aenter__())
+                    sub = fanout.subscribe(f"cam{len(subs)}", "0-0")
+                    subs.append(await stack.enter_async_context(sub))
                 # Every subscriber waits on its queue, as a relay does.
                 waits = [asyncio.create_task(s.get(2.0)) for s in subs]
                 await asyncio.sleep(0.6)  # several shared reads
@@ -260,11 +244,6 @@ def test_connections_stay_constant_from_1_to_200_subscribers(
                 counts[n] = await asyncio.to_thread(_clients, redis_url) - baseline
                 got = await asyncio.gather(*waits)
                 assert next(e for _, e in got[-1])["frame_index"] == n
-        finally:
-            for cm in reversed(cms):
-                await cm.__aexit__(None, None, None)
-            await fanout.aclose()
-            await client.aclose()
 
     try:
         asyncio.run(main())
@@ -299,23 +278,21 @@ def test_the_loop_survives_a_redis_restart_and_subscribers_keep_their_place(
 
     async def main() -> tuple[list[int], list[int], bool]:
         client = async_client(private_redis.url, max_connections=50)
-        fanout = EventFanout(client, keys, block_ms=100)
-        fanout.start()
-        try:
-            async with fanout.subscribe("s1", "0-0") as sub:
-                await asyncio.to_thread(publish, range(3))
-                before = _frames(await _collect(sub, 3))
-                private_redis.stop()
-                await asyncio.sleep(1.0)  # the loop meets the error and backs off
-                await asyncio.to_thread(private_redis.start)
-                # The restarted server is empty: new ids follow the old (time-ordered).
-                await asyncio.to_thread(publish, range(3, 6))
-                after = _frames(await _collect(sub, 3, timeout_s=15))
-                alive = fanout._task is not None and not fanout._task.done()
-                return before, after, alive
-        finally:
-            await fanout.aclose()
-            await client.aclose()
+        async with (
+            client,
+            EventFanout(client, keys, block_ms=100) as fanout,
+            fanout.subscribe("s1", "0-0") as sub,
+        ):
+            await asyncio.to_thread(publish, range(3))
+            before = _frames(await _collect(sub, 3))
+            private_redis.stop()
+            await asyncio.sleep(1.0)  # the loop meets the error and backs off
+            await asyncio.to_thread(private_redis.start)
+            # The restarted server is empty: new ids follow the old (time-ordered).
+            await asyncio.to_thread(publish, range(3, 6))
+            after = _frames(await _collect(sub, 3, timeout_s=15))
+            alive = fanout._task is not None and not fanout._task.done()
+            return before, after, alive
 
     before, after, alive = asyncio.run(main())
     assert before == [0, 1, 2]
