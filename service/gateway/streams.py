@@ -88,13 +88,13 @@ class StreamRequest(BaseModel):
     stride: int | None = Field(default=None, ge=1, le=MAX_STRIDE, description="Labels every N")
 
 
-def session_body(info: SessionInfo, gw: Gateway, stride: int | None = None) -> dict[str, Any]:
+def session_body(info: SessionInfo, gw: Gateway) -> dict[str, Any]:
     """A session as the API shows it (never the source URL with its credentials), built
     through ``service.wire.SessionView``."""
-    return wire.build(wire.SessionView, _session_fields(info, gw, stride)).wire()
+    return wire.build(wire.SessionView, _session_fields(info, gw)).wire()
 
 
-def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[str, Any]:
+def _session_fields(info: SessionInfo, gw: Gateway) -> dict[str, Any]:
     return {
         "session_id": info.session_id,
         "kind": info.kind,
@@ -102,7 +102,7 @@ def _session_fields(info: SessionInfo, gw: Gateway, stride: int | None) -> dict[
         "owner": info.owner,
         "state": info.state,
         "budget": info.budget,
-        "stride": stride or gw.settings.stride,
+        "stride": info.stride or gw.settings.stride,
         "source": info.source,
         "source_health": info.source_health,
         "created": info.created,
@@ -336,7 +336,7 @@ def router(settings: Settings) -> APIRouter:
             raise ApiError(422, "invalid_request", f"budget: {exc}") from exc
         every = body.stride or gw.settings.stride
         info, _row = await _open_session(gw, "rtsp", body.model, spec, every, source=checked.url)
-        return JSONResponse(session_body(info, gw, every), status_code=201)
+        return JSONResponse(session_body(info, gw), status_code=201)
 
     @api.get(
         "/v1/streams",
@@ -348,8 +348,7 @@ def router(settings: Settings) -> APIRouter:
         """The open sessions the caller may see, as ``GET /v1/streams/{id}`` shows each: with
         auth on, those its key opened (an admin key: all); with auth off, all."""
         infos = [info for info in await gw.sessions.list() if may_see(info.opened_by)]
-        strides = [await gw.sessions.stride(info.session_id) for info in infos]
-        sessions = [_session_fields(i, gw, s) for i, s in zip(infos, strides, strict=True)]
+        sessions = [_session_fields(info, gw) for info in infos]
         return answer(wire.build(wire.SessionList, {"sessions": sessions, "count": len(sessions)}))
 
     @api.get(
@@ -363,7 +362,7 @@ def router(settings: Settings) -> APIRouter:
     ) -> JSONResponse:
         """The session as recorded in Redis."""
         info = await _existing(gw, session_id)
-        return JSONResponse(session_body(info, gw, await gw.sessions.stride(session_id)))
+        return JSONResponse(session_body(info, gw))
 
     @api.delete(
         "/v1/streams/{session_id}",
@@ -378,7 +377,7 @@ def router(settings: Settings) -> APIRouter:
         await _existing(gw, session_id)
         closed = await gw.sessions.close(session_id)
         info = await _existing(gw, session_id)
-        fields = _session_fields(info, gw, await gw.sessions.stride(session_id))
+        fields = _session_fields(info, gw)
         return answer(wire.build(wire.SessionView, {**fields, "closed_now": closed}))
 
     @api.websocket("/v1/streams/{session_id}/events")
@@ -405,10 +404,9 @@ def router(settings: Settings) -> APIRouter:
             return
         await ws.accept()
         sock = _Socket(ws)
-        stride = await gw.sessions.stride(session_id)
         try:
             if after is None:
-                fields = _session_fields(info, gw, stride)
+                fields = _session_fields(info, gw)
                 await sock.send(wire.build(wire.SessionEvent, fields).wire())
             relay = _relay_events(gw, sock, session_id, cursor, stop_when_final=True)
             if await _first_of(relay, _until_disconnect(ws)) == 0:

@@ -102,7 +102,7 @@ def router() -> APIRouter:
         scrape = Scrape()
         try:
             scrape.queue_depth = await gw.jobs.depth()
-            scrape.active_sessions = int(await gw.redis.scard(gw.keys.sessions))
+            scrape.active_sessions = await gw.sessions.count()
             scrape.workers_live = len(await gw.workers.live())
             scrape.worker_texts = await gw.workers.metrics()
         except _REDIS_ERRORS as exc:

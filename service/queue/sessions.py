@@ -85,6 +85,8 @@ class SessionInfo:
             session only to its opener (and to admin keys) when auth is on.
         source_url: The RTSP URL as given, credentials included, for the worker that reads it;
             never show it to clients.
+        stride: Labels every ``stride`` frames, as opened; ``None`` when opened without one (the
+            worker's default) or when the stored field is unreadable.
     """
 
     session_id: str
@@ -105,6 +107,7 @@ class SessionInfo:
     ended_reason: str | None = None
     opened_by: str | None = None
     source_url: str | None = field(default=None, repr=False)
+    stride: int | None = None
 
     @property
     def open(self) -> bool:
@@ -132,7 +135,15 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         ended_reason=fields.get("ended_reason") or None,
         opened_by=fields.get("opened_by") or None,
         source_url=fields.get("source_url") or None,
+        stride=_optional_int(fields.get("stride")),
     )
+
+
+def _optional_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def choose_owner(
@@ -291,14 +302,9 @@ class SessionDirectory:
         raw = await self.redis.hgetall(self.keys.session(session_id))
         return session_info(session_id, text_hash(raw)) if raw else None
 
-    async def stride(self, session_id: str) -> int | None:
-        """The stride the session was opened with; ``None`` when it has none, is unknown, or the
-        field is unreadable."""
-        raw = await self.redis.hget(self.keys.session(session_id), "stride")
-        try:
-            return int(raw) if raw is not None else None
-        except ValueError:
-            return None
+    async def count(self) -> int:
+        """Sessions in the open set (live and RTSP; ended ones leave it as they finish)."""
+        return int(await self.redis.scard(self.keys.sessions))
 
     async def ended(self, session_id: str) -> bool:
         """Whether the session has ended: closed, failed, or gone (unknown or expired)."""

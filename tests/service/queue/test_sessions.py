@@ -306,25 +306,33 @@ def test_an_adopter_takes_over_the_dead_owners_waiting_frames(
     assert [m.data for m in left] == [b"b%d" % i for i in range(5)]
 
 
-def test_stride_and_ended_read_the_session_hash(
+def test_stride_count_and_ended_read_the_session_records(
     r: redis.Redis, arun: Any, keys: Keys, settings: Settings
 ) -> None:
     register(r, keys, "w1", ["tiny"])
     plain = create(arun, keys, settings)
     strided = create(arun, keys, settings, stride=3)
+    assert (strided.stride, plain.stride) == (3, None)  # as created, before any read
+
+    async def stride(directory: SessionDirectory, session_id: str) -> int | None:
+        info = await directory.get(session_id)
+        assert info is not None
+        return info.stride
 
     async def go(client: redis.asyncio.Redis) -> list[Any]:
         directory = SessionDirectory(client, keys, settings)
         before = [
-            await directory.stride(strided.session_id),
-            await directory.stride(plain.session_id),
-            await directory.stride("nope"),
+            await stride(directory, strided.session_id),
+            await stride(directory, plain.session_id),
+            [info.stride for info in await directory.list()],
+            await directory.count(),
             await directory.ended(plain.session_id),
             await directory.ended("nope"),
         ]
         await directory.close(plain.session_id)
         return [*before, await directory.ended(plain.session_id)]
 
-    assert arun(go) == [3, None, None, False, True, True]
+    assert arun(go) == [3, None, [None, 3], 2, False, True, True]
     r.hset(keys.session(strided.session_id), "stride", "x")  # unreadable: as if none
-    assert arun(lambda c: SessionDirectory(c, keys, settings).stride(strided.session_id)) is None
+    reread = arun(lambda c: SessionDirectory(c, keys, settings).get(strided.session_id))
+    assert reread is not None and reread.stride is None
