@@ -473,25 +473,32 @@ def bundle_rows(
 
 
 def threshold_arg(text: str) -> Threshold:
-    """A ``--bundle-thresholds`` value: ``1`` (every gate) or ``0.75/1.5/1.5`` (qkv/proj/mlp)."""
+    """A ``--bundle-thresholds`` value: ``1`` (every gate) or ``0.75/1.5/1.5`` (qkv/proj/mlp),
+    either followed by ``@T`` for an input gate of threshold ``T`` (``1.5@4``)."""
     try:
-        values = tuple(float(part) for part in text.split("/"))
+        gates, _, input_text = text.partition("@")
+        values = tuple(float(part) for part in gates.split("/"))
+        input_gate = float(input_text) if input_text else None
         if len(values) == 1:
-            return Threshold(values[0])
+            return Threshold(values[0], input=input_gate)
         if len(values) == 3:
-            return Threshold((values[0], values[1], values[2]))
+            return Threshold((values[0], values[1], values[2]), input=input_gate)
         raise ValueError(f"{len(values)} numbers")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"a threshold is a number >= 0 or three of them as QKV/PROJ/MLP, got {text!r} ({exc})"
+            "a threshold is a number >= 0 or three of them as QKV/PROJ/MLP, optionally with "
+            f"@INPUT for the input gate, got {text!r} ({exc})"
         ) from exc
 
 
 def threshold_label(budget: Threshold) -> str:
-    """``threshold 1``, or ``threshold 0.75/1.5/1.5`` for one threshold per gate."""
+    """``threshold 1``, ``threshold 0.75/1.5/1.5`` for one threshold per gate, and ``input 4``
+    after either for an input gate."""
     if isinstance(budget.threshold, tuple):
-        return "threshold " + "/".join(f"{t:g}" for t in budget.threshold)
-    return f"threshold {budget.threshold:g}"
+        label = "threshold " + "/".join(f"{t:g}" for t in budget.threshold)
+    else:
+        label = f"threshold {budget.threshold:g}"
+    return label if budget.input is None else f"{label} input {budget.input:g}"
 
 
 def _label(budget: Budget) -> str:
@@ -546,6 +553,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 def _budget_kind(label: str) -> str:
     if label == "keep-all" or label.startswith("top "):
         return "top fraction"
+    if " input " in label:
+        return "threshold with input gate"
     return "threshold per gate" if "/" in label else "threshold"
 
 
@@ -553,7 +562,8 @@ def _plot_bundle(plt: Any, rows: list[dict[str, Any]], path: Path) -> None:
     """Agreement with dense and points lost (with their intervals) against compute, one
     series per kind of budget."""
     fig, (agree, lost) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, kind in enumerate(("top fraction", "threshold", "threshold per gate")):
+    kinds = ("top fraction", "threshold", "threshold per gate", "threshold with input gate")
+    for i, kind in enumerate(kinds):
         group = sorted(
             (r for r in rows if _budget_kind(r["budget"]) == kind), key=lambda r: r["gmac_ratio"]
         )

@@ -57,22 +57,29 @@ MAX_POINTS = 1.0  # the point estimate: the issue's target
 
 _FRACTION = re.compile(r"^top ([0-9.]+)%$")
 _NUMBER = r"[0-9.eE+-]+"
-_THRESHOLD = re.compile(rf"^threshold ({_NUMBER})$")
-_GATE_THRESHOLDS = re.compile(rf"^threshold ({_NUMBER})/({_NUMBER})/({_NUMBER})$")
+_INPUT = rf"(?: input ({_NUMBER}))?"
+_THRESHOLD = re.compile(rf"^threshold ({_NUMBER}){_INPUT}$")
+_GATE_THRESHOLDS = re.compile(rf"^threshold ({_NUMBER})/({_NUMBER})/({_NUMBER}){_INPUT}$")
 
 
 def budget_of_label(label: str) -> dict[str, Any]:
     """The JSON budget a row of ``vidrec bench eventful`` names: ``keep-all``, ``top 25%``,
-    ``threshold 1``, ``threshold 0.75/1.5/1.5`` (one per gate: qkv, proj, mlp)."""
+    ``threshold 1``, ``threshold 0.75/1.5/1.5`` (one per gate: qkv, proj, mlp), either threshold
+    form followed by ``input 3`` (the input gate's threshold)."""
     if label == "keep-all":
         return {"keep_all": True}
     if match := _FRACTION.match(label):
         return {"fraction": float(match.group(1)) / 100}
+    budget: dict[str, Any]
     if match := _THRESHOLD.match(label):
-        return {"threshold": float(match.group(1))}
-    if match := _GATE_THRESHOLDS.match(label):
-        return {"threshold": [float(g) for g in match.groups()]}
-    raise ValueError(f"not a budget label of the eventful benchmark: {label!r}")
+        budget = {"threshold": float(match.group(1))}
+    elif match := _GATE_THRESHOLDS.match(label):
+        budget = {"threshold": [float(g) for g in match.groups()[:3]]}
+    else:
+        raise ValueError(f"not a budget label of the eventful benchmark: {label!r}")
+    if match.groups()[-1] is not None:
+        budget["input"] = float(match.groups()[-1])
+    return budget
 
 
 def worst_loss(row: Mapping[str, Any]) -> float:

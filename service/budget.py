@@ -3,7 +3,8 @@
 The worker turns a budget into the engine's policy (``service.inference.parse_budget``, which
 needs torch); the gateway, the settings and the CLI hold no model, so they share these checks of
 the JSON shape: exactly one of ``{"fraction": 0 < f <= 1}``, ``{"tokens": n >= 1}``,
-``{"threshold": t >= 0}`` (or ``[t_qkv, t_proj, t_mlp]``, one per gate), ``{"keep_all": true}``.
+``{"threshold": t >= 0}`` (or ``[t_qkv, t_proj, t_mlp]``, one per gate), ``{"keep_all": true}``;
+a threshold budget may add ``"input": t_in >= 0``, the input gate's threshold on patch pixels.
 
 Which budget a session gets when its client names none: the deployment's
 ``VIDREC_DEFAULT_BUDGET`` when set, else the budget the model's bundle recommends (measured for
@@ -21,7 +22,8 @@ _KINDS = ("fraction", "tokens", "threshold", "keep_all")
 
 BUDGET_FORMS = (
     '{"fraction": f} with 0 < f <= 1, {"tokens": n} with n >= 1, {"threshold": t} with t >= 0 '
-    "(or [t_qkv, t_proj, t_mlp], one per gate), {\"keep_all\": true}, a bare fraction, or 'all'"
+    '(or [t_qkv, t_proj, t_mlp], one per gate; with "input": t_in >= 0 for an input gate), '
+    "{\"keep_all\": true}, a bare fraction, or 'all'"
 )
 """Every form a budget takes, for the messages that refuse one (the service's one grammar:
 :func:`check_budget`; ``service.inference.parse_budget`` goes through it)."""
@@ -41,7 +43,8 @@ def valid_threshold(value: Any) -> bool:
 
 
 def check_budget(budget: Any) -> dict[str, Any]:
-    """Returns the budget as a one-key dict, or raises ValueError saying what is accepted.
+    """Returns the budget as a one-key dict (a threshold's with its ``input`` key when given),
+    or raises ValueError saying what is accepted.
 
     A bare number is a fraction of tokens (the query-string form ``budget=0.25``), and the words
     ``"all"``, ``"keep_all"`` and ``"dense"`` mean every token, as in the query string.
@@ -50,6 +53,16 @@ def check_budget(budget: Any) -> dict[str, Any]:
         budget = {"fraction": budget}
     if isinstance(budget, str) and budget.strip().lower() in _DENSE_WORDS:
         budget = {"keep_all": True}
+    extra: dict[str, Any] = {}
+    if isinstance(budget, dict) and "input" in budget and "threshold" in budget:
+        # the input gate's threshold rides along with a threshold budget only
+        extra = {"input": budget["input"]}
+        budget = {k: v for k, v in budget.items() if k != "input"}
+        if (n := _number(extra["input"])) is None or n < 0.0:
+            raise ValueError(
+                f"budget input must be a number >= 0, got {extra['input']!r}; "
+                f"a budget is one of {BUDGET_FORMS}"
+            )
     if not isinstance(budget, dict) or len(budget) != 1 or next(iter(budget)) not in _KINDS:
         raise ValueError(f"a budget is one of {BUDGET_FORMS}; got {budget!r}")
     ((kind, value),) = budget.items()
@@ -65,7 +78,7 @@ def check_budget(budget: Any) -> dict[str, Any]:
         wrong = "keep_all must be true"
     if wrong:
         raise ValueError(f"budget {wrong}, got {value!r}; a budget is one of {BUDGET_FORMS}")
-    return {kind: value}
+    return {kind: value, **extra}
 
 
 # A quarter of the tokens: means the same on every model, so it is the default of a model whose

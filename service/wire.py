@@ -29,7 +29,8 @@ from service import limits
 
 Budget = dict[str, Any]
 """A live session's compute budget: exactly one of ``{"fraction": f}``, ``{"tokens": n}``,
-``{"threshold": t}`` (or three thresholds) and ``{"keep_all": true}``; see service/budget.py."""
+``{"threshold": t}`` (or three thresholds; ``"input": t_in`` beside it adds an input gate) and
+``{"keep_all": true}``; see service/budget.py."""
 
 
 class WireModel(BaseModel):

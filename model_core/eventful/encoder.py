@@ -6,6 +6,7 @@ from collections import Counter
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from model_core.layers import Block
@@ -13,6 +14,7 @@ from model_core.models import VideoTransformer
 
 from .accounting import CostMeter, dense_frame_macs
 from .block import block_step, check_block
+from .gates import buffer_, gate_, map_rows
 from .policy import BatchPlan
 from .state import SessionState, StateSpec
 
@@ -52,6 +54,7 @@ class EventfulEncoder:
             heads=cfg.num_heads,
             window=window or cfg.num_frames,
             cls_shift=any(block.residual_shift is not None for block in blocks),
+            patch_dim=model.patch_embed.proj.in_channels * model.patch_embed.patch_size**2,
         )
         self.dense_macs: Counter[str] = dense_frame_macs(model)
         self.pinned = 1 if pin_class_token else 0  # the class token is token 0
@@ -83,8 +86,38 @@ class EventfulEncoder:
         sessions = frames.shape[0]
         meter = CostMeter(sessions, self.spec.tokens)
         meter.add_dense(self.dense_macs)
-        meter.add("patch_embed", [self.dense_macs["patch_embed"]] * sessions)
-        x = self.model.embed_frames(frames[:, None])[:, 0]  # (sessions, tokens, dim)
-        for block, layer in zip(self.model.blocks, state.layers, strict=True):
+        patch_tokens = self._embed_patches(frames, state, plan, meter)  # (sessions, patches, dim)
+        model = self.model
+        cls = model.cls_token.expand(sessions, -1, -1)
+        x = torch.cat([cls, patch_tokens], dim=1) + model.pos_embed  # (sessions, tokens, dim)
+        for block, layer in zip(model.blocks, state.layers, strict=True):
             x = block_step(cast(Block, block), x, layer, plan, meter)
-        return self.model.norm(x), meter
+        return model.norm(x), meter
+
+    def _embed_patches(
+        self, frames: Tensor, state: SessionState, plan: BatchPlan, meter: CostMeter
+    ) -> Tensor:
+        """This frame's patch embeddings ``(S, P, C)``, through the input gate.
+
+        Sessions without an input threshold (and first frames) embed every patch; the others
+        re-embed only the patches whose pixels moved more than their threshold since their last
+        embedding and keep the rest from ``state.patch_tokens``. Either way the gate's reference
+        and buffer are refreshed, so a session may switch its input gate on at any frame.
+        """
+        embed = self.model.patch_embed
+        size = embed.patch_size
+        patches = F.unfold(frames, size, stride=size).transpose(1, 2)  # (S, P, 3·size·size)
+        count, pixels = patches.shape[1:]
+        per_patch = pixels * embed.proj.out_channels
+        gate_plan = plan.input_plan(count)
+        if gate_plan.all_full:
+            state.patch_ref.copy_(patches)
+            state.patch_tokens.copy_(embed(frames))  # the model's own convolution
+            meter.add("patch_embed", [count * per_patch] * frames.shape[0])
+            return state.patch_tokens
+        selection, rows = gate_(patches, state.patch_ref, gate_plan)
+        weight = embed.proj.weight.reshape(embed.proj.out_channels, pixels)  # (C, 3·size·size)
+        fresh = map_rows(lambda r: F.linear(r, weight, embed.proj.bias), rows, selection)
+        meter.add("gate", [count * pixels if t is not None else 0 for t in plan.inputs])
+        meter.add("patch_embed", [m * per_patch for m in selection.counts])
+        return buffer_(state.patch_tokens, selection, fresh)

@@ -7,7 +7,10 @@ new input minus the gate's reference) and keeps:
 - ``TopR(r)``: the ``r`` tokens with the largest error;
 - ``TopFraction(f)``: the ``ceil(f·N)`` tokens with the largest error;
 - ``Threshold(t)``: every token whose error norm exceeds ``t`` (at least one); or
-  ``Threshold((t_qkv, t_proj, t_mlp))``, one threshold per gate of a block.
+  ``Threshold((t_qkv, t_proj, t_mlp))``, one threshold per gate of a block. With
+  ``input=t_in`` a gate before the patch embedding also re-embeds only the patches whose pixels
+  (as the model sees them, normalised) moved more than ``t_in`` in norm since they were last
+  embedded; without it every patch is embedded every frame.
 
 Why a threshold per gate: a token the qkv gate leaves stale keeps its old key and value, which
 every query of the frame reads, while a token the projection or MLP gate leaves stale affects its
@@ -72,10 +75,17 @@ class Threshold:
     """
 
     threshold: float | tuple[float, float, float]
+    input: float | None = None  # the input gate's threshold (patch pixels); None: embed all
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, list):  # a JSON array
             object.__setattr__(self, "threshold", tuple(self.threshold))
+        if self.input is not None and (
+            isinstance(self.input, bool)
+            or not isinstance(self.input, int | float)
+            or not self.input >= 0
+        ):
+            raise ValueError(f"Threshold's input threshold must be a number >= 0, got {self.input}")
         many = isinstance(self.threshold, tuple)
         values = self.threshold if isinstance(self.threshold, tuple) else (self.threshold,)
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
@@ -119,6 +129,8 @@ class BatchPlan:
             ``inf`` for sessions with a fixed count.
         fresh: per session, True on its first frame (everything recomputed).
         pinned: the first ``pinned`` tokens are selected at every gate, whatever their error.
+        inputs: per session, its input gate's threshold, or None to embed every patch (no input
+            gate, or a first frame); empty means None for all.
     """
 
     tokens: int
@@ -126,6 +138,7 @@ class BatchPlan:
     thresholds: Tensor
     fresh: tuple[bool, ...]
     pinned: int = 0
+    inputs: tuple[float | None, ...] = ()
 
     @classmethod
     def build(
@@ -148,7 +161,11 @@ class BatchPlan:
             [b.per_gate if isinstance(b, Threshold) else (math.inf,) * len(GATES) for b in budgets],
             device=device,
         ).reshape(len(budgets), len(GATES))
-        return cls(tokens, fixed, thresholds, tuple(fresh), pinned)
+        inputs = tuple(
+            b.input if isinstance(b, Threshold) and not first else None
+            for b, first in zip(budgets, fresh, strict=True)
+        )
+        return cls(tokens, fixed, thresholds, tuple(fresh), pinned, inputs)
 
     @property
     def sessions(self) -> int:
@@ -158,6 +175,17 @@ class BatchPlan:
     def all_full(self) -> bool:
         """Every session keeps every token whatever the errors: gates need not compare."""
         return all(c == self.tokens for c in self.fixed)
+
+    def input_plan(self, patches: int) -> BatchPlan:
+        """The plan of the input gate over ``patches`` patches: a threshold for the sessions that
+        set one, every patch for the others."""
+        inputs = self.inputs or (None,) * self.sessions
+        thresholds = torch.tensor(
+            [[math.inf if t is None else t] * len(GATES) for t in inputs],
+            device=self.thresholds.device,
+        ).reshape(self.sessions, len(GATES))
+        fixed = tuple(patches if t is None else None for t in inputs)
+        return BatchPlan(patches, fixed, thresholds, self.fresh)
 
     @property
     def gated(self) -> tuple[bool, ...]:

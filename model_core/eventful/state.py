@@ -27,7 +27,10 @@ The value reference of the attention-value accumulator needs no tensor of its ow
 refreshed at exactly the rows where the qkv buffer is, so it always equals the buffer's v.
 
 Per session: ``ring`` ``(S, T, C)``, the last ``T`` per-frame CLS features (frame ``f`` at
-``f % T``), and ``frames`` ``(S,)``, frames seen since the last reset (0 means fresh).
+``f % T``), ``frames`` ``(S,)``, frames seen since the last reset (0 means fresh), and the
+input gate's two tensors (``P`` patches of ``D = 3·p·p`` pixels): ``patch_ref`` ``(S, P, D)``,
+each patch's pixels as of its last embedding, and ``patch_tokens`` ``(S, P, C)``, the patch
+embeddings as of then (before the class token and the position embedding).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class StateSpec:
     heads: int
     window: int
     cls_shift: bool = False  # blocks shift CLS channels from the previous frame (causal TokShift)
+    patch_dim: int = 0  # pixels per patch (3·p·p): the input gate's reference per patch
 
     @property
     def head_dim(self) -> int:
@@ -72,7 +76,8 @@ class StateSpec:
 
     def elements_per_slot(self) -> int:
         per_layer = sum(_numel(s) for s in self.layer_shapes().values())
-        return self.depth * per_layer + self.window * self.dim + 1
+        patches = (self.tokens - 1) * (self.patch_dim + self.dim)  # the input gate's two tensors
+        return self.depth * per_layer + self.window * self.dim + patches + 1
 
     def bytes_per_slot(self, dtype: torch.dtype = torch.float32) -> int:
         """Bytes one session occupies (the frame counter counted as int64)."""
@@ -116,6 +121,8 @@ class SessionState:
     layers: list[LayerState]
     ring: Tensor
     frames: Tensor
+    patch_ref: Tensor
+    patch_tokens: Tensor
 
     @property
     def sessions(self) -> int:
@@ -123,11 +130,16 @@ class SessionState:
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> SessionState:
         return SessionState(
-            [layer.map(fn) for layer in self.layers], fn(self.ring), fn(self.frames)
+            [layer.map(fn) for layer in self.layers],
+            fn(self.ring),
+            fn(self.frames),
+            fn(self.patch_ref),
+            fn(self.patch_tokens),
         )
 
     def tensors(self) -> list[Tensor]:
-        return [t for layer in self.layers for t in layer.tensors()] + [self.ring, self.frames]
+        session = [self.ring, self.frames, self.patch_ref, self.patch_tokens]
+        return [t for layer in self.layers for t in layer.tensors()] + session
 
     @property
     def nbytes(self) -> int:
@@ -151,4 +163,7 @@ def allocate_state(
     ]
     ring = zeros((spec.window, spec.dim))
     frames = torch.zeros(sessions, device=device, dtype=torch.long)
-    return SessionState(layers, ring, frames)
+    patches = spec.tokens - 1
+    return SessionState(
+        layers, ring, frames, zeros((patches, spec.patch_dim)), zeros((patches, spec.dim))
+    )

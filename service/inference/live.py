@@ -50,21 +50,26 @@ def parse_budget(spec: Any) -> Budget:
     ``{"fraction": 0.25}`` (or a bare ``0.25``) recomputes the quarter of each frame's tokens that
     changed most, ``{"tokens": 20}`` the 20 that changed most, ``{"threshold": 0.1}`` every token
     whose accumulated change exceeds 0.1 (``{"threshold": [0.8, 2.2, 1.6]}``: one threshold for
-    each gate, qkv, projection and MLP), ``{"keep_all": true}`` (or ``"all"``) every token (the
+    each gate, qkv, projection and MLP; ``"input": 3`` beside either re-embeds only the patches
+    whose pixels moved more than 3), ``{"keep_all": true}`` (or ``"all"``) every token (the
     dense model).
 
     Raises:
         ValueError: anything else, with a message that lists the accepted forms.
     """
-    ((kind, value),) = check_budget(spec).items()
+    checked = check_budget(spec)
+    input_gate = checked.pop("input", None)
+    ((kind, value),) = checked.items()
     if kind == "fraction":
         return TopFraction(float(value))
     if kind == "tokens":
         return TopR(int(value))
     if kind == "threshold":
+        input_threshold = None if input_gate is None else float(input_gate)
         if isinstance(value, list):
-            return Threshold((float(value[0]), float(value[1]), float(value[2])))
-        return Threshold(float(value))
+            per_gate = (float(value[0]), float(value[1]), float(value[2]))
+            return Threshold(per_gate, input=input_threshold)
+        return Threshold(float(value), input=input_threshold)
     return KEEP_ALL
 
 
@@ -76,9 +81,10 @@ def budget_to_dict(budget: Budget) -> dict[str, Any]:
         return {"fraction": budget.fraction}
     if isinstance(budget, TopR):
         return {"tokens": budget.r}
-    if isinstance(budget.threshold, tuple):
-        return {"threshold": list(budget.threshold)}
-    return {"threshold": budget.threshold}
+    threshold = list(budget.threshold) if isinstance(budget.threshold, tuple) else budget.threshold
+    if budget.input is None:
+        return {"threshold": threshold}
+    return {"threshold": threshold, "input": budget.input}
 
 
 def _as_budget(budget: Budget | Mapping[str, Any] | None) -> Budget:

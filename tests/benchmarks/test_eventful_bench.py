@@ -44,7 +44,10 @@ def test_threshold_arguments_and_their_labels() -> None:
     assert script.threshold_arg("0.75/2/1.5") == Threshold((0.75, 2.0, 1.5))
     assert script.threshold_label(Threshold(1.0)) == "threshold 1"
     assert script.threshold_label(Threshold((0.75, 2.0, 1.5))) == "threshold 0.75/2/1.5"
-    for bad in ("1/2", "-1", "a/b/c"):
+    assert script.threshold_arg("1.5@3") == Threshold(1.5, input=3.0)
+    assert script.threshold_arg("1/2/2@0.5") == Threshold((1.0, 2.0, 2.0), input=0.5)
+    assert script.threshold_label(Threshold(1.5, input=3.0)) == "threshold 1.5 input 3"
+    for bad in ("1/2", "-1", "a/b/c", "1@-2", "1@x"):
         with pytest.raises(argparse.ArgumentTypeError, match="QKV/PROJ/MLP"):
             script.threshold_arg(bad)
 

@@ -52,6 +52,8 @@ ROWS = [
         (f"threshold {1.0:g}", {"threshold": 1.0}),
         (f"threshold {0.75:g}", {"threshold": 0.75}),
         ("threshold 0.75/2/1.5", {"threshold": [0.75, 2.0, 1.5]}),  # one per gate
+        ("threshold 1.5 input 3", {"threshold": 1.5, "input": 3.0}),  # with an input gate
+        ("threshold 1/2/2 input 0.5", {"threshold": [1.0, 2.0, 2.0], "input": 0.5}),
     ],
 )
 def test_labels_of_the_benchmark_name_their_budgets(label: str, budget: dict[str, Any]) -> None:

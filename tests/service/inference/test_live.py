@@ -52,6 +52,8 @@ def scores(event: LiveEvent) -> dict[str, float]:
         ({"threshold": 0.1}, Threshold(0.1)),
         ({"threshold": 0}, Threshold(0.0)),
         ({"threshold": [0.75, 2, 1.5]}, Threshold((0.75, 2.0, 1.5))),
+        ({"threshold": 1.5, "input": 3}, Threshold(1.5, input=3.0)),
+        ({"threshold": [1, 2, 2], "input": 0}, Threshold((1.0, 2.0, 2.0), input=0.0)),
         ({"keep_all": True}, KEEP_ALL),
     ],
 )
@@ -79,6 +81,8 @@ def test_parse_budget(spec: dict[str, Any], budget: Any) -> None:
         ({"threshold": [1.0, math.nan, 2.0]}, "budget threshold must be"),
         ({"keep_all": False}, "budget keep_all must be true"),
         ({"keep_all": 1}, "budget keep_all must be true"),
+        ({"threshold": 1, "input": math.inf}, "budget input must be a number >= 0"),
+        ({"tokens": 3, "input": 2}, "a budget is one of"),
         ({"budget": 0.5}, "got {'budget': 0.5}"),
     ],
 )

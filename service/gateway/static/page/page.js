@@ -44,7 +44,10 @@ function describeBudget(budget) {
   if (!budget || typeof budget !== "object") return String(budget);
   if ("fraction" in budget) return `${pct(budget.fraction)} of the tokens per frame`;
   if ("tokens" in budget) return `${budget.tokens} tokens per frame`;
-  if ("threshold" in budget) return `threshold ${JSON.stringify(budget.threshold)}`;
+  if ("threshold" in budget) {
+    const gates = `threshold ${JSON.stringify(budget.threshold)}`;
+    return "input" in budget ? `${gates}, input ${JSON.stringify(budget.input)}` : gates;
+  }
   if ("keep_all" in budget) return "dense: every token";
   return JSON.stringify(budget);
 }
