@@ -142,7 +142,9 @@ def test_only_a_live_model_with_a_valid_budget_recommends_one(tmp_path: Path) ->
 
 
 def test_the_shipped_live_bundle_records_what_its_benchmark_gives() -> None:
-    assert main(["--check"]) == 0
+    """Its budget was chosen on the tuning reports and written after the held-out ones met the
+    target: the held-out rule over those reports gives exactly what it records."""
+    assert main(["--shipped", "--check"]) == 0
 
 
 def _report(seed: int, lost: dict[str, int], held_out: bool = False) -> dict[str, Any]:
