@@ -75,6 +75,12 @@ def test_live_stream_routes_frames_and_relays_events(
         assert error["code"] == "invalid_message"
         ws.send_text(json.dumps({"budget": {"fraction": 3}}))
         assert _until(ws, "error")["code"] == "invalid_budget"
+        # an input gate rides with a threshold budget, and only there
+        gated = {"threshold": 1.5, "input": 2.5}
+        ws.send_text(json.dumps({"budget": gated}))
+        assert _until(ws, "budget")["budget"] == gated
+        ws.send_text(json.dumps({"budget": {"tokens": 5, "input": 2.5}}))
+        assert _until(ws, "error")["code"] == "invalid_budget"
         # the stream goes on after errors
         ws.send_bytes(_jpeg(20))
         assert _until(ws, "labels")["frame_index"] == 2
