@@ -30,7 +30,8 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   from its shipped bundle, that is the stage before stored in float16;
 - tokshift, factorized causal, laps and xvit, which still named fewer than 95% of those clips
   right, then had a second varied stage of 1800 steps, the same way (four side by side on the
-  2-core CPU, one thread each), again from the shipped bundle;
+  2-core CPU, one thread each), again from the shipped bundle; xvit a third (two side by side
+  with one for laps, which did not ship: it gained nothing on the renderer's clips);
 - vit_avg was trained before the sine-cosine start existed and keeps its chain: a 2000-step
   tokshift stage with the actor supervision alone, then its own stage.
 
@@ -156,6 +157,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             turn_stage(1200, 409, 59_000_000),
             varied_stage(1500, 1005, 104_000_000),
             varied_stage(1800, 1015, 109_000_000),
+            varied_stage(1800, 1025, 111_000_000),
         ),
     ),
 }
