@@ -247,12 +247,13 @@ class Worker:
 
     def _maintain(self) -> None:
         """Drops sessions that ended or moved, ends those whose lease lapsed or that went idle,
-        adopts orphans, writes counters."""
+        adopts orphans, starts RTSP sessions whose open message was lost, writes counters."""
         self.sessions.reconcile()
         self.sessions.expire()
         if not self.stopping:
             for session_id in self.sessions.adopt_orphans():
                 log.info("adopted session %s", session_id)
+            self.sessions.start_missed_sources()
         self.sessions.flush()
 
     def _session_work(self) -> bool:

@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 MAX_STRIDE = limits.MAX_STRIDE
 # Ids of sessions found not to be this worker's, remembered so their frames cost no lookup.
 _FOREIGN_MEMORY = 1024
+# How long an RTSP session may stay recorded as this worker's without running here before it is
+# started from its record: its open message is normally read within milliseconds.
+MISSED_OPEN_GRACE_S = 5.0
 # A camera away for hours: every failed attempt is in the session hash, but events only for the
 # first few attempts and then at most once per this many seconds, so they do not push the
 # session's labels out of its bounded event stream.
@@ -674,6 +677,33 @@ class SessionManager:
             if self.open(fresh, owner, adoption, recovered) is not None:
                 adopted.append(fresh.session_id)
         return adopted
+
+    def start_missed_sources(self) -> list[str]:
+        """Starts the RTSP sessions recorded as this worker's that it does not run, some
+        ``MISSED_OPEN_GRACE_S`` after they were opened; returns their ids.
+
+        Their open message was lost: a stalled worker's inbox is trimmed to about
+        ``INBOX_MAXLEN`` entries, oldest first. A live session recovers by itself (its next
+        frame opens it here, :meth:`_open_if_mine`); an RTSP session brings no frames, so it
+        would stay ``opening`` with nothing reading its camera.
+        """
+        started = []
+        for session_id in self.inbox.owned():
+            if session_id in self.sessions:
+                continue
+            info = self.inbox.get(session_id)
+            if (
+                info is None
+                or not info.open
+                or info.kind != "rtsp"
+                or info.owner != self.worker_id
+                or time.time() - info.created < MISSED_OPEN_GRACE_S
+            ):
+                continue
+            log.warning("session %s: its open message never came; starting it", session_id)
+            if self.open(info) is not None:
+                started.append(session_id)
+        return started
 
     def resume_owned(self) -> list[str]:
         """Runs the open sessions recorded as this worker's at start-up (a restart under the

@@ -23,6 +23,8 @@ from model_core.data import ClipSpec, generate_stream
 from model_core.data.video_io import write_video
 from service.ingest import StreamState
 from service.keys import Keys
+from service.queue import WorkerRegistry
+from service.worker.sessions import MISSED_OPEN_GRACE_S
 
 
 @pytest.fixture
@@ -240,5 +242,50 @@ def test_a_camera_away_for_long_is_retried_until_it_returns_and_streams_again(
             )
             assert later
             assert health()["attempts"] == 0
+    finally:
+        camera.stop()
+
+
+@pytest.mark.integration
+def test_an_rtsp_session_whose_open_message_was_lost_is_started_from_its_record(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
+) -> None:
+    """A stalled worker's inbox is trimmed oldest first, and an open message can go with it. A
+    live session's next frame opens it anyway; an RTSP session brings no frames, so the worker
+    starts it from its record once it has been waiting a while."""
+    settings = worker_settings(
+        redis_url,
+        key_prefix,
+        models_dir,
+        worker_id="w-missed",
+        allow_private_sources=True,
+        rtsp_fps=10.0,
+        stride=4,
+    )
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    camera.start()
+    try:
+        with ThreadWorker(settings) as tw:
+            # Placed on a worker that only beats (ids sort it first), so the open message goes
+            # to an inbox nobody reads; then recorded as the real worker's, opened seconds ago,
+            # as if that worker's own open message had been trimmed away.
+            WorkerRegistry(client, keys, "w-0-silent").beat(
+                {"models": [LIVE_MODEL], "live_models": [LIVE_MODEL], "sessions": 0, "capacity": 4}
+            )
+            info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source=camera.url("cam"))
+            sid = info.session_id
+            assert info.owner == "w-0-silent"
+            created = time.time() - 2 * MISSED_OPEN_GRACE_S
+            client.hset(keys.session(sid), mapping={"owner": "w-missed", "created": created})
+            labels = wait_for(
+                lambda: (ev := labels_of(events_of(client, keys, sid))) and len(ev) >= 2 and ev,
+                timeout_s=60,
+                what="labels from the camera",
+            )
+            assert [e["frame_index"] for e in labels[:2]] == [4, 8]
+            assert sid in tw.worker.sessions.sessions
+            assert gw.close(sid)
+            wait_for(lambda: sid not in tw.worker.sessions.sessions, what="the session to stop")
     finally:
         camera.stop()
