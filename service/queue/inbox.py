@@ -290,8 +290,9 @@ class SessionInbox:
             for session_id, (owner, state) in zip(ids, replies, strict=True)
         }
 
-    def _open(self) -> list[tuple[str, str]]:
-        """(session id, owner) of every open session."""
+    def open_sessions(self) -> list[tuple[str, str]]:
+        """(session id, owner) of every open session: one listing that :meth:`owned` and
+        :meth:`orphans` can share."""
         ids = sorted(text(m) for m in self.redis.smembers(self.keys.sessions))
         if not ids:
             return []
@@ -305,13 +306,16 @@ class SessionInbox:
             if owner is not None and text(state) not in FINAL_STATES
         ]
 
-    def owned(self) -> list[str]:
-        """Open sessions this worker owns."""
-        return [session_id for session_id, owner in self._open() if owner == self.worker_id]
+    def owned(self, listing: list[tuple[str, str]] | None = None) -> list[str]:
+        """Open sessions this worker owns (from ``listing``, an :meth:`open_sessions` reply,
+        when given)."""
+        sessions = self.open_sessions() if listing is None else listing
+        return [session_id for session_id, owner in sessions if owner == self.worker_id]
 
-    def orphans(self) -> list[str]:
-        """Open sessions whose owner's heartbeat expired."""
-        sessions = self._open()
+    def orphans(self, listing: list[tuple[str, str]] | None = None) -> list[str]:
+        """Open sessions whose owner's heartbeat expired (from ``listing``, an
+        :meth:`open_sessions` reply, when given)."""
+        sessions = self.open_sessions() if listing is None else listing
         owners = sorted({owner for _, owner in sessions})
         if not owners:
             return []

@@ -27,6 +27,7 @@ import redis.asyncio
 
 from service.ingest.url_policy import redact
 from service.keys import INBOX_MAXLEN, INBOX_TTL_S, Keys
+from service.limits import MAX_STRIDE
 from service.queue._codec import as_float, as_int, as_json, dumps, now, text, text_hash, to_field
 from service.queue.errors import NoWorkerError, SessionClosedError, SessionNotFoundError
 from service.queue.workers import WorkerDirectory, WorkerInfo
@@ -86,7 +87,7 @@ class SessionInfo:
         source_url: The RTSP URL as given, credentials included, for the worker that reads it;
             never show it to clients.
         stride: Labels every ``stride`` frames, as opened; ``None`` when opened without one (the
-            worker's default) or when the stored field is unreadable.
+            worker's default) or when the stored field is unreadable or out of range.
     """
 
     session_id: str
@@ -135,15 +136,17 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         ended_reason=fields.get("ended_reason") or None,
         opened_by=fields.get("opened_by") or None,
         source_url=fields.get("source_url") or None,
-        stride=_optional_int(fields.get("stride")),
+        stride=_stride(fields.get("stride")),
     )
 
 
-def _optional_int(value: str | None) -> int | None:
+def _stride(value: str | None) -> int | None:
+    """A stored stride, ``None`` when absent, unreadable or out of ``1..MAX_STRIDE``."""
     try:
-        return int(value) if value is not None else None
+        stride = int(value) if value is not None else None
     except ValueError:
         return None
+    return stride if stride is not None and 1 <= stride <= MAX_STRIDE else None
 
 
 def choose_owner(

@@ -251,9 +251,10 @@ class Worker:
         self.sessions.reconcile()
         self.sessions.expire()
         if not self.stopping:
-            for session_id in self.sessions.adopt_orphans():
+            listing = self.inbox.open_sessions()  # one read of the open sessions for both
+            for session_id in self.sessions.adopt_orphans(listing):
                 log.info("adopted session %s", session_id)
-            self.sessions.start_missed_sources()
+            self.sessions.start_missed_sources(listing)
         self.sessions.flush()
 
     def _session_work(self) -> bool:

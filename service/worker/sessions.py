@@ -44,13 +44,11 @@ from typing import Any
 import numpy as np
 import redis
 
-from service import limits
 from service.budget import default_budget
 from service.inference import CapacityError, LiveEvent, ModelCatalog, parse_budget
 from service.ingest import IngestError, StreamState
 from service.metrics import WorkerMetrics
 from service.queue import FINAL_STATES, Adoption, SessionInbox, SessionInfo, SessionMessage
-from service.queue._codec import text
 from service.settings import Settings
 from service.worker.answers import error_event, labels_event, session_event
 from service.worker.runner import Runner, StepFailure
@@ -59,7 +57,6 @@ from service.worker.sources import RtspSource, StateChange
 
 log = logging.getLogger(__name__)
 
-MAX_STRIDE = limits.MAX_STRIDE
 # Ids of sessions found not to be this worker's, remembered so their frames cost no lookup.
 _FOREIGN_MEMORY = 1024
 # How long an RTSP session may stay recorded as this worker's without running here before it is
@@ -97,14 +94,6 @@ class LocalSession:
     books: Books
     source: RtspSource | None = None
     last_reconnect_event: float = float("-inf")
-
-
-def _stride(raw: Any) -> int | None:
-    try:
-        value = int(text(raw)) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and 1 <= value <= MAX_STRIDE else None
 
 
 class SessionManager:
@@ -264,13 +253,12 @@ class SessionManager:
             budget = fallback
         last = info.last_event or {}
         first_index = max(info.frames_processed, int(last.get("frame_index") or 0))
-        stride = _stride(self.inbox.redis.hget(self.inbox.keys.session(session_id), "stride"))
         session = LocalSession(
             session_id=session_id,
             kind=info.kind,
             model=info.model,
             budget=budget,
-            stride=stride,
+            stride=info.stride,
             first_index=first_index,
             books=self.scheduler.add(session_id, first_index, info.frames_dropped),
         )
@@ -523,8 +511,8 @@ class SessionManager:
         if session.session_id in self.runner:
             return True
         if session.stride is None:  # recorded with the session; absent means the default
-            raw = self.inbox.redis.hget(self.inbox.keys.session(session.session_id), "stride")
-            session.stride = _stride(raw) or self.settings.stride
+            info = self.inbox.get(session.session_id)
+            session.stride = (info.stride if info is not None else None) or self.settings.stride
         try:
             self.runner.open(
                 session.session_id,
@@ -632,11 +620,12 @@ class SessionManager:
                 self.close_local(session_id, write=False)
                 self._remember_foreign(session_id)
 
-    def adopt_orphans(self) -> list[str]:
+    def adopt_orphans(self, listing: list[tuple[str, str]] | None = None) -> list[str]:
         """Adopts open sessions whose owner died, for the live models this worker runs, while it
         has room; returns their ids. A live orphan whose lease lapsed too (its gateway went as
-        well) is ended instead."""
-        orphans = [sid for sid in self.inbox.orphans() if sid not in self.sessions]
+        well) is ended instead. ``listing``: the open sessions, when the caller has read them
+        (``SessionInbox.open_sessions``)."""
+        orphans = [sid for sid in self.inbox.orphans(listing) if sid not in self.sessions]
         held = self.inbox.leases(orphans)
         claimed: list[tuple[SessionInfo, str, Adoption]] = []  # (session, dead owner, adoption)
         for session_id in orphans:
@@ -678,9 +667,10 @@ class SessionManager:
                 adopted.append(fresh.session_id)
         return adopted
 
-    def start_missed_sources(self) -> list[str]:
+    def start_missed_sources(self, listing: list[tuple[str, str]] | None = None) -> list[str]:
         """Starts the RTSP sessions recorded as this worker's that it does not run, some
-        ``MISSED_OPEN_GRACE_S`` after they were opened; returns their ids.
+        ``MISSED_OPEN_GRACE_S`` after they were opened; returns their ids. ``listing``: the
+        open sessions, when the caller has read them (``SessionInbox.open_sessions``).
 
         Their open message was lost: a stalled worker's inbox is trimmed to about
         ``INBOX_MAXLEN`` entries, oldest first. A live session recovers by itself (its next
@@ -688,7 +678,7 @@ class SessionManager:
         would stay ``opening`` with nothing reading its camera.
         """
         started = []
-        for session_id in self.inbox.owned():
+        for session_id in self.inbox.owned(listing):
             if session_id in self.sessions:
                 continue
             info = self.inbox.get(session_id)

@@ -37,6 +37,19 @@ def camera(tmp_path: Path) -> RtspTestServer:
     return RtspTestServer({"cam": served}, log_dir=tmp_path)
 
 
+# Every camera test's worker: reads the loopback camera, 10 fps, labels every 4 frames.
+CAMERA = {"allow_private_sources": True, "rtsp_fps": 10.0, "stride": 4}
+
+
+def wait_labels(client: redis.Redis, keys: Keys, session_id: str, count: int = 2) -> list[dict]:
+    """The session's first ``count`` labels events, once they are there (at most 60 s)."""
+    return wait_for(
+        lambda: (ev := labels_of(events_of(client, keys, session_id))) and len(ev) >= count and ev,
+        timeout_s=60,
+        what="labels from the camera",
+    )
+
+
 def source_states(events: list[dict]) -> list[str]:
     return [e["state"] for e in events if e["type"] == "source"]
 
@@ -45,15 +58,7 @@ def source_states(events: list[dict]) -> list[str]:
 def test_an_rtsp_session_reads_the_camera_reports_its_health_and_stops_on_close(
     redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
 ) -> None:
-    settings = worker_settings(
-        redis_url,
-        key_prefix,
-        models_dir,
-        worker_id="w-rtsp",
-        allow_private_sources=True,
-        rtsp_fps=10.0,
-        stride=4,
-    )
+    settings = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rtsp", **CAMERA)
     keys = Keys(key_prefix)
     gw = GatewaySide(settings)
     camera.start()
@@ -61,11 +66,7 @@ def test_an_rtsp_session_reads_the_camera_reports_its_health_and_stops_on_close(
         with ThreadWorker(settings) as tw:
             info = gw.create(LIVE_MODEL, {"fraction": 0.5}, kind="rtsp", source=camera.url("cam"))
             sid = info.session_id
-            labels = wait_for(
-                lambda: (ev := labels_of(events_of(client, keys, sid))) and len(ev) >= 2 and ev,
-                timeout_s=60,
-                what="labels from the camera",
-            )
+            labels = wait_labels(client, keys, sid)
             assert [e["frame_index"] for e in labels[:2]] == [4, 8]
             assert all(e["compute"]["gmacs"] > 0 and e["latency_ms"] >= 0 for e in labels)
             assert source_states(events_of(client, keys, sid))[:2] == ["connecting", "streaming"]
@@ -128,9 +129,8 @@ def test_a_refused_source_fails_the_session_with_an_error_event(
 def test_a_stopped_workers_rtsp_session_moves_and_its_reader_restarts(
     redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
 ) -> None:
-    common = {"allow_private_sources": True, "rtsp_fps": 10.0, "stride": 4}
-    a = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-ra", **common)
-    b = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rb", **common)
+    a = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-ra", **CAMERA)
+    b = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rb", **CAMERA)
     keys = Keys(key_prefix)
     gw = GatewaySide(a)
     camera.start()
@@ -177,14 +177,7 @@ def test_a_camera_away_for_long_is_retried_until_it_returns_and_streams_again(
     # Retries every 0.3 s at most: the outage below spans many more failed attempts than the
     # reader's default limit (10), after which a session used to fail for good.
     settings = worker_settings(
-        redis_url,
-        key_prefix,
-        models_dir,
-        worker_id="w-away",
-        allow_private_sources=True,
-        rtsp_fps=10.0,
-        stride=4,
-        rtsp_retry_max_s=0.3,
+        redis_url, key_prefix, models_dir, worker_id="w-away", rtsp_retry_max_s=0.3, **CAMERA
     )
     keys = Keys(key_prefix)
     gw = GatewaySide(settings)
@@ -253,15 +246,7 @@ def test_an_rtsp_session_whose_open_message_was_lost_is_started_from_its_record(
     """A stalled worker's inbox is trimmed oldest first, and an open message can go with it. A
     live session's next frame opens it anyway; an RTSP session brings no frames, so the worker
     starts it from its record once it has been waiting a while."""
-    settings = worker_settings(
-        redis_url,
-        key_prefix,
-        models_dir,
-        worker_id="w-missed",
-        allow_private_sources=True,
-        rtsp_fps=10.0,
-        stride=4,
-    )
+    settings = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-missed", **CAMERA)
     keys = Keys(key_prefix)
     gw = GatewaySide(settings)
     camera.start()
@@ -278,11 +263,7 @@ def test_an_rtsp_session_whose_open_message_was_lost_is_started_from_its_record(
             assert info.owner == "w-0-silent"
             created = time.time() - 2 * MISSED_OPEN_GRACE_S
             client.hset(keys.session(sid), mapping={"owner": "w-missed", "created": created})
-            labels = wait_for(
-                lambda: (ev := labels_of(events_of(client, keys, sid))) and len(ev) >= 2 and ev,
-                timeout_s=60,
-                what="labels from the camera",
-            )
+            labels = wait_labels(client, keys, sid)
             assert [e["frame_index"] for e in labels[:2]] == [4, 8]
             assert sid in tw.worker.sessions.sessions
             assert gw.close(sid)
