@@ -50,7 +50,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -78,6 +78,7 @@ class Stage:
     turn_loss: str | None = None  # the orientation probe's weight (--turn-loss), when used
     fps_range: tuple[str, str] | None = None  # each clip at its own frame rate (--fps-range)
     varied_share: str | None = None  # share of the clips in the varied scene (--varied-share)
+    varied_scene: str | None = None  # that share's scene when not "varied" (--varied-scene)
 
 
 def varied_stage(steps: int, seed: int, offset: int) -> Stage:
@@ -88,6 +89,12 @@ def varied_stage(steps: int, seed: int, offset: int) -> Stage:
         steps, "3e-4", seed, offset, "1.0", codec_augment="0.5", turn_loss="1.0",
         fps_range=("5", "20"), varied_share="0.7",
     )  # fmt: skip
+
+
+def fine_stage(steps: int, seed: int, offset: int) -> Stage:
+    """A ``varied_stage`` whose varied share is drawn in the ``"fine"`` scene (smaller actors and
+    markers, sizes down to 0.035 of the frame)."""
+    return replace(varied_stage(steps, seed, offset), varied_scene="fine")
 
 
 def turn_stage(steps: int, seed: int, offset: int, lr: str = "5e-4", codec: bool = False) -> Stage:
@@ -196,6 +203,8 @@ def stage_command(
         words += ["--fps-range", *stage.fps_range]
     if stage.varied_share is not None:
         words += ["--varied-share", stage.varied_share]
+    if stage.varied_scene is not None:
+        words += ["--varied-scene", stage.varied_scene]
     if causal:
         words.append("--causal")
     if init is not None:

@@ -25,13 +25,16 @@ from model_core.data.synthetic import (
     generate_stream,
     label_for_seed,
 )
+from model_core.data.variety import LOOK_RANGES, SCENES
 
 __all__ = [
     "CLASS_NAMES",
     "HELDOUT_SEEDS",
     "IDLE_LABEL",
+    "LOOK_RANGES",
     "NUM_CLASSES",
     "REVERSED_PAIRS",
+    "SCENES",
     "SHAPE_NAMES",
     "TRAIN_SEEDS",
     "Action",

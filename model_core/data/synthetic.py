@@ -38,6 +38,7 @@ from model_core.data.scene import (
 )
 from model_core.data.shapes import SHAPE_NAMES, draw_shapes, get_shape
 from model_core.data.variety import (
+    LOOK_RANGES,
     SCENES,
     VariedLook,
     draw_varied_look,
@@ -139,9 +140,10 @@ class ClipSpec:
         noise_std: Range of the per-pixel sensor noise's standard deviation, 0-255 units.
         flicker: Largest relative amplitude of the global brightness flicker.
         scene: ``"classic"`` (what every shipped bundle was trained on; a seed's clip never
-            changes) or ``"varied"`` (model_core.data.variety: hard-edged tiled and strongly
+            changes), ``"varied"`` (model_core.data.variety: hard-edged tiled and strongly
             textured backgrounds that may pan, thin and small actors of low contrast, stronger
-            noise; ``noise_std`` is then unused).
+            noise; ``noise_std`` is then unused) or ``"fine"`` (the varied scene with smaller
+            actors and markers, ``variety.FINE``).
     """
 
     frames: int = 8
@@ -433,6 +435,7 @@ def _plan(
     n: int,
     fps: float,
     free: bool,
+    size_limits: tuple[float, float] = SIZE_LIMITS,
 ) -> tuple[ActorTrack, Action] | None:
     """Plan ``n`` frames of one action.
 
@@ -445,6 +448,7 @@ def _plan(
         fps: Frame rate.
         free: True for a clip (place the actor anywhere that fits), False for a stream (start from
             ``start`` exactly).
+        size_limits: Circumradius range while growing or shrinking.
 
     Returns:
         The track and the action's parameters, or ``None`` when a stream's actor has no room for it.
@@ -496,7 +500,7 @@ def _plan(
     if name in ("grow", "shrink"):
         rate, us = rng.uniform(*GROW_RATE), rng.random()
         factor = rate**span
-        r_min, r_max = SIZE_LIMITS
+        r_min, r_max = size_limits
         if free:
             factor = min(factor, r_max / r_min)
             small = r_min * (r_max / (r_min * factor)) ** us
@@ -635,7 +639,7 @@ def _make_scene(draws: _Draws, spec: ClipSpec) -> tuple[Scene, Actor]:
     if spec.scene == "classic":
         background = render_background(bg, spec.size, draws.pixels, distractors)
         return Scene(background, bg, distractors, noise_std, flicker), actor
-    look = draw_varied_look(draws.variety)
+    look = draw_varied_look(draws.variety, LOOK_RANGES[spec.scene])
     colour = look.colour(draws.variety, bg)
     actor = Actor(
         look.shape, colour, marker_colour_for(colour), look.marker_offset, look.marker_radius
@@ -689,7 +693,10 @@ def generate_clip(seed: int, label: int | None = None, spec: ClipSpec | None = N
     )
     if scene.look is not None:
         start = replace(start, radius=scene.look.radius)
-    planned = _plan(rng, CLASS_NAMES.index(forward), start, spec.frames, spec.fps, free=True)
+    limits = scene.look.size_limits if scene.look is not None else SIZE_LIMITS
+    planned = _plan(
+        rng, CLASS_NAMES.index(forward), start, spec.frames, spec.fps, free=True, size_limits=limits
+    )
     assert planned is not None  # a free plan always fits
     track, action = planned
     if forward != name:
@@ -762,6 +769,7 @@ def generate_stream(
         raise ValueError(f"action_frames must be a range (min, max) >= 2, got {action_frames}")
     draws = _Draws.from_entropy([_STREAM_SALT, seed])
     scene, actor = _make_scene(draws, spec)
+    limits = scene.look.size_limits if scene.look is not None else SIZE_LIMITS
     rng = draws.actor
     radius = float(rng.uniform(*ACTOR_RADIUS))
     lo, hi = _box(radius)
@@ -794,7 +802,7 @@ def generate_stream(
             candidates = [appear]
         n = int(rng.integers(*action_frames, endpoint=True))
         for label in rng.permutation(candidates):
-            planned = _plan(rng, int(label), state, n, spec.fps, free=False)
+            planned = _plan(rng, int(label), state, n, spec.fps, free=False, size_limits=limits)
             if planned is not None:
                 add(*planned)
                 state = planned[0].state(n - 1)

@@ -16,6 +16,13 @@ varied scene draws those too:
   a marker of its own size and place.
 - **Sensor**: noise of standard deviation 0 to 10.
 
+The ``"fine"`` scene is the varied scene with finer detail (``FINE``): actors down to a
+circumradius of 0.04, a marker as small as 0.08 circumradii and nearer the centre, and sizes that
+grow from or shrink to 0.035. An actor that small turns or shrinks over only a few pixels, as in
+the independent renderer's clips that the bundles trained on ``"varied"`` misread. It draws the
+same values as ``"varied"`` mapped onto wider ranges, so a seed's fine clip is its varied clip
+with the actor's size and marker changed.
+
 Every draw comes from a generator of its own, spawned after the classic ones, so a seed's classic
 clip is unchanged and its varied clip keeps the classic clip's action and timing.
 """
@@ -29,13 +36,44 @@ import numpy as np
 from model_core.data.scene import BackgroundParams, pick_colour
 from model_core.data.shapes import EXTRA_SHAPE_NAMES, SHAPE_NAMES
 
-__all__ = ["KINDS", "SCENES", "VariedLook", "draw_varied_look", "render_varied_plane"]
+__all__ = [
+    "FINE",
+    "KINDS",
+    "LOOK_RANGES",
+    "SCENES",
+    "VARIED",
+    "LookRanges",
+    "VariedLook",
+    "draw_varied_look",
+    "render_varied_plane",
+]
 
-SCENES: tuple[str, ...] = ("classic", "varied")
-VARIED_RADIUS = (0.06, 0.18)  # circumradius of the actor, fraction of the frame side
+SCENES: tuple[str, ...] = ("classic", "varied", "fine")
 VARIED_NOISE = (0.0, 10.0)  # sensor noise std, 0-255 units
 PAN_SPEED = 0.12  # largest pan of a moving background, frame sides per second
 KINDS = ("classic", "flat", "tiled", "noise", "tiled_noise")
+
+
+@dataclass(frozen=True)
+class LookRanges:
+    """The ranges an actor's size and marker are drawn from.
+
+    Attributes:
+        radius: Circumradius at rest, fraction of the frame side.
+        marker_offset: The marker's distance from the centre, in circumradii.
+        marker_radius: The marker's radius, in circumradii.
+        size_limits: Circumradius range while growing or shrinking, fraction of the frame side.
+    """
+
+    radius: tuple[float, float]
+    marker_offset: tuple[float, float]
+    marker_radius: tuple[float, float]
+    size_limits: tuple[float, float]
+
+
+VARIED = LookRanges((0.06, 0.18), (0.4, 0.6), (0.16, 0.3), (0.05, 0.22))
+FINE = LookRanges((0.04, 0.18), (0.3, 0.65), (0.08, 0.3), (0.035, 0.22))
+LOOK_RANGES = {"varied": VARIED, "fine": FINE}  # scene name -> ranges (classic has no look)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +96,7 @@ class VariedLook:
         marker_offset: The marker's distance from the centre, in circumradii.
         marker_radius: The marker's radius, in circumradii.
         noise_std: Sensor noise, 0-255 units.
+        size_limits: Circumradius range while growing or shrinking, fraction of the frame side.
     """
 
     kind: str
@@ -74,14 +113,16 @@ class VariedLook:
     marker_offset: float
     marker_radius: float
     noise_std: float
+    size_limits: tuple[float, float] = VARIED.size_limits
 
     def colour(self, rng: np.random.Generator, bg: BackgroundParams) -> tuple[int, int, int]:
         """The actor's fill, drawn against the background's palette."""
         return pick_colour(rng, bg.palette(), self.colour_distance, (0.0, 1.0), (0.15, 1.0))
 
 
-def draw_varied_look(rng: np.random.Generator) -> VariedLook:
-    """Draw one clip's varied look; the generator always consumes the same amount."""
+def draw_varied_look(rng: np.random.Generator, ranges: LookRanges = VARIED) -> VariedLook:
+    """Draw one clip's varied look; the generator always consumes the same amount, whatever the
+    ranges."""
     kind = KINDS[int(rng.integers(len(KINDS)))]
     tile = float(rng.uniform(0.04, 0.2))
     tile_step = float(rng.uniform(15.0, 60.0) * rng.choice((-1.0, 1.0)))
@@ -104,11 +145,12 @@ def draw_varied_look(rng: np.random.Generator) -> VariedLook:
         grain=grain,
         pan=(speed * float(np.cos(heading)), speed * float(np.sin(heading))),
         shape=shape,
-        radius=float(rng.uniform(*VARIED_RADIUS)),
+        radius=float(rng.uniform(*ranges.radius)),
         colour_distance=float(rng.uniform(45.0, 130.0)),
-        marker_offset=float(rng.uniform(0.4, 0.6)),
-        marker_radius=float(rng.uniform(0.16, 0.3)),
+        marker_offset=float(rng.uniform(*ranges.marker_offset)),
+        marker_radius=float(rng.uniform(*ranges.marker_radius)),
         noise_std=float(rng.uniform(*VARIED_NOISE)),
+        size_limits=ranges.size_limits,
     )
 
 

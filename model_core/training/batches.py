@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from model_core.config import Preprocessing
-from model_core.data import ClipSpec, generate_clip
+from model_core.data import LOOK_RANGES, ClipSpec, generate_clip
 from model_core.preprocess import preprocess_frames
 
 from .augment import Augment, CodecAugment, FrameRateAugment, augment_batch
@@ -110,6 +110,7 @@ class ClipBatches:
         rates: Generates each clip at its own frame rate instead of ``spec.fps``, or ``None``.
         varied_share: Share of the clips drawn in the varied scene (the rest in ``spec.scene``);
             0 draws every clip in ``spec.scene``.
+        varied_scene: Which scene that share is drawn in: ``"varied"`` or ``"fine"``.
         actor_grid: Patch grid side; when given, batches carry the actor's per-frame state and
             per-patch masks (auxiliary targets, see ``targets``). Needs ``augment`` without
             translation, which would move the actor away from its targets.
@@ -132,9 +133,14 @@ class ClipBatches:
         codec: CodecAugment | None = None,
         rates: FrameRateAugment | None = None,
         varied_share: float = 0.0,
+        varied_scene: str = "varied",
     ) -> None:
         if not 0.0 <= varied_share <= 1.0:
             raise ValueError(f"varied_share must be in [0, 1], got {varied_share}")
+        if varied_scene not in LOOK_RANGES:
+            raise ValueError(
+                f"varied_scene must be one of {tuple(LOOK_RANGES)}, got {varied_scene!r}"
+            )
         if actor_grid is not None and augment is not None and augment.max_shift > 0:
             raise ValueError("actor targets need augmentation without translation (max_shift=0)")
         if clips < 1 or batch_size < 1:
@@ -157,6 +163,7 @@ class ClipBatches:
         self.codec = codec
         self.rates = rates
         self.varied_share = varied_share
+        self.varied_scene = varied_scene
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -195,7 +202,8 @@ class ClipBatches:
             rng = np.random.default_rng([self.seed, epoch, index, _SCENE_STREAM])
             varied = rng.random(len(seeds)) < self.varied_share
             specs = [
-                replace(s, scene="varied") if v else s for s, v in zip(specs, varied, strict=True)
+                replace(s, scene=self.varied_scene) if v else s
+                for s, v in zip(specs, varied, strict=True)
             ]
         clips = [generate_clip(int(s), spec=spec) for s, spec in zip(seeds, specs, strict=True)]
         frames = np.stack([clip.frames for clip in clips])

@@ -51,6 +51,8 @@ class TrainConfig:
         rates: Each clip at its own frame rate from a range, or ``None`` (all at ``spec.fps``).
         varied_share: Share of the clips drawn in the varied scene, the rest in ``spec.scene``
             (mixing keeps what the classic scene taught while the varied one widens it).
+        varied_scene: The scene of that share: ``"varied"`` or ``"fine"`` (smaller actors and
+            markers).
         fresh: Every epoch takes new seeds instead of the same ones again.
         seed: Seeds the order of the clips and the augmentation (initialise the model's weights
             with ``torch.manual_seed`` before building it).
@@ -83,6 +85,7 @@ class TrainConfig:
     codec: CodecAugment | None = None
     rates: FrameRateAugment | None = None
     varied_share: float = 0.0
+    varied_scene: str = "varied"
     fresh: bool = False
     seed: int = 0
     offset: int = 0
@@ -148,6 +151,7 @@ class TrainConfig:
             codec=self.codec,
             rates=self.rates,
             varied_share=self.varied_share,
+            varied_scene=self.varied_scene,
             actor_grid=model.patch_embed.grid_size if self.needs_actor_targets else None,
         )
 

@@ -12,7 +12,7 @@ import torch
 
 from model_core import ModelConfig, load_bundle
 from model_core.checkpoint import read_bundle_config
-from model_core.data import ClipSpec
+from model_core.data import SCENES, ClipSpec
 from model_core.training import EvalReport, evaluate, resolve_device
 
 
@@ -45,7 +45,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--scene",
-        choices=("classic", "varied"),
+        choices=SCENES,
         default="classic",
         help="scenes to score on (the held-out clips are classic, whatever the bundle trained on)",
     )

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from model_core import VideoTransformer, create_model, list_models, load_checkpoint, save_bundle
 from model_core.checkpoint import read_training_record
-from model_core.data import CLASS_NAMES, ClipSpec
+from model_core.data import CLASS_NAMES, LOOK_RANGES, SCENES, ClipSpec
 from model_core.training import (
     POS_INITS,
     Augment,
@@ -69,11 +69,11 @@ def add_parser(subparsers: Any) -> None:
     )
     data.add_argument(
         "--scene",
-        choices=("classic", "varied"),
+        choices=SCENES,
         default="classic",
-        help="training scenes: classic (the shipped bundles' data) or varied (tiled, textured and "
-        "panning backgrounds, thin, small and low-contrast actors, stronger noise); held-out "
-        "clips stay classic",
+        help="training scenes: classic (the shipped bundles' data), varied (tiled, textured and "
+        "panning backgrounds, thin, small and low-contrast actors, stronger noise) or fine (varied "
+        "with smaller actors and markers); held-out clips stay classic",
     )
     data.add_argument(
         "--varied-share",
@@ -82,6 +82,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="SHARE",
         help="draw this share of the training clips in the varied scene and the rest in --scene "
         "(0.5 mixes them evenly; 0: none)",
+    )
+    data.add_argument(
+        "--varied-scene",
+        choices=tuple(LOOK_RANGES),
+        default="varied",
+        help="the scene of --varied-share's clips: varied, or fine (smaller actors and markers)",
     )
     data.add_argument(
         "--codec-augment",
@@ -212,6 +218,7 @@ def train_config(args: argparse.Namespace, device: torch.device | None = None) -
         codec=CodecAugment(args.codec_augment) if args.codec_augment else None,
         rates=FrameRateAugment(*args.fps_range) if args.fps_range else None,
         varied_share=args.varied_share,
+        varied_scene=args.varied_scene,
         fresh=args.fresh_data,
         seed=args.seed,
         offset=args.seed_offset,
@@ -264,6 +271,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--scene", args.scene]
     if args.varied_share:
         words += ["--varied-share", str(args.varied_share)]
+    if args.varied_scene != "varied":  # earlier commands were recorded without it
+        words += ["--varied-scene", args.varied_scene]
     for flag in ("fresh_data", "augment", "causal"):
         if getattr(args, flag):
             words.append("--" + flag.replace("_", "-"))

@@ -19,6 +19,7 @@ from train_demo_bundles import (  # noqa: E402
     ORIENTATION,
     ORIENTATION_ARGS,
     Stage,
+    fine_stage,
     orientation_command,
     recipe,
     stage_command,
@@ -39,6 +40,7 @@ def _stage_facts(name: str, stage: Stage) -> dict[str, Any]:
         "turn_loss": 0.0 if stage.turn_loss is None else float(stage.turn_loss),
         "rates": None if stage.fps_range is None else tuple(float(v) for v in stage.fps_range),
         "varied": 0.0 if stage.varied_share is None else float(stage.varied_share),
+        "varied_scene": stage.varied_scene or "varied",
     }
 
 
@@ -78,6 +80,8 @@ def _recorded_facts(record: dict[str, Any]) -> dict[str, Any]:
         "rates": None if config.get("rates") is None else _rates(config["rates"]),
         # Nor the share of varied clips.
         "varied": config.get("varied_share", 0.0),
+        # Nor the scene of that share, before the fine scene existed.
+        "varied_scene": config.get("varied_scene", "varied"),
     }
 
 
@@ -114,6 +118,11 @@ def test_a_stage_command_asks_for_what_the_stage_records(tmp_path: Path) -> None
     assert "--varied-share 0.7 " in " ".join(
         stage_command("laps_tiny_motion112", mixed, tmp_path / "o", tmp_path / "i", 1)
     )
+    assert "--varied-scene" not in line
+    fine = " ".join(
+        stage_command("laps_tiny_motion112", fine_stage(9, 1, 2), tmp_path / "o", None, 1)
+    )
+    assert "--varied-share 0.7 --varied-scene fine" in fine
     orientation = " ".join(orientation_command(tmp_path / "b.safetensors", 1))
     assert " ".join(ORIENTATION_ARGS) in orientation
     assert orientation.endswith(f"--save {tmp_path / 'b.safetensors'}")

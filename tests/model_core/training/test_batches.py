@@ -195,3 +195,15 @@ def test_a_varied_share_draws_that_share_of_the_clips_in_the_varied_scene() -> N
     assert 8 <= len(varied) <= 32, varied  # about half, and each the varied clip of its seed
     with pytest.raises(ValueError, match="varied_share"):
         ClipBatches(TRAIN_SEEDS, 4, 4, spec, PRE, varied_share=1.5)
+
+
+def test_a_varied_share_can_be_drawn_in_the_fine_scene() -> None:
+    spec = ClipSpec(frames=4, size=32)
+    plain = ClipBatches(TRAIN_SEEDS, 24, 24, spec, PRE)
+    fine = ClipBatches(TRAIN_SEEDS, 24, 24, spec, PRE, varied_share=1.0, varied_scene="fine")
+    (batch,) = list(fine.batches(1))
+    for i, seed in enumerate(plain.epoch_seeds(0)[:3]):
+        clip = generate_clip(int(seed), spec=replace(spec, scene="fine"))
+        assert torch.equal(batch.inputs[i], preprocess_frames(clip.frames, PRE))
+    with pytest.raises(ValueError, match="varied_scene"):
+        ClipBatches(TRAIN_SEEDS, 4, 4, spec, PRE, varied_share=0.5, varied_scene="classic")

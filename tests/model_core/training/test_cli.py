@@ -185,3 +185,11 @@ def test_a_share_of_varied_clips_is_asked_for_on_the_command_line_and_recorded()
     assert config.varied_share == 0.7 and config.spec.scene == "classic"
     assert config.to_dict()["varied_share"] == 0.7
     assert "--varied-share 0.7" in train_cmd.command_line(mixed)
+    assert config.varied_scene == "varied" and "--varied-scene" not in train_cmd.command_line(mixed)
+    fine = build_parser().parse_args(
+        ["train", *TRAIN_ARGS, "-o", "a", "--varied-share", "0.7", "--varied-scene", "fine"]
+    )
+    assert train_cmd.train_config(fine).to_dict()["varied_scene"] == "fine"
+    assert "--varied-share 0.7 --varied-scene fine" in train_cmd.command_line(fine)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", *TRAIN_ARGS, "-o", "a", "--varied-scene", "classic"])
