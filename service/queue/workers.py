@@ -135,6 +135,22 @@ class WorkerRegistry:
             self.redis.srem(self.keys.workers, *dead)
         return [worker_id for worker_id, ok in zip(ids, exists, strict=True) if ok]
 
+    def others_serving(self, model: str) -> list[str]:
+        """Ids of the other live workers whose last beat advertised ``model`` for clips."""
+        others = [w for w in self.live_ids() if w != self.worker_id]
+        if not others:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in others:
+                pipe.hget(self.keys.worker(worker_id), "models")
+            raws = pipe.execute()
+        serving = []
+        for worker_id, raw in zip(others, raws, strict=True):
+            models = as_json(None if raw is None else text(raw), [])
+            if isinstance(models, list) and model in models:
+                serving.append(worker_id)
+        return serving
+
 
 class WorkerDirectory:
     """The gateway's view of the workers (asyncio client)."""

@@ -15,7 +15,6 @@ once; it exits 0. A second signal exits at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -33,7 +32,6 @@ from service.keys import Keys
 from service.logs import configure_logging
 from service.metrics import WorkerMetrics
 from service.queue import ClipConsumer, ClipTask, SessionInbox, WorkerRegistry
-from service.queue._codec import text
 from service.redis_conn import sync_client
 from service.settings import Settings
 from service.threads import default_torch_threads
@@ -157,17 +155,7 @@ class Worker:
 
     def _served_elsewhere(self, model: str) -> bool:
         """Whether another live worker advertises ``model`` for clips."""
-        for worker_id in self.registry.live_ids():
-            if worker_id == self.worker_id:
-                continue
-            raw = self.redis.hget(self.keys.worker(worker_id), "models")
-            try:
-                models = json.loads(text(raw)) if raw is not None else []
-            except ValueError:
-                continue
-            if isinstance(models, list) and model in models:
-                return True
-        return False
+        return bool(self.registry.others_serving(model))
 
     # The loop.
 

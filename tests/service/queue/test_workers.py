@@ -76,3 +76,16 @@ def test_a_beat_replaces_the_previous_fields(r: redis.Redis, keys: Keys) -> None
     beat(registry)
     assert r.hget(keys.worker("w1"), "draining") is None
     assert 0 < r.pttl(keys.worker("w1")) <= keys.heartbeat_ttl_ms
+
+
+def test_the_other_workers_serving_a_model_are_found(r: redis.Redis, keys: Keys) -> None:
+    me, other, third = (WorkerRegistry(r, keys, w) for w in ("me", "other", "third"))
+    beat(me, models=["a"])
+    beat(other, models=["a", "b"])
+    beat(third, models=["c"])
+    assert me.others_serving("a") == ["other"]  # itself left out
+    assert me.others_serving("b") == ["other"] and me.others_serving("z") == []
+    r.hset(keys.worker("third"), "models", "not json")  # a garbled beat serves nothing
+    assert me.others_serving("c") == []
+    other.deregister()
+    assert me.others_serving("b") == []
