@@ -99,6 +99,8 @@ class SessionMessage:
         index: The frame's index as the gateway numbered it (frames).
         received_s: When the gateway received the frame, unix seconds (frames).
         budget: The new budget (budgets).
+        budget_seq: Budget changes sent before this frame (frames), or this budget's number
+            (budgets); ``None`` in messages from gateways older than the numbering.
     """
 
     entry_id: str
@@ -108,6 +110,7 @@ class SessionMessage:
     index: int | None = None
     received_s: float | None = None
     budget: dict[str, Any] | None = None
+    budget_seq: int | None = None
 
 
 def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
@@ -118,6 +121,7 @@ def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
     index = get("index")
     received = get("received")
     budget = get("budget")
+    seq = get("budget_seq")
     return SessionMessage(
         entry_id=text(entry_id),
         type=get("type") or "",
@@ -126,6 +130,7 @@ def _message(entry_id: Any, fields: dict[bytes, bytes]) -> SessionMessage:
         index=as_int(index) if index is not None else None,
         received_s=as_float(received) if received is not None else None,
         budget=as_json(budget, {}) if budget is not None else None,
+        budget_seq=as_int(seq) if seq is not None else None,
     )
 
 
@@ -271,6 +276,22 @@ class SessionInbox:
                 pipe.exists(self.keys.lease(session_id))
             held = pipe.execute()
         return {session_id for session_id, ok in zip(ids, held, strict=True) if ok}
+
+    def budget_seqs(self, session_ids: Iterable[str]) -> dict[str, int]:
+        """``session id -> budget_seq`` (budget changes sent so far) in one round trip; sessions
+        whose record is gone are left out."""
+        ids = list(session_ids)
+        if not ids:
+            return {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), "model", "budget_seq")
+            rows = pipe.execute()
+        return {
+            session_id: as_int(None if seq is None else text(seq))
+            for session_id, (model, seq) in zip(ids, rows, strict=True)
+            if model is not None
+        }
 
     def owners(self, session_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
         """``session id -> (owner, state)`` of ``session_ids`` in one round trip; ``(None, None)``

@@ -6,7 +6,8 @@ gateway sends every frame, budget change and close to the current owner's inbox 
 session that another worker adopted.
 
 Inbox messages (stream fields): ``type`` (``open``, ``frame``, ``budget``, ``close``), ``session``;
-frames add ``data``, ``index``, ``received``; budgets add ``budget`` (JSON).
+frames add ``data``, ``index``, ``received`` and ``budget_seq`` (budget changes sent before the
+frame); budgets add ``budget`` (JSON) and ``budget_seq`` (its number).
 
 Sessions cannot leak: a live session is held by a lease (``Keys.lease``, ``session_lease_s``) that
 the gateway connection holding it renews (:meth:`SessionDirectory.renew`); when that gateway or
@@ -36,17 +37,35 @@ from service.settings import Settings
 # KEYS: session. ARGV: inbox key prefix and suffix (the owner's id goes between), inbox maxlen,
 # inbox ttl, frame fields (session, data, index, received). Reads the owner, routes the frame to
 # its inbox and counts it in one step, so an adoption (also a script) sees every frame either
-# counted and in the old owner's inbox, or routed to the new owner.
+# counted and in the old owner's inbox, or routed to the new owner. The frame carries the number of
+# budget changes sent before it, so an owner whose budget message was trimmed away sees one is
+# missing and reads the budget from the hash.
 _SEND_FRAME = """
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'state', 'budget_seq')
 if not cur[1] then return {'missing', ''} end
 if cur[2] == 'closed' or cur[2] == 'failed' then return {'final', cur[2]} end
 local inbox = ARGV[1] .. cur[1] .. ARGV[2]
 redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[3], '*', 'type', 'frame', 'session', ARGV[5],
-           'data', ARGV[6], 'index', ARGV[7], 'received', ARGV[8])
+           'data', ARGV[6], 'index', ARGV[7], 'received', ARGV[8], 'budget_seq', cur[3] or '0')
 redis.call('EXPIRE', inbox, ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'frames_received', 1)
 return {'ok', cur[1]}
+"""
+
+# KEYS: session. ARGV: inbox key prefix and suffix, inbox maxlen, inbox ttl, session id, budget
+# (JSON). Records the budget, numbers it and routes it to the current owner in one step, so a
+# frame sent after it always carries its number and reaches the same inbox behind it.
+_SEND_BUDGET = """
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'state')
+if not cur[1] then return {'missing', ''} end
+if cur[2] == 'closed' or cur[2] == 'failed' then return {'final', cur[2]} end
+redis.call('HSET', KEYS[1], 'budget', ARGV[6])
+local seq = redis.call('HINCRBY', KEYS[1], 'budget_seq', 1)
+local inbox = ARGV[1] .. cur[1] .. ARGV[2]
+redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[3], '*', 'type', 'budget', 'session', ARGV[5],
+           'budget', ARGV[6], 'budget_seq', seq)
+redis.call('EXPIRE', inbox, ARGV[4])
+return {'ok', tostring(seq)}
 """
 
 # Tries of the optimistic placement before a session is refused as ``no_worker``.
@@ -88,6 +107,8 @@ class SessionInfo:
             never show it to clients.
         stride: Labels every ``stride`` frames, as opened; ``None`` when opened without one (the
             worker's default) or when the stored field is unreadable or out of range.
+        budget_seq: Budget changes sent so far (``budget`` is the last one's); 0 while the
+            session keeps its first budget.
     """
 
     session_id: str
@@ -109,6 +130,7 @@ class SessionInfo:
     opened_by: str | None = None
     source_url: str | None = field(default=None, repr=False)
     stride: int | None = None
+    budget_seq: int = 0
 
     @property
     def open(self) -> bool:
@@ -137,6 +159,7 @@ def session_info(session_id: str, fields: dict[str, str]) -> SessionInfo:
         opened_by=fields.get("opened_by") or None,
         source_url=fields.get("source_url") or None,
         stride=_stride(fields.get("stride")),
+        budget_seq=as_int(fields.get("budget_seq")),
     )
 
 
@@ -189,6 +212,7 @@ class SessionDirectory:
         self.settings = settings
         self.workers = WorkerDirectory(redis, keys)
         self._send_frame = redis.register_script(_SEND_FRAME)
+        self._send_budget = redis.register_script(_SEND_BUDGET)
         inbox = keys.inbox("\0")
         self._inbox_affixes = inbox.split("\0")
 
@@ -367,22 +391,21 @@ class SessionDirectory:
                 repr(received_s),
             ],
         )
-        if text(status) == "missing":
-            raise SessionNotFoundError(f"no session {session_id!r} (unknown or expired)")
-        if text(status) == "final":
-            raise SessionClosedError(f"session {session_id} is {text(value)}")
+        _raise_for(session_id, text(status), text(value))
 
     async def set_budget(self, session_id: str, budget: dict[str, Any]) -> None:
-        """Records a new budget and tells the owner.
+        """Records a new budget, numbered (``budget_seq``), and tells the owner.
 
         Raises:
             SessionNotFoundError: No such session.
             SessionClosedError: The session is closed or failed.
         """
-        owner = await self._owner_of_open(session_id)
-        await self.redis.hset(self.keys.session(session_id), "budget", dumps(budget))
-        message = {"type": "budget", "session": session_id, "budget": dumps(budget)}
-        await self._to_owner(owner, message)
+        prefix, suffix = self._inbox_affixes
+        status, value = await self._send_budget(
+            keys=[self.keys.session(session_id)],
+            args=[prefix, suffix, INBOX_MAXLEN, INBOX_TTL_S, session_id, dumps(budget)],
+        )
+        _raise_for(session_id, text(status), text(value))
 
     async def close(self, session_id: str) -> bool:
         """Closes the session and tells its owner; ``False`` if it was closed already.
@@ -399,6 +422,14 @@ class SessionDirectory:
         await _finalize(self.redis, self.keys, session_id, "closed", "closed")
         await self._to_owner(owner, {"type": "close", "session": session_id})
         return True
+
+
+def _raise_for(session_id: str, status: str, value: str) -> None:
+    """Raises what a routing script's ``missing`` or ``final`` answer means."""
+    if status == "missing":
+        raise SessionNotFoundError(f"no session {session_id!r} (unknown or expired)")
+    if status == "final":
+        raise SessionClosedError(f"session {session_id} is {value}")
 
 
 def end_session(

@@ -235,7 +235,8 @@ class Worker:
 
     def _maintain(self) -> None:
         """Drops sessions that ended or moved, ends those whose lease lapsed or that went idle,
-        adopts orphans, starts RTSP sessions whose open message was lost, writes counters."""
+        adopts orphans, starts RTSP sessions whose open or budget message was lost, writes
+        counters."""
         self.sessions.reconcile()
         self.sessions.expire()
         if not self.stopping:
@@ -243,6 +244,7 @@ class Worker:
             for session_id in self.sessions.adopt_orphans(listing):
                 log.info("adopted session %s", session_id)
             self.sessions.start_missed_sources(listing)
+            self.sessions.catch_up_source_budgets()
         self.sessions.flush()
 
     def _session_work(self) -> bool:

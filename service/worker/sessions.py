@@ -83,6 +83,8 @@ class LocalSession:
         books: Its backlog and counters, kept by the scheduler.
         source: Its RTSP reader.
         last_reconnect_event: When its last ``reconnecting`` source event went out.
+        budget_seq: The number of the latest budget change taken here (by message, or from the
+            hash when its message was lost); 0 for the first budget.
     """
 
     session_id: str
@@ -94,6 +96,7 @@ class LocalSession:
     books: Books
     source: RtspSource | None = None
     last_reconnect_event: float = float("-inf")
+    budget_seq: int = 0
 
 
 class SessionManager:
@@ -187,6 +190,10 @@ class SessionManager:
         if kind == "frame":
             self._enqueue(session, message)
         elif kind == "budget":
+            if message.budget_seq is not None:
+                if message.budget_seq <= session.budget_seq:
+                    return  # taken from the hash already, when a frame showed it missing
+                session.budget_seq = message.budget_seq
             self._set_budget(session, message.budget)
         # "open" for a session open here already: nothing to do.
 
@@ -203,7 +210,7 @@ class SessionManager:
             self._remember_foreign(session_id)
             return None
         if budget:
-            info = replace(info, budget=budget)
+            info = replace(info, budget=budget, budget_seq=0)
         return self.open(info)
 
     def _remember_foreign(self, session_id: str) -> None:
@@ -261,6 +268,7 @@ class SessionManager:
             stride=info.stride,
             first_index=first_index,
             books=self.scheduler.add(session_id, first_index, info.frames_dropped),
+            budget_seq=info.budget_seq,
         )
         self.sessions[session_id] = session
         if moved_from is not None:
@@ -338,6 +346,8 @@ class SessionManager:
         if message.data is None:
             self._error(session.session_id, "invalid_message", "a frame message without data")
             return
+        if message.budget_seq is not None and message.budget_seq > session.budget_seq:
+            self._catch_up_budget(session, message.budget_seq)
         frame = Frame(
             input_index=message.index, data=message.data, received_wall=message.received_s
         )
@@ -359,6 +369,35 @@ class SessionManager:
         assert budget is not None
         if self.scheduler.budget_now(session.session_id, budget):
             self._apply_budget(session, budget)
+
+    def _catch_up_budget(self, session: LocalSession, sent: int) -> None:
+        """A budget change numbered ``sent`` (or later) never arrived: a stalled worker's inbox
+        is trimmed oldest first. The hash holds the latest budget; it applies from the next
+        frame, where the lost message stood (or, when later changes are lost too, a little
+        early for the frames between them)."""
+        info = self.inbox.get(session.session_id)
+        if info is None:
+            return
+        log.warning(
+            "session %s: budget change %d never arrived; taking the recorded one (%d)",
+            session.session_id,
+            sent,
+            info.budget_seq,
+        )
+        session.budget_seq = max(sent, info.budget_seq)
+        self._set_budget(session, info.budget)
+
+    def catch_up_source_budgets(self) -> list[str]:
+        """Applies the recorded budget of each RTSP session whose budget message was lost (no
+        frame of theirs comes through the inbox to show it); returns their ids."""
+        sources = [sid for sid, s in self.sessions.items() if s.kind == "rtsp"]
+        caught = []
+        for session_id, seq in self.inbox.budget_seqs(sources).items():
+            session = self.sessions.get(session_id)
+            if session is not None and seq > session.budget_seq:
+                self._catch_up_budget(session, seq)
+                caught.append(session_id)
+        return caught
 
     def _apply_budget(self, session: LocalSession, budget: dict[str, Any]) -> None:
         session.budget = budget

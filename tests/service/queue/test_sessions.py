@@ -128,6 +128,41 @@ def test_frames_go_to_the_owners_inbox(
     assert all(m.session_id == info.session_id for m in messages)
     assert after.frames_received == 3 and after.budget == {"tokens": 20}
     assert inbox.read() == [] and r.xlen(keys.inbox("w1")) == 0  # read messages are deleted
+    assert after.budget_seq == 1 and messages[-1].budget_seq == 1
+    assert [m.budget_seq for m in frames] == [0, 0, 0]  # no change was sent before them
+
+
+def test_budgets_are_numbered_and_frames_carry_the_count_sent_before_them(
+    r: redis.Redis, arun: Any, keys: Keys, settings: Settings
+) -> None:
+    register(r, keys, "w1", ["tiny"])
+    info = create(arun, keys, settings)
+    inbox = SessionInbox(r, keys, "w1")
+    inbox.read()
+
+    async def send(client: redis.asyncio.Redis) -> None:
+        directory = SessionDirectory(client, keys, settings)
+        await directory.set_budget(info.session_id, {"tokens": 20})
+        await directory.send_frame(info.session_id, b"a", 1.0, 0)
+        await directory.set_budget(info.session_id, {"tokens": 8})
+        await directory.send_frame(info.session_id, b"b", 2.0, 1)
+        await directory.close(info.session_id)
+        with pytest.raises(SessionClosedError):
+            await directory.set_budget(info.session_id, {"tokens": 4})
+        with pytest.raises(SessionNotFoundError):
+            await directory.set_budget("nope", {"tokens": 4})
+
+    arun(send)
+    messages = inbox.read()
+    assert [(m.type, m.budget_seq) for m in messages] == [
+        ("budget", 1),
+        ("frame", 1),
+        ("budget", 2),
+        ("frame", 2),
+        ("close", None),
+    ]
+    assert inbox.budget_seqs([info.session_id, "nope"]) == {info.session_id: 2}
+    assert inbox.get(info.session_id).budget == {"tokens": 8}  # type: ignore[union-attr]
 
 
 def test_inbox_read_takes_at_most_count_and_waits_for_the_next_message(

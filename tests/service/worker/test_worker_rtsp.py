@@ -15,6 +15,7 @@ from worker_support import (
     ThreadWorker,
     events_of,
     labels_of,
+    lose_budget,
     wait_for,
     worker_settings,
 )
@@ -270,3 +271,37 @@ def test_an_rtsp_session_whose_open_message_was_lost_is_started_from_its_record(
             wait_for(lambda: sid not in tw.worker.sessions.sessions, what="the session to stop")
     finally:
         camera.stop()
+
+
+@pytest.mark.integration
+def test_an_rtsp_session_whose_budget_message_was_lost_takes_the_recorded_budget(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
+) -> None:
+    """No frame of an RTSP session passes through the inbox to show a budget change missing;
+    the worker compares the record's count with its own at each check."""
+    settings = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rtsp-bud", **CAMERA)
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    camera.start()
+    try:
+        with ThreadWorker(settings) as tw:
+            info = gw.create(LIVE_MODEL, {"keep_all": True}, kind="rtsp", source=camera.url("cam"))
+            sid = info.session_id
+            dense = wait_labels(client, keys, sid)[-1]["compute"]
+            assert dense["recompute_fraction"] == pytest.approx(1.0)
+            lose_budget(client, keys, sid, {"tokens": 4})
+            cheap = wait_for(
+                lambda: (
+                    (ev := labels_of(events_of(client, keys, sid)))
+                    and ev[-1]["compute"]["recompute_fraction"] < 0.5
+                    and ev[-1]["compute"]
+                ),
+                timeout_s=30,
+                what="labels at the recorded budget",
+            )
+            assert tw.worker.sessions.sessions[sid].budget == {"tokens": 4}
+            assert tw.worker.sessions.sessions[sid].budget_seq == 1
+            assert gw.close(sid)
+    finally:
+        camera.stop()
+    assert cheap["gmacs"] < 0.8 * dense["gmacs"]

@@ -16,6 +16,7 @@ from worker_support import (
     ThreadWorker,
     events_of,
     labels_of,
+    lose_budget,
     png_bytes,
     wait_for,
     worker_settings,
@@ -122,6 +123,30 @@ def test_a_budget_message_lowers_the_compute(
     assert cheap["gmacs"] < 0.8 * dense["gmacs"]
     assert cheap["dense_gmacs"] == pytest.approx(dense["dense_gmacs"])
     assert cheap["recompute_fraction"] < 0.5
+
+
+def test_a_lost_budget_message_is_taken_from_the_record_at_the_next_frame(
+    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, frames: np.ndarray
+) -> None:
+    settings = worker_settings(
+        redis_url, key_prefix, models_dir, worker_id="w-lost-budget", stride=4, session_backlog=64
+    )
+    keys = Keys(key_prefix)
+    gw = GatewaySide(settings)
+    with ThreadWorker(settings):
+        info = gw.create(LIVE_MODEL, {"keep_all": True})
+        wait_for(lambda: (s := gw.get(info.session_id)) and s.state == "running")
+        gw.send_frames(info.session_id, [png_bytes(f) for f in frames[:8]])
+        wait_labels(client, keys, info.session_id, 2)
+        lose_budget(client, keys, info.session_id, {"tokens": 4})
+        assert client.hget(keys.session(info.session_id), "budget_seq") == b"1"
+        gw.send_frames(info.session_id, [png_bytes(f) for f in frames[8:16]], first_index=8)
+        events = wait_labels(client, keys, info.session_id, 4)
+    dense, cheap = events[1]["compute"], events[3]["compute"]
+    assert [e["frame_index"] for e in events] == [4, 8, 12, 16]
+    assert dense["recompute_fraction"] == pytest.approx(1.0)
+    # Without the frames' budget count the worker kept every token: the change never came.
+    assert cheap["recompute_fraction"] < 0.5 and cheap["gmacs"] < 0.8 * dense["gmacs"]
 
 
 def test_a_bad_budget_falls_back_to_the_one_the_bundle_recommends(

@@ -36,8 +36,9 @@ for _helpers in (_TESTS / "inference", _TESTS / "ingest"):
 from inference_bundles import CLIP_MODEL, LIVE_MODEL, clip_frames, write_bundles  # noqa: E402
 
 from model_core.data.video_io import write_video  # noqa: E402
-from service.keys import Keys  # noqa: E402
+from service.keys import INBOX_MAXLEN, INBOX_TTL_S, Keys  # noqa: E402
 from service.queue import ClipJobs, SessionDirectory, SessionInfo  # noqa: E402
+from service.queue.sessions import _SEND_BUDGET  # noqa: E402
 from service.redis_conn import async_client, sync_client  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.worker import Worker  # noqa: E402
@@ -294,6 +295,23 @@ class GatewaySide:
 
     def get(self, session_id: str) -> SessionInfo | None:
         return self._run(lambda r: SessionDirectory(r, self.keys, self.settings).get(session_id))
+
+
+def lose_budget(client: redis.Redis, keys: Keys, session_id: str, budget: dict[str, Any]) -> None:
+    """Sends a budget change with the gateway's own script, to an inbox nobody reads: the owner
+    never gets the message, as when its inbox was trimmed past it during a stall. The record
+    (budget and budget_seq) changes as for any budget change."""
+    key = keys.session(session_id)
+    owner = client.hget(key, "owner")
+    assert owner is not None
+    prefix, suffix = keys.inbox("\0").split("\0")
+    args = (prefix, suffix, INBOX_MAXLEN, INBOX_TTL_S, session_id, json.dumps(budget))
+    with client.pipeline(transaction=True) as pipe:  # the owner never sees the detour
+        pipe.hset(key, "owner", "nobody")
+        pipe.eval(_SEND_BUDGET, 1, key, *args)
+        pipe.hset(key, "owner", owner)
+        pipe.delete(keys.inbox("nobody"))
+        pipe.execute()
 
 
 def redis_client(settings: Settings) -> redis.Redis:
