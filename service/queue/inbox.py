@@ -277,16 +277,20 @@ class SessionInbox:
             held = pipe.execute()
         return {session_id for session_id, ok in zip(ids, held, strict=True) if ok}
 
+    def _hash_fields(self, ids: list[str], *names: str) -> list[list[bytes | None]]:
+        """The named fields of each session's hash (``None`` where absent), in one round trip."""
+        if not ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), list(names))
+            return list(pipe.execute())
+
     def budget_seqs(self, session_ids: Iterable[str]) -> dict[str, int]:
         """``session id -> budget_seq`` (budget changes sent so far) in one round trip; sessions
         whose record is gone are left out."""
         ids = list(session_ids)
-        if not ids:
-            return {}
-        with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in ids:
-                pipe.hmget(self.keys.session(session_id), "model", "budget_seq")
-            rows = pipe.execute()
+        rows = self._hash_fields(ids, "model", "budget_seq")
         return {
             session_id: as_int(None if seq is None else text(seq))
             for session_id, (model, seq) in zip(ids, rows, strict=True)
@@ -297,12 +301,7 @@ class SessionInbox:
         """``session id -> (owner, state)`` of ``session_ids`` in one round trip; ``(None, None)``
         for a session whose record is gone."""
         ids = list(session_ids)
-        if not ids:
-            return {}
-        with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in ids:
-                pipe.hmget(self.keys.session(session_id), ["owner", "state"])
-            replies = pipe.execute()
+        replies = self._hash_fields(ids, "owner", "state")
         return {
             session_id: (
                 None if owner is None else text(owner),
