@@ -459,7 +459,8 @@ async def _hold_lease(gw: Gateway, session_id: str) -> None:
     (the session was ended: idle, or its lease found lapsed by its worker)."""
     every_s = gw.settings.session_lease_s / 3
     while await gw.sessions.renew(session_id):
-        await asyncio.sleep(every_s)
+        # Jittered: connections opened together (clients back after a restart) spread out.
+        await asyncio.sleep(every_s * random.uniform(0.8, 1.0))
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
