@@ -32,6 +32,11 @@ Every bundle is a chain of ``vidrec train`` runs, each ``--init`` from the last 
   right, then had a second varied stage of 1800 steps, the same way (four side by side on the
   2-core CPU, one thread each), again from the shipped bundle; xvit a third (two side by side
   with one for laps, which did not ship: it gained nothing on the renderer's clips);
+- tokshift, factorized causal, laps and xvit then end with ``fine_stage``: 1500 steps of
+  ``varied_stage`` whose varied share is drawn in the ``"fine"`` scene (smaller actors and
+  markers, sizes down to 0.035 of the frame), from the shipped bundle, four side by side on the
+  2-core CPU, one thread each, in about 45 minutes (a second one for laps, 1800 steps, gained
+  nothing and did not ship);
 - vit_avg was trained before the sine-cosine start existed and keeps its chain: a 2000-step
   tokshift stage with the actor supervision alone, then its own stage.
 
@@ -131,6 +136,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             turn_stage(800, 400, 50_000_000, lr="3e-4", codec=True),
             varied_stage(1200, 1001, 100_000_000),
             varied_stage(1800, 1011, 105_000_000),
+            fine_stage(1500, 1031, 112_000_000),
         ),
     ),
     DEFAULT_LIVE_MODEL: (
@@ -139,6 +145,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             turn_stage(1200, 407, 57_000_000),
             varied_stage(1200, 1002, 101_000_000),
             varied_stage(1800, 1012, 106_000_000),
+            fine_stage(1500, 1032, 115_000_000),
         ),
     ),
     "laps_tiny_motion112": (
@@ -147,6 +154,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             turn_stage(1200, 405, 55_000_000),
             varied_stage(1200, 1003, 102_000_000),
             varied_stage(1800, 1013, 107_000_000),
+            fine_stage(1500, 1033, 113_000_000),
         ),
     ),
     "vast_tiny_motion112": (
@@ -165,6 +173,7 @@ RECIPES: dict[str, tuple[tuple[str, int] | None, tuple[Stage, ...]]] = {
             varied_stage(1500, 1005, 104_000_000),
             varied_stage(1800, 1015, 109_000_000),
             varied_stage(1800, 1025, 111_000_000),
+            fine_stage(1500, 1035, 114_000_000),
         ),
     ),
 }

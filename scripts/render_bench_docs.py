@@ -134,7 +134,7 @@ def first_streams_table() -> list[str]:
 
 
 TUNING_JSON = ("eventful_stream_bench.json", "eventful_stream_bench_seed100.json")
-HELDOUT_JSON = ("eventful_heldout_21536.json", "eventful_heldout_21728.json")
+HELDOUT_JSON = ("eventful_heldout_21920.json", "eventful_heldout_22112.json")
 
 
 def heldout_tables() -> list[str]:

@@ -189,12 +189,13 @@ def render_independent_table() -> str:
             f"| {low:.1%}–{high:.1%} | " + " | ".join(cells) + f" | {mistake} |"
         )
     machine = bench["machine"]
+    threads = f"{machine['threads']} thread" + ("" if machine["threads"] == 1 else "s")
     note = (
         f"{bench['clips_per_class']} clips of every class from seed {bench['seed_offset']} of "
         "`tests/model_core/zoo/independent_renderer.py`, each encoded as H.264 MP4 and read back "
         "with `read_video` and `preprocess_frames`; Wilson 95% intervals; the background columns "
         f"are top-1 on the clips of each background kind. `{bench['command']}` on "
-        f"{machine['machine']}, torch {machine['torch']}, {machine['threads']} thread; rendered "
+        f"{machine['machine']}, torch {machine['torch']}, {threads}; rendered "
         "by `scripts/render_model_docs.py`."
     )
     return "\n".join([INDEPENDENT_START, note, "", *lines, INDEPENDENT_END])
