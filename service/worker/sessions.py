@@ -85,6 +85,8 @@ class LocalSession:
         last_reconnect_event: When its last ``reconnecting`` source event went out.
         budget_seq: The number of the latest budget change taken here (by message, or from the
             hash when its message was lost); 0 for the first budget.
+        budget_seq_ahead: The record's count when a check last found it ahead of ``budget_seq``
+            (an RTSP session's change not arrived yet), ``None`` otherwise.
     """
 
     session_id: str
@@ -97,6 +99,7 @@ class LocalSession:
     source: RtspSource | None = None
     last_reconnect_event: float = float("-inf")
     budget_seq: int = 0
+    budget_seq_ahead: int | None = None
 
 
 class SessionManager:
@@ -389,14 +392,22 @@ class SessionManager:
 
     def catch_up_source_budgets(self) -> list[str]:
         """Applies the recorded budget of each RTSP session whose budget message was lost (no
-        frame of theirs comes through the inbox to show it); returns their ids."""
+        frame of theirs comes through the inbox to show it); returns their ids. A change is
+        taken as lost when the record was ahead at the check before too: one sent just now
+        may still be on its way through the inbox."""
         sources = [sid for sid, s in self.sessions.items() if s.kind == "rtsp"]
         caught = []
         for session_id, seq in self.inbox.budget_seqs(sources).items():
             session = self.sessions.get(session_id)
-            if session is not None and seq > session.budget_seq:
+            if session is None or seq <= session.budget_seq:
+                continue
+            ahead = session.budget_seq_ahead
+            if ahead is not None and ahead > session.budget_seq:  # not arrived since: lost
                 self._catch_up_budget(session, seq)
                 caught.append(session_id)
+                session.budget_seq_ahead = None
+            else:
+                session.budget_seq_ahead = seq
         return caught
 
     def _apply_budget(self, session: LocalSession, budget: dict[str, Any]) -> None:

@@ -275,10 +275,16 @@ def test_an_rtsp_session_whose_open_message_was_lost_is_started_from_its_record(
 
 @pytest.mark.integration
 def test_an_rtsp_session_whose_budget_message_was_lost_takes_the_recorded_budget(
-    redis_url: str, key_prefix: str, models_dir: Path, client: redis.Redis, camera: RtspTestServer
+    redis_url: str,
+    key_prefix: str,
+    models_dir: Path,
+    client: redis.Redis,
+    camera: RtspTestServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No frame of an RTSP session passes through the inbox to show a budget change missing;
-    the worker compares the record's count with its own at each check."""
+    the worker compares the record's count with its own at each check. A change that arrives
+    is not taken for a lost one."""
     settings = worker_settings(redis_url, key_prefix, models_dir, worker_id="w-rtsp-bud", **CAMERA)
     keys = Keys(key_prefix)
     gw = GatewaySide(settings)
@@ -289,7 +295,12 @@ def test_an_rtsp_session_whose_budget_message_was_lost_takes_the_recorded_budget
             sid = info.session_id
             dense = wait_labels(client, keys, sid)[-1]["compute"]
             assert dense["recompute_fraction"] == pytest.approx(1.0)
-            lose_budget(client, keys, sid, {"tokens": 4})
+            gw.set_budget(sid, {"keep_all": True})  # delivered: number 1
+            local = tw.worker.sessions.sessions[sid]
+            wait_for(lambda: local.budget_seq == 1, what="the budget message")
+            time.sleep(1.0)  # five maintenance checks
+            assert "never arrived" not in caplog.text
+            lose_budget(client, keys, sid, {"tokens": 4})  # number 2, never delivered
             cheap = wait_for(
                 lambda: (
                     (ev := labels_of(events_of(client, keys, sid)))
@@ -299,8 +310,8 @@ def test_an_rtsp_session_whose_budget_message_was_lost_takes_the_recorded_budget
                 timeout_s=30,
                 what="labels at the recorded budget",
             )
-            assert tw.worker.sessions.sessions[sid].budget == {"tokens": 4}
-            assert tw.worker.sessions.sessions[sid].budget_seq == 1
+            assert local.budget == {"tokens": 4} and local.budget_seq == 2
+            assert "budget change 2 never arrived" in caplog.text
             assert gw.close(sid)
     finally:
         camera.stop()
