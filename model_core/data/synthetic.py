@@ -428,6 +428,12 @@ def _room(pos: float, step: float, lo: float, hi: float) -> float:
     return float("inf")
 
 
+def _size_limits(scene: str) -> tuple[float, float]:
+    """Circumradius range while growing or shrinking in a scene: its look's, else the classic."""
+    ranges = LOOK_RANGES.get(scene)
+    return SIZE_LIMITS if ranges is None else ranges.size_limits
+
+
 def _plan(
     rng: np.random.Generator,
     label: int,
@@ -693,7 +699,7 @@ def generate_clip(seed: int, label: int | None = None, spec: ClipSpec | None = N
     )
     if scene.look is not None:
         start = replace(start, radius=scene.look.radius)
-    limits = scene.look.size_limits if scene.look is not None else SIZE_LIMITS
+    limits = _size_limits(spec.scene)
     planned = _plan(
         rng, CLASS_NAMES.index(forward), start, spec.frames, spec.fps, free=True, size_limits=limits
     )
@@ -769,7 +775,7 @@ def generate_stream(
         raise ValueError(f"action_frames must be a range (min, max) >= 2, got {action_frames}")
     draws = _Draws.from_entropy([_STREAM_SALT, seed])
     scene, actor = _make_scene(draws, spec)
-    limits = scene.look.size_limits if scene.look is not None else SIZE_LIMITS
+    limits = _size_limits(spec.scene)
     rng = draws.actor
     radius = float(rng.uniform(*ACTOR_RADIUS))
     lo, hi = _box(radius)

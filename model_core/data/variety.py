@@ -71,6 +71,8 @@ class LookRanges:
     size_limits: tuple[float, float]
 
 
+# The varied scene's size limits are the classic scene's (synthetic.SIZE_LIMITS); the pinned
+# varied clips of tests/model_core/data/test_data_variety.py hold both to what they were.
 VARIED = LookRanges((0.06, 0.18), (0.4, 0.6), (0.16, 0.3), (0.05, 0.22))
 FINE = LookRanges((0.04, 0.18), (0.3, 0.65), (0.08, 0.3), (0.035, 0.22))
 LOOK_RANGES = {"varied": VARIED, "fine": FINE}  # scene name -> ranges (classic has no look)
@@ -96,7 +98,6 @@ class VariedLook:
         marker_offset: The marker's distance from the centre, in circumradii.
         marker_radius: The marker's radius, in circumradii.
         noise_std: Sensor noise, 0-255 units.
-        size_limits: Circumradius range while growing or shrinking, fraction of the frame side.
     """
 
     kind: str
@@ -113,7 +114,6 @@ class VariedLook:
     marker_offset: float
     marker_radius: float
     noise_std: float
-    size_limits: tuple[float, float] = VARIED.size_limits
 
     def colour(self, rng: np.random.Generator, bg: BackgroundParams) -> tuple[int, int, int]:
         """The actor's fill, drawn against the background's palette."""
@@ -150,7 +150,6 @@ def draw_varied_look(rng: np.random.Generator, ranges: LookRanges = VARIED) -> V
         marker_offset=float(rng.uniform(*ranges.marker_offset)),
         marker_radius=float(rng.uniform(*ranges.marker_radius)),
         noise_std=float(rng.uniform(*VARIED_NOISE)),
-        size_limits=ranges.size_limits,
     )
 
 
