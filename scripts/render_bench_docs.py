@@ -316,6 +316,34 @@ def _live() -> list[str]:
     return live_section(_load(LIVE_JSON) if path.is_file() else None)
 
 
+# The live default against the earlier one, one sitting (docs/BENCHMARKS.md, "Live streams at
+# scale"): one report per default budget.
+LIVE_BUDGET_JSON = ("live_bench_budget_threshold2.json", "live_bench_budget_default.json")
+
+
+def live_budget_table() -> list[str]:
+    """Dropped frames, latency and model step per stream count, one row per default budget (the
+    service's ``VIDREC_DEFAULT_BUDGET``, else what the live bundle recommends)."""
+    points = []
+    for name in LIVE_BUDGET_JSON:
+        data = _load(name)
+        budget = data["config"]["server_env"].get("VIDREC_DEFAULT_BUDGET")
+        label = f"`{budget}`" if budget else "the bundle's recommendation"
+        points += [(p["streams"], label, p) for p in data["points"]]
+    lines = [
+        "| default budget | streams | dropped of sent | p50 / p95 ms | model step ms (events) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for streams, label, p in sorted(points, key=lambda t: t[0]):
+        latency = p["latency_ms"]
+        lines.append(
+            f"| {label} | {streams} | {p['frames_dropped']} of {p['frames_sent']} "
+            f"| {_ms(latency['p50'])} / {_ms(latency['p95'])} "
+            f"| {_ms(p['event_timing_ms']['inference'])} |"
+        )
+    return lines
+
+
 def _section(name: str, render: Any) -> Section:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return start, end, lambda: "\n".join([start, *render(), end])
@@ -328,6 +356,7 @@ SECTIONS = [
     _section("eventful-stream-first", first_streams_table),
     _section("eventful-heldout", heldout_tables),
     _section("live-bench", _live),
+    _section("live-budget", live_budget_table),
 ]
 
 
